@@ -1,0 +1,28 @@
+"""Hydra discovers sweepers and launchers only inside the `hydra_plugins` namespace package.
+
+These are the engine's sweeper and launcher (molgen_grid.grid), named where Hydra looks for them.
+"""
+from hydra.core.config_store import ConfigStore
+
+from molgen_grid.grid.launcher import GridLauncher as _GridLauncher
+from molgen_grid.grid.launcher import GridLauncherConf
+from molgen_grid.grid.sweeper import GridSweeper as _GridSweeper
+from molgen_grid.grid.sweeper import GridSweeperConf
+
+
+class GridLauncher(_GridLauncher):
+    """molgen_grid.grid.launcher.GridLauncher."""
+
+
+class GridSweeper(_GridSweeper):
+    """molgen_grid.grid.sweeper.GridSweeper."""
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="grid", provider="molgen_grid",
+    node=GridLauncherConf(_target_=f"{__name__}.GridLauncher"),
+)
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="grid", provider="molgen_grid",
+    node=GridSweeperConf(_target_=f"{__name__}.GridSweeper"),
+)

@@ -1,0 +1,42 @@
+"""`python -m molgen_grid [overrides]`: one cell; with `-m`, the sweep of the experiment's grid.
+
+Both go through the project's own sweeper and launcher: a single run is a sweep of one cell (the experiment's
+grid cleared), so it too skips a done cell, takes the cell's lock and runs in a fresh process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from molgen_grid.grid.preflight import check_command_line
+
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+#: Flags that ask Hydra about the app instead of running it.
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+
+
+#: The config tree; MOLGEN_GRID_CONF points at another one (a copy with more options, say).
+CONF_DIR = Path(os.environ.get("MOLGEN_GRID_CONF") or Path(__file__).resolve().parent.parent / "conf").resolve()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Never called: every run goes through the launcher, which runs the cell's code in its own process."""
+
+
+def as_sweep(argv: list[str]) -> list[str]:
+    """A plain run becomes a one-cell sweep: multirun, with the experiment's grid left out."""
+    if any(a in MULTIRUN_FLAGS for a in argv) or any(a.split("=")[0] in INFO_FLAGS for a in argv):
+        return argv
+    return [argv[0], "--multirun", "hydra.sweeper.params={}", *argv[1:]]
+
+
+if __name__ == "__main__":
+    sys.argv = as_sweep(sys.argv)
+    check_command_line(CONF_DIR, "config", sys.argv)
+    main()

@@ -1,0 +1,98 @@
+"""The everyday front door (`molgen-grid`, `sbatch/run.sh`): flags for people, a Hydra sweep underneath.
+
+Each action is the experiment's sweep with the launcher told what to do, so `--status`, `--dry-run` and a run
+see exactly the same cells as `python -m molgen_grid -m experiment=NAME ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from molgen_grid.grid.store import safe_component
+from molgen_grid.errors import InputError
+
+EPILOG = """\
+examples:
+  molgen-grid                                  run every cell of the default experiment that is not done
+  molgen-grid --status                         one row per cell: state, job id, age, reason
+  molgen-grid --status --json                  the same, for machines
+  molgen-grid --dry-run kv_cache=static        the plan: what would run and why
+  molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
+  molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 molecules per cell, kept apart from full runs
+Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
+Put overrides before --force: every word after --force is taken as a cell name."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="molgen-grid", description="Run, resume and inspect a grid of conformer-generation benchmarks.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--experiment", default="default", help="conf/experiment/NAME.yaml (default: %(default)s)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
+    action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
+    p.add_argument("--json", action="store_true", help="with --status: print JSON")
+    p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
+    p.add_argument("--limit", type=int, metavar="N", help="test mode: N molecules per cell (sets sample_size)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. kv_cache=static,dynamic")
+    return p
+
+
+def hydra_argv(args: argparse.Namespace) -> list[str]:
+    """The `python -m molgen_grid -m ...` command line that carries out these flags."""
+    action = "status" if args.status else "dry_run" if args.dry_run else "run"
+    argv = ["molgen_grid", "--multirun", f"experiment={safe_component(args.experiment, 'experiment name')}",
+            f"hydra.launcher.action={action}"]
+    if args.json:
+        argv.append("hydra.launcher.json=true")
+    if args.force is not None:
+        names = args.force or ["*"]
+        argv.append("hydra.launcher.force=[" + ",".join(f"'{n}'" for n in names) + "]")
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError(f"--limit {args.limit}: give a positive number of molecules")
+        argv.append(f"sample_size={args.limit}")
+    return argv + args.overrides
+
+
+def split_force(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Take the cell names that follow --force out of the command line.
+
+    Cell names look like overrides (`gpu=local,...`), so argparse alone cannot tell them apart: every word after
+    --force up to the next flag is a cell name.
+    """
+    rest: list[str] = []
+    cells: list[str] | None = None
+    forcing = False
+    for arg in argv:
+        if arg == "--force":
+            forcing, cells = True, cells or []
+        elif forcing and not arg.startswith("-"):
+            cells.append(arg)
+        else:
+            forcing = False
+            rest.append(arg)
+    return rest, cells
+
+
+def main(argv: list[str] | None = None) -> None:
+    rest, force = split_force(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_intermixed_args(rest)
+    args.force = force
+    if args.json and not args.status:
+        parser().error("--json goes with --status")
+    try:
+        sys.argv = hydra_argv(args)
+    except InputError as exc:
+        print(f"molgen-grid: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from molgen_grid.__main__ import CONF_DIR, main as hydra_main
+    from molgen_grid.grid.preflight import check_command_line
+
+    check_command_line(CONF_DIR, "config", sys.argv)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

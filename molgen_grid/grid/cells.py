@@ -1,0 +1,68 @@
+"""Cell names: a pure, reversible function of a cell's configuration.
+
+A name lists the option of every axis group (in the configured order) and then every other override whose
+value differs from the experiment's default, sorted by key, as Hydra's `override_dirname` does
+(`key=value` joined by `,`). So the same cell gets the same directory however the user typed it, and
+`--force NAME` can rebuild the overrides of a cell that never ran. Values that are not filesystem-safe or are
+long are replaced by a short hash; such a name is still unique but resolves only through the grid.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+MAX_NAME_BYTES = 200
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,48}$")
+_HASH_MARK = "~"
+
+
+def short_hash(text: str, length: int = 10) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a grid: its axis choices, its other (non-default) overrides and its name."""
+
+    axes: tuple[tuple[str, str], ...]
+    extra: tuple[tuple[str, str], ...]
+    name: str = field(compare=False)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The Hydra overrides that reproduce this cell on top of its experiment."""
+        return [f"{k}={v}" for k, v in self.axes + self.extra]
+
+    @property
+    def axis_choices(self) -> dict[str, str]:
+        return dict(self.axes)
+
+
+def _name_value(value: str) -> str:
+    return value if _SAFE_VALUE.match(value) else _HASH_MARK + short_hash(value)
+
+
+def make_cell(axes: list[tuple[str, str]], extra: dict[str, str]) -> Cell:
+    """Build a cell from its axis choices (in axis order) and its non-default overrides."""
+    items = list(axes) + sorted(extra.items())
+    name = ",".join(f"{k}={_name_value(v)}" for k, v in items)
+    if len(name.encode()) > MAX_NAME_BYTES:
+        name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
+    return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name)
+
+
+def parse_cell_name(name: str) -> list[str]:
+    """Turn a cell name back into the overrides that reproduce it.
+
+    Raises ValueError for a name whose values were shortened to a hash: only the grid that made it knows them.
+    """
+    if _HASH_MARK in name:
+        raise ValueError(f"cell name {name!r} holds hashed values and can only be matched against its grid")
+    overrides = []
+    for part in name.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"{name!r} is not a cell name (expected key=value,key=value,...)")
+        overrides.append(f"{key}={value}")
+    return overrides

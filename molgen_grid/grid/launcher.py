@@ -1,0 +1,178 @@
+"""The project's Hydra launcher: plan the sweep, then show it or run what is not done.
+
+Hydra's sweeper expands the overrides into cells; this launcher drops the cells that are done (or being run
+by someone else) before anything is launched, and runs the rest each in a fresh process. `action` turns the
+same sweep into a status table or a dry-run plan, so every front door shares one expansion of the grid.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Sequence
+
+from hydra.errors import ConfigCompositionException
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid.gitinfo import git_provenance
+from molgen_grid.grid.plan import Entry, make_plan, why_run
+from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.state import read_state
+from molgen_grid.grid.status import print_plan, print_status, status_json
+from molgen_grid.grid.store import CONFIG, ERROR, CellStore, OVERRIDES, atomic_write_json, atomic_write_text, safe_component
+from molgen_grid.grid.local import start_local, wait_local
+from molgen_grid.grid.worker import CellJob, error_record, load_task
+
+ACTIONS = ("run", "status", "dry_run")
+ALL_CELLS = "*"
+
+
+@dataclass
+class GridLauncherConf:
+    _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
+    #: run (the default), status or dry_run.
+    action: str = "run"
+    #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
+    force: List[str] = field(default_factory=list)
+    #: With action=status: print JSON instead of a table.
+    json: bool = False
+
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did, for its closing line and its exit code."""
+
+    done: int = 0
+    ran: int = 0
+    failed: int = 0
+    busy: int = 0
+
+    def line(self) -> str:
+        return (f"{self.done} done, {self.ran} run, {self.failed} failed"
+                + (f", {self.busy} left to another sweep" if self.busy else ""))
+
+
+class GridLauncher(Launcher):
+    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False) -> None:
+        if action not in ACTIONS:
+            raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
+        self.action = action
+        self.force = list(force)
+        self.json = json
+        self.console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+        self.outcome = SweepOutcome()
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
+        cells = spec.cells(job_overrides)
+        forced: set[str] = set()
+        if self.force == [ALL_CELLS]:
+            forced = {c.name for c in cells}
+        elif self.force:
+            cells = spec.resolve_names(self.force, cells)
+            forced = {c.name for c in cells}
+        root = self.results_root(spec)
+        entries = make_plan(spec, cells, root, forced)
+        if self.action == "status":
+            if self.json:
+                print(status_json(spec.experiment, entries))
+            else:
+                print_status(self.console, spec.experiment, entries)
+        elif self.action == "dry_run":
+            print_plan(self.console, spec.experiment, entries)
+        else:
+            self.run(spec, entries, forced)
+        return []
+
+    def results_root(self, spec: GridSpec) -> Path:
+        base = Path(self.config.hydra.runtime.cwd) / self.config.grid.results_dir
+        return base / safe_component(spec.experiment, "experiment name")
+
+    def run(self, spec: GridSpec, entries: list[Entry], forced: set[str]) -> None:
+        self.outcome.done = sum(1 for e in entries if not e.runs)
+        todo = [(e, self.compose(spec, e)) for e in entries if e.runs]
+        self.preflight(spec, todo)
+        self.console.print(f"experiment {spec.experiment}: {len(entries)} cells, {len(todo)} to run, "
+                           f"{self.outcome.done} done or in flight")
+        provenance = git_provenance(Path(self.config.hydra.runtime.cwd))
+        for index, (entry, resolved) in enumerate(todo, 1):
+            self.run_cell(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(todo)}]")
+        self.console.print(f"sweep {spec.experiment}: {self.outcome.line()}")
+
+    def compose(self, spec: GridSpec, entry: Entry) -> dict[str, Any]:
+        try:
+            cfg = spec.compose(entry.cell)
+        except ConfigCompositionException as exc:
+            cause = exc.__cause__ or exc
+            raise InputError(f"cell {entry.cell.name} cannot be composed: {str(cause).splitlines()[0]}") from None
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved.pop("hydra", None)
+        return resolved
+
+    def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
+        """The cell code's own input checks, for every cell to run, before anything is written."""
+        check = load_task(spec.base.grid.preflight)
+        for _, resolved in todo:
+            check(OmegaConf.create(resolved))
+        for entry, resolved in todo:
+            if resolved["gpu"].get("executor", "local") != "local":
+                raise InputError(
+                    f"gpu={entry.cell.axis_choices.get('gpu')} needs a Slurm cluster, and this version runs cells on"
+                    " this machine only: use gpu=local"
+                )
+
+    def run_cell(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any],
+                 forced: bool, counter: str) -> None:
+        store = entry.store
+        with store.locked() as got:
+            if not got:
+                self.outcome.busy += 1
+                self.console.print(f"{counter} {entry.cell.name}: [yellow]running elsewhere, left to it[/]")
+                return
+            if why_run(read_state(store, entry.spec_hash), forced) is None:
+                self.outcome.done += 1
+                self.console.print(f"{counter} {entry.cell.name}: done by another sweep meanwhile")
+                return
+            store.retire_outcome()
+            atomic_write_text(store.path(CONFIG), OmegaConf.to_yaml(resolved))
+            atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
+            job = CellJob(
+                cell_dir=str(store.dir), experiment=spec.experiment, cell=entry.cell.name,
+                axes=entry.cell.axis_choices, overrides=entry.cell.overrides, config=resolved,
+                config_hash=hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+                spec_hash=entry.spec_hash, task=spec.base.grid.task, provenance=provenance,
+            )
+            self.console.print(f"{counter} {entry.cell.name}: running ({entry.why})")
+            started = time.time()
+            handle = start_local(job, float(resolved["gpu"].get("timeout_min", 120)))
+            store.append_attempt({"executor": "local", "job_id": str(handle.job_id), "host": socket.gethostname(),
+                                  "why": entry.why})
+            failure = wait_local(handle)
+            self.report_cell(store, counter, entry.cell.name, failure, time.time() - started)
+
+    def report_cell(self, store: CellStore, counter: str, name: str, failure: str | None, seconds: float) -> None:
+        if failure is None:
+            summary = store.summary() or {}
+            tps = (summary.get("metrics") or {}).get("tokens_per_s") or {}
+            figure = f", {tps['median']:.0f} tok/s" if isinstance(tps, dict) and tps.get("median") else ""
+            self.outcome.ran += 1
+            self.console.print(f"{counter} {name}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{figure}")
+            return
+        if store.error() is None:
+            atomic_write_json(store.path(ERROR), error_record(RuntimeError(failure), failure))
+        self.outcome.failed += 1
+        self.console.print(f"{counter} {name}: [red]failed[/] in {seconds:.1f}s: {failure} "
+                           f"(logs in {store.dir / 'logs'})", soft_wrap=True)

@@ -1,0 +1,64 @@
+"""Command-line overrides checked before Hydra composes, so bad input gets one line, not a traceback.
+
+Hydra reports an unknown option or key over several lines; the user should see one line that names the
+problem and the fix, and a non-zero exit, before anything is composed, launched or written.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.types import RunMode
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid.spec import GridSpec
+
+_HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+                           "--experimental-rerun", "--shell-completion", "-sc"}
+
+
+def overrides_of(argv: list[str]) -> list[str] | None:
+    """The overrides on a Hydra command line; None when it names another config tree (not checked here)."""
+    out, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or arg.startswith(
+                ("--config-dir=", "--config-path=", "--config-name=")):
+            return None
+        if arg in _HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> None:
+    """Exit with one line on stderr (status 2) when an override names an unknown experiment, option or key."""
+    overrides = overrides_of(argv)
+    if not overrides:
+        return
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+            experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), None)
+            hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
+            if experiment is None:
+                defaults = loader.load_configuration(config_name, hydra_overrides, run_mode=RunMode.RUN)
+                experiment = defaults.hydra.runtime.choices.get("experiment", "default")
+            GridSpec(loader, config_name, experiment, hydra_overrides).validate(overrides)
+    except InputError as exc:
+        print(f"molgen-grid: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except HydraException as exc:
+        print(f"molgen-grid: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        GlobalHydra.instance().clear()
+

@@ -1,0 +1,217 @@
+"""A sweep's cells, named and fingerprinted from one composed config, never one composition per cell.
+
+Hydra's sweeper hands the launcher each cell as a list of `key=value` strings. Everything the plan needs of a
+cell (its name, whether its overrides are legal, the fingerprint that tells a stale result) is derived from
+those strings, the experiment's base config (composed once) and the option files it selects (read once each).
+Composing every cell would cost about 100 ms each; a 3,000-cell status must answer in about a second.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid.cells import Cell, make_cell, parse_cell_name
+
+_ABSENT = object()
+#: Overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
+ENGINE_KEYS = ("hydra.", "hydra/", "grid.")
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_fingerprint(task: str) -> str:
+    """A hash of the source of the package that holds the cell's code: a code change makes results stale."""
+    package = task.rsplit(".", 2)[0]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise InputError(f"grid.task {task!r} is not importable: name a function as package.module.function")
+    root = Path(spec.origin).parent
+    return _digest(*(f"{p.relative_to(root)}:{p.read_bytes().hex()}" for p in sorted(root.rglob("*.py"))))
+
+
+class GridSpec:
+    """The experiment's base config and what it takes to turn override lists into named cells."""
+
+    def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str,
+                 hydra_overrides: Sequence[str] = ()) -> None:
+        self._loader = config_loader
+        self.config_name = config_name
+        experiments = config_loader.get_group_options("experiment")
+        if experiment not in experiments:
+            raise InputError(f"unknown experiment {experiment!r}: choose one of {', '.join(experiments)} "
+                             "(conf/experiment/)")
+        self.experiment = experiment
+        self.base = config_loader.load_configuration(
+            config_name=config_name,
+            overrides=list(hydra_overrides) + [f"experiment={experiment}"],
+            run_mode=RunMode.RUN,
+        )
+        self.axes: list[str] = list(self.base.grid.axes)
+        self.choices: dict[str, str] = {
+            k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
+        }
+        self._parser = OverridesParser.create(config_loader=config_loader)
+        self._parsed: dict[str, tuple[str, Any, bool]] = {}
+        self._options: dict[str, list[str]] = {}
+        self._file_hash: dict[str, str] = {}
+        self._common = _digest(
+            self._config_text(self.config_name),
+            self._config_text(f"experiment/{self.experiment}", drop_hydra=True),
+            code_fingerprint(self.base.grid.task),
+        )
+
+    def _config_text(self, path: str, drop_hydra: bool = False) -> str:
+        if path not in self._file_hash:
+            result = self._loader.repository.load_config(path)
+            cfg = result.config if result is not None else OmegaConf.create()
+            if drop_hydra and "hydra" in cfg:
+                cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+            self._file_hash[path] = _digest(OmegaConf.to_yaml(cfg))
+        return self._file_hash[path]
+
+    def group_options(self, group: str) -> list[str]:
+        if group not in self._options:
+            self._options[group] = self._loader.get_group_options(group)
+        return self._options[group]
+
+    def _parse(self, override: str) -> tuple[str, Any, bool]:
+        """(key, value as a string, is it a group choice), validated once per distinct override."""
+        if override in self._parsed:
+            return self._parsed[override]
+        parsed = self._parser.parse_override(override)
+        key = parsed.get_key_element()
+        value = parsed.get_value_element_as_str()
+        group = parsed.key_or_group
+        if group in self.choices:
+            options = self.group_options(group)
+            if value not in options:
+                raise InputError(
+                    f"unknown option {group}={value}: choose one of {', '.join(options)} (conf/{group}/)"
+                )
+            result = (key, value, True)
+        else:
+            if not key.startswith("+") and OmegaConf.select(self.base, key, default=_ABSENT) is _ABSENT:
+                close = difflib.get_close_matches(key, self._known_keys(), n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise InputError(f"unknown key {key!r}: {hint}(to add a new key, write +{key}=...)")
+            result = (key, value, False)
+        self._parsed[override] = result
+        return result
+
+    def _known_keys(self) -> list[str]:
+        container = OmegaConf.to_container(self.base, resolve=False)
+        keys: list[str] = []
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k != "hydra":
+                        keys.append(prefix + str(k))
+                        walk(v, prefix + str(k) + ".")
+
+        walk(container, "")
+        return keys
+
+    def _is_default(self, key: str, value: str, is_group: bool) -> bool:
+        if is_group:
+            return self.choices.get(key) == value
+        base_value = OmegaConf.select(self.base, key.lstrip("+~"), default=_ABSENT)
+        if base_value is _ABSENT:
+            return False
+        if OmegaConf.is_config(base_value):
+            base_value = OmegaConf.to_container(base_value)
+        return base_value == self._parser.parse_override(f"{key}={value}").value()
+
+    def cell(self, overrides: Sequence[str]) -> Cell:
+        """The cell that these overrides select (the experiment's defaults filling the rest)."""
+        axes = {axis: self.choices[axis] for axis in self.axes}
+        extra: dict[str, str] = {}
+        for override in overrides:
+            key, value, is_group = self._parse(override)
+            if key == "experiment" or key.lstrip("+~").startswith(ENGINE_KEYS):
+                continue
+            if key in axes:
+                axes[key] = value
+            elif not self._is_default(key, value, is_group):
+                extra[key] = value
+            else:
+                extra.pop(key, None)
+        return make_cell([(a, axes[a]) for a in self.axes], extra)
+
+    @classmethod
+    def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
+        """The spec of the sweep Hydra composed (its experiment, its Hydra overrides)."""
+        return cls(config_loader, sweep_config.hydra.job.config_name,
+                   sweep_config.hydra.runtime.choices.get("experiment", "default"),
+                   list(sweep_config.hydra.overrides.hydra))
+
+    def validate(self, overrides: Iterable[str]) -> None:
+        """Check command-line overrides (sweeps expanded) before Hydra composes anything."""
+        for line in overrides:
+            (parsed,) = self._parser.parse_overrides([line])
+            if parsed.is_hydra_override() or parsed.key_or_group == "experiment" or parsed.key_or_group.startswith(
+                    ENGINE_KEYS):
+                continue
+            key = parsed.get_key_element()
+            values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [
+                parsed.get_value_element_as_str()]
+            for value in values:
+                self._parse(f"{key}={value}")
+
+    def cells(self, job_overrides: Iterable[Sequence[str]]) -> list[Cell]:
+        """Distinct cells in sweep order (two spellings of one cell are one cell)."""
+        seen: dict[str, Cell] = {}
+        for overrides in job_overrides:
+            c = self.cell(overrides)
+            seen.setdefault(c.name, c)
+        return list(seen.values())
+
+    def resolve_names(self, names: Iterable[str], grid: list[Cell]) -> list[Cell]:
+        """Cells named on the command line: looked up in the grid, else rebuilt from the name itself."""
+        by_name = {c.name: c for c in grid}
+        out = []
+        for name in names:
+            if name in by_name:
+                out.append(by_name[name])
+                continue
+            try:
+                c = self.cell(parse_cell_name(name))
+            except (ValueError, InputError) as e:
+                raise InputError(f"{name!r} is not a cell of this grid ({e}): copy a name from --status") from None
+            if c.name != name:
+                raise InputError(f"{name!r} is not a canonical cell name: did you mean {c.name!r}?")
+            out.append(c)
+        return out
+
+    def spec_hash(self, cell: Cell) -> str:
+        """What a result depends on: overrides, the option files selected, the primary config, the code."""
+        choices = dict(self.choices)
+        for key, value in cell.axes + cell.extra:
+            if key in choices:
+                choices[key] = value
+        files = [self._config_text(f"{g}/{o}") for g, o in sorted(choices.items()) if g != "experiment"]
+        return _digest(self._common, json.dumps(cell.extra), *files)
+
+    def compose(self, cell: Cell) -> DictConfig:
+        """The full config of one cell; only for cells that are about to run."""
+        return self._loader.load_configuration(
+            config_name=self.config_name,
+            overrides=[f"experiment={self.experiment}"] + cell.overrides,
+            run_mode=RunMode.RUN,
+        )

@@ -1,0 +1,65 @@
+"""Tables of a plan for people (rich) and for machines (--json)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+from molgen_grid.grid.plan import Entry
+
+_STYLE = {
+    "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
+    "failed": "red", "stale": "magenta", "missing": "dim",
+}
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def counts(entries: list[Entry]) -> dict[str, int]:
+    return dict(Counter(e.state.state for e in entries))
+
+
+def status_json(experiment: str, entries: list[Entry]) -> str:
+    cells = [
+        {
+            "cell": e.cell.name,
+            "state": e.state.state,
+            "job_id": e.state.job_id,
+            "age_s": None if e.state.age_s is None else round(e.state.age_s, 1),
+            "reason": e.state.reason,
+            "overrides": e.cell.overrides,
+        }
+        for e in entries
+    ]
+    return json.dumps({"experiment": experiment, "cells": cells, "counts": counts(entries)}, indent=1)
+
+
+def print_status(console: Console, experiment: str, entries: list[Entry]) -> None:
+    table = Table(title=f"experiment {experiment}: {len(entries)} cells", title_justify="left")
+    for column in ("cell", "state", "job id", "age", "reason"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        style = _STYLE.get(e.state.state, "")
+        table.add_row(e.cell.name, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
+                      e.state.reason or "")
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
+
+
+def print_plan(console: Console, experiment: str, entries: list[Entry]) -> None:
+    runs = [e for e in entries if e.runs]
+    console.print(f"experiment {experiment}: {len(runs)} of {len(entries)} cells would run")
+    for e in runs:
+        console.print(f"  run  {e.cell.name}  [dim]({e.why})[/]")
+    left = Counter(e.state.state for e in entries if not e.runs)
+    if left:
+        console.print("left alone: " + ", ".join(f"{n} {s}" for s, n in sorted(left.items())))

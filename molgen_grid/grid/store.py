@@ -1,0 +1,167 @@
+"""The results tree: one directory per cell, crash-safe writes, attempts, and the per-cell lock.
+
+`summary.json` is written last and atomically; its presence (valid and complete) is what "done" means, so a
+cell killed at any moment is never shown as done. The lock is an `flock` on a file in the cell directory:
+the kernel drops it when its holder dies, so a dead sweep can never keep a cell locked.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from contextlib import contextmanager
+
+from molgen_grid.errors import InputError
+
+SUMMARY = "summary.json"
+ERROR = "error.json"
+ATTEMPTS = "attempts.jsonl"
+CONFIG = "config.yaml"
+OVERRIDES = "overrides.json"
+RESULTS = "results.json"
+LOCK = ".lock"
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file in the same directory, fsync, rename: readers see all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it is absent or does not parse."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def safe_component(name: str, what: str) -> str:
+    """Refuse a path component that could escape the results tree."""
+    if not _SAFE_COMPONENT.match(name) or name in {".", ".."} or ".." in name.split("/"):
+        raise InputError(
+            f"{what} {name!r} is not a safe directory name: use letters, digits and _ . , = : @ + ~ - only"
+        )
+    return name
+
+
+class CellLock:
+    """A non-blocking exclusive lock on one cell, held for as long as the cell runs."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class CellStore:
+    """The directory of one cell and the files in it."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.name = safe_component(name, "cell name")
+        self.dir = root / self.name
+
+    def path(self, filename: str) -> Path:
+        return self.dir / filename
+
+    def summary(self) -> dict | None:
+        data = read_json(self.path(SUMMARY))
+        return data if isinstance(data, dict) else None
+
+    def error(self) -> dict | None:
+        return read_json(self.path(ERROR))
+
+    def attempts(self) -> list[dict]:
+        try:
+            lines = self.path(ATTEMPTS).read_text().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def is_locked(self) -> bool:
+        """Whether a live process holds this cell's lock (a cheap probe: take it and let go)."""
+        if not self.path(LOCK).exists():
+            return False
+        probe = CellLock(self.path(LOCK))
+        if probe.acquire():
+            probe.release()
+            return False
+        return True
+
+    @contextmanager
+    def locked(self) -> Iterator[bool]:
+        """Yield whether this process got the cell's lock; release it on exit."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = CellLock(self.path(LOCK))
+        got = lock.acquire()
+        try:
+            yield got
+        finally:
+            lock.release()
+
+    def append_attempt(self, record: dict) -> None:
+        """One JSON line per launch; O_APPEND keeps concurrent writers' lines whole."""
+        line = json.dumps({"when": time.time(), **record}, default=str) + "\n"
+        fd = os.open(self.path(ATTEMPTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def retire_outcome(self) -> None:
+        """Move a previous summary or error aside before a rerun, so that nothing complete is lost."""
+        history = self.dir / "history"
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for filename in (SUMMARY, ERROR):
+            source = self.path(filename)
+            if source.exists():
+                history.mkdir(exist_ok=True)
+                os.replace(source, history / f"{stamp}.{os.getpid()}.{filename}")
