@@ -98,7 +98,7 @@ class GridLauncher(Launcher):
         return []
 
     def results_root(self, spec: GridSpec) -> Path:
-        base = Path(self.config.hydra.runtime.cwd) / self.config.grid.results_dir
+        base = Path(self.config.hydra.runtime.cwd) / spec.settings.results_dir
         return base / safe_component(spec.experiment, "experiment name")
 
     def run(self, spec: GridSpec, entries: list[Entry], forced: set[str]) -> None:
@@ -107,7 +107,7 @@ class GridLauncher(Launcher):
         self.preflight(spec, todo)
         self.console.print(f"experiment {spec.experiment}: {len(entries)} cells, {len(todo)} to run, "
                            f"{self.outcome.done} done or in flight")
-        provenance = git_provenance(Path(self.config.hydra.runtime.cwd))
+        provenance = git_provenance(Path(__file__).resolve().parents[2])
         for index, (entry, resolved) in enumerate(todo, 1):
             self.run_cell(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(todo)}]")
         self.console.print(f"sweep {spec.experiment}: {self.outcome.line()}")
@@ -118,21 +118,19 @@ class GridLauncher(Launcher):
         except ConfigCompositionException as exc:
             cause = exc.__cause__ or exc
             raise InputError(f"cell {entry.cell.name} cannot be composed: {str(cause).splitlines()[0]}") from None
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        resolved.pop("hydra", None)
-        return resolved
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
     def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
         """The cell code's own input checks, for every cell to run, before anything is written."""
-        check = load_task(spec.base.grid.preflight)
-        for _, resolved in todo:
-            check(OmegaConf.create(resolved))
         for entry, resolved in todo:
             if resolved["gpu"].get("executor", "local") != "local":
                 raise InputError(
                     f"gpu={entry.cell.axis_choices.get('gpu')} needs a Slurm cluster, and this version runs cells on"
                     " this machine only: use gpu=local"
                 )
+        check = load_task(spec.settings.preflight)
+        for _, resolved in todo:
+            check(OmegaConf.create(resolved))
 
     def run_cell(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any],
                  forced: bool, counter: str) -> None:
@@ -142,7 +140,7 @@ class GridLauncher(Launcher):
                 self.outcome.busy += 1
                 self.console.print(f"{counter} {entry.cell.name}: [yellow]running elsewhere, left to it[/]")
                 return
-            if why_run(read_state(store, entry.spec_hash), forced) is None:
+            if why_run(read_state(store, entry.spec_hash, lock_held=True), forced) is None:
                 self.outcome.done += 1
                 self.console.print(f"{counter} {entry.cell.name}: done by another sweep meanwhile")
                 return
@@ -153,7 +151,7 @@ class GridLauncher(Launcher):
                 cell_dir=str(store.dir), experiment=spec.experiment, cell=entry.cell.name,
                 axes=entry.cell.axis_choices, overrides=entry.cell.overrides, config=resolved,
                 config_hash=hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
-                spec_hash=entry.spec_hash, task=spec.base.grid.task, provenance=provenance,
+                spec_hash=entry.spec_hash, task=spec.settings.task, provenance=provenance,
             )
             self.console.print(f"{counter} {entry.cell.name}: running ({entry.why})")
             started = time.time()
@@ -171,8 +169,11 @@ class GridLauncher(Launcher):
             self.outcome.ran += 1
             self.console.print(f"{counter} {name}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{figure}")
             return
-        if store.error() is None:
+        recorded = store.error()
+        if recorded is None:
             atomic_write_json(store.path(ERROR), error_record(RuntimeError(failure), failure))
+        else:
+            failure = recorded.get("reason") or failure
         self.outcome.failed += 1
         self.console.print(f"{counter} {name}: [red]failed[/] in {seconds:.1f}s: {failure} "
                            f"(logs in {store.dir / 'logs'})", soft_wrap=True)

@@ -8,6 +8,7 @@ Composing every cell would cost about 100 ms each; a 3,000-cell status must answ
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -49,7 +50,7 @@ class GridSpec:
     """The experiment's base config and what it takes to turn override lists into named cells."""
 
     def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str,
-                 hydra_overrides: Sequence[str] = ()) -> None:
+                 hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None) -> None:
         self._loader = config_loader
         self.config_name = config_name
         experiments = config_loader.get_group_options("experiment")
@@ -62,7 +63,9 @@ class GridSpec:
             overrides=list(hydra_overrides) + [f"experiment={experiment}"],
             run_mode=RunMode.RUN,
         )
-        self.axes: list[str] = list(self.base.grid.axes)
+        #: The engine's settings (`grid:`), as the command line left them.
+        self.settings = settings if settings is not None else self.base.grid
+        self.axes: list[str] = list(self.settings.axes)
         self.choices: dict[str, str] = {
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
@@ -70,10 +73,13 @@ class GridSpec:
         self._parsed: dict[str, tuple[str, Any, bool]] = {}
         self._options: dict[str, list[str]] = {}
         self._file_hash: dict[str, str] = {}
-        self._common = _digest(
+    @functools.cached_property
+    def _common(self) -> str:
+        """The part of every cell's fingerprint that its overrides do not change."""
+        return _digest(
             self._config_text(self.config_name),
             self._config_text(f"experiment/{self.experiment}", drop_hydra=True),
-            code_fingerprint(self.base.grid.task),
+            code_fingerprint(self.settings.task),
         )
 
     def _config_text(self, path: str, drop_hydra: bool = False) -> str:
@@ -159,7 +165,7 @@ class GridSpec:
         """The spec of the sweep Hydra composed (its experiment, its Hydra overrides)."""
         return cls(config_loader, sweep_config.hydra.job.config_name,
                    sweep_config.hydra.runtime.choices.get("experiment", "default"),
-                   list(sweep_config.hydra.overrides.hydra))
+                   list(sweep_config.hydra.overrides.hydra), sweep_config.grid)
 
     def validate(self, overrides: Iterable[str]) -> None:
         """Check command-line overrides (sweeps expanded) before Hydra composes anything."""

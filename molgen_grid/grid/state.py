@@ -44,8 +44,12 @@ def summary_problem(summary: dict | None) -> str | None:
     return None
 
 
-def read_state(store: CellStore, spec_hash: str) -> CellState:
-    """The cell's state: done/unsupported (maybe stale), running, failed with a reason, or missing."""
+def read_state(store: CellStore, spec_hash: str, lock_held: bool = False) -> CellState:
+    """The cell's state: done/unsupported (maybe stale), running, failed with a reason, or missing.
+
+    `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
+    """
+    locked = (lambda: False) if lock_held else store.is_locked
     if not store.dir.is_dir():
         return CellState(MISSING)
     attempts = store.attempts()
@@ -61,9 +65,9 @@ def read_state(store: CellStore, spec_hash: str) -> CellState:
             if summary["status"] == UNSUPPORTED:
                 return CellState(UNSUPPORTED, summary.get("reason"), job_id, since)
             return CellState(DONE, None, job_id, since)
-        if not store.is_locked():
+        if not locked():
             return CellState(FAILED, problem, job_id, last.get("when"))
-    if store.is_locked():
+    if locked():
         return CellState(RUNNING, None, job_id, last.get("when"))
     if not attempts:
         return CellState(MISSING)

@@ -1,0 +1,63 @@
+"""Shared helpers: the tool is run as a user runs it, in a subprocess, against a results tree in tmp_path."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
+FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
+
+
+class Tool:
+    """Runs `molgen-grid` (the front door) or `python -m molgen_grid` in one working directory."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.results = cwd / "results"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        return self._run([sys.executable, "-m", "molgen_grid.cli", *args], check, timeout)
+
+    def hydra(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        return self._run([sys.executable, "-m", "molgen_grid", *args], check, timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        """A sweep in its own process group, so a test can kill its whole tree."""
+        return subprocess.Popen([sys.executable, "-m", "molgen_grid.cli", *args], cwd=self.cwd, env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+
+    def _run(self, cmd: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess:
+        done = subprocess.run(cmd, cwd=self.cwd, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{cmd} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        return done
+
+    def status(self, *args: str) -> dict:
+        return json.loads(self.cli("--status", "--json", *args).stdout)
+
+    def states(self, *args: str) -> dict[str, str]:
+        return {c["cell"]: c["state"] for c in self.status(*args)["cells"]}
+
+    def cell_dirs(self, experiment: str = "default") -> list[Path]:
+        root = self.results / experiment
+        return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def attempts(cell_dir: Path) -> list[dict]:
+    path = cell_dir / "attempts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def tool(tmp_path: Path) -> Tool:
+    return Tool(tmp_path)

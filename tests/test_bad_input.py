@@ -1,0 +1,56 @@
+"""Bad input: one clear line on stderr, a non-zero exit, and nothing in results/ touched."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, Tool
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+
+
+def refuse(tool: Tool, *args: str, match: str, hydra: bool = False) -> None:
+    before = snapshot(tool.results)
+    done = (tool.hydra if hydra else tool.cli)(*args, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("molgen-grid: error: ") and match in lines[0], lines[0]
+    assert snapshot(tool.results) == before
+
+
+@pytest.mark.parametrize("args, match", [
+    (["attention=flashy"], "unknown option attention=flashy: choose one of eager, sdpa"),
+    (["attention=eager,flashy"], "unknown option attention=flashy"),
+    (["batch_sizee=4"], "unknown key 'batch_sizee': did you mean batch_size?"),
+    (["--experiment", "../x"], "experiment name '../x' is not a safe directory name"),
+    (["--experiment", "nope"], "unknown experiment 'nope': choose one of default"),
+    (["data.path=/no/such/file.smi"], "/no/such/file.smi"),
+    (["model.path=/no/such/model"], "/no/such/model"),
+    (["gpu=h100"], "needs a Slurm cluster"),
+    (["--limit", "0"], "--limit 0"),
+])
+def test_front_door_refuses(tool: Tool, args: list[str], match: str) -> None:
+    refuse(tool, *FAST, *args, match=match)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["-m", "experiment=../x"], "unknown experiment '../x'"),
+    (["-m", "attention=flashy"], "unknown option attention=flashy"),
+    (["kv_cache=nope"], "unknown option kv_cache=nope"),
+])
+def test_hydra_entry_refuses(tool: Tool, args: list[str], match: str) -> None:
+    refuse(tool, *args, match=match, hydra=True)
+
+
+def test_data_file_without_valid_smiles_is_refused(tool: Tool, tmp_path: Path) -> None:
+    data = tmp_path / "bad.smi"
+    data.write_text("not_a_smiles\nC1CC\n")
+    refuse(tool, *FAST, f"data.path={data}", match=str(data))
+
+
+def test_force_of_an_unknown_cell_is_refused(tool: Tool) -> None:
+    refuse(tool, "--force", "gpu=local,attention=flashy", match="not a cell of this grid")

@@ -1,0 +1,72 @@
+"""Cell names: pure, order-independent, defaults elided, reversible, bounded."""
+from __future__ import annotations
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from molgen_grid.__main__ import CONF_DIR
+from molgen_grid.errors import InputError
+from molgen_grid.grid.cells import MAX_NAME_BYTES, make_cell, parse_cell_name
+from molgen_grid.grid.spec import GridSpec
+
+
+@pytest.fixture(scope="module")
+def spec() -> GridSpec:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield GridSpec(GlobalHydra.instance().config_loader(), "config", "default")
+
+
+def test_name_lists_every_axis_in_fixed_order(spec: GridSpec) -> None:
+    name = spec.cell(["kv_cache=static"]).name
+    assert name == ("gpu=local,attention=sdpa,kv_cache=static,template_building=serial,"
+                    "tokenizer_cache=none,logit_processor=python")
+
+
+def test_name_ignores_override_order_and_typed_defaults(spec: GridSpec) -> None:
+    a = spec.cell(["batch_size=8", "attention=eager"])
+    b = spec.cell(["attention=eager", "gpu=local", "batch_size=8", "sampling=greedy", "repeats=3"])
+    assert a.name == b.name
+    assert a.name.endswith(",batch_size=8")
+
+
+def test_experiment_defaults_are_implied(spec: GridSpec) -> None:
+    # the default experiment sets sample_size: 4, so typing it changes nothing, typing 2 does
+    assert spec.cell(["sample_size=4"]).name == spec.cell([]).name
+    assert spec.cell(["sample_size=2"]).name.endswith(",sample_size=2")
+
+
+def test_engine_and_hydra_settings_stay_out_of_names(spec: GridSpec) -> None:
+    assert spec.cell(["grid.results_dir=/elsewhere", "hydra.launcher.action=status"]).name == spec.cell([]).name
+
+
+def test_name_turns_back_into_the_same_cell(spec: GridSpec) -> None:
+    cell = spec.cell(["kv_cache=static", "sampling.top_p=0.5", "batch_size=2"])
+    again = spec.cell(parse_cell_name(cell.name))
+    assert again == cell and again.name == cell.name
+
+
+def test_unsafe_or_long_values_are_hashed_and_names_bounded() -> None:
+    cell = make_cell([("gpu", "local")], {"data.path": "/some/dir/mols.smi", "x": "y" * 400})
+    assert "/" not in cell.name
+    assert len(cell.name.encode()) <= MAX_NAME_BYTES
+    with pytest.raises(ValueError):
+        parse_cell_name(cell.name)
+    assert "data.path=/some/dir/mols.smi" in cell.overrides
+
+
+def test_unknown_options_and_keys_are_refused(spec: GridSpec) -> None:
+    with pytest.raises(InputError, match="attention=flashy: choose one of eager, sdpa"):
+        spec.cell(["attention=flashy"])
+    with pytest.raises(InputError, match="did you mean batch_size"):
+        spec.cell(["batch_sise=3"])
+
+
+def test_force_by_name_rebuilds_a_cell_outside_the_grid(spec: GridSpec) -> None:
+    grid = spec.cells([["kv_cache=dynamic"]])
+    other = spec.cell(["kv_cache=static", "attention=eager"])
+    assert spec.resolve_names([other.name], grid) == [other]
+    with pytest.raises(InputError, match="not a canonical cell name: did you mean 'gpu=local,attention=sdpa,"):
+        spec.resolve_names(["attention=sdpa"], grid)
+    with pytest.raises(InputError, match="not a cell of this grid"):
+        spec.resolve_names(["nonsense"], grid)

@@ -1,0 +1,126 @@
+"""The engine end to end on real cells (the embedded model, real RDKit molecules): run, skip, force, resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, Tool, attempts
+
+pytestmark = pytest.mark.slow
+
+
+def summaries(tool: Tool) -> dict[str, tuple[float, str]]:
+    return {d.name: ((d / "summary.json").stat().st_mtime_ns, (d / "summary.json").read_text())
+            for d in tool.cell_dirs() if (d / "summary.json").exists()}
+
+
+def test_default_grid_runs_then_skips_then_forces_one_cell(tool: Tool) -> None:
+    first = tool.cli(*FAST)
+    assert "0 done, 2 run, 0 failed" in first.stdout
+    cells = tool.cell_dirs()
+    assert len(cells) == 2
+    for cell in cells:
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["cell"] == cell.name
+        assert summary["axes"]["kv_cache"] in {"dynamic", "static"}
+        assert summary["metrics"]["generated_tokens"] > 0
+        assert summary["metrics"]["tokens_per_s"]["median"] > 0
+        assert (cell / "results.json").exists() and (cell / "config.yaml").exists()
+        assert len(attempts(cell)) == 1
+
+    before = summaries(tool)
+    again = tool.cli(*FAST)
+    assert "2 done, 0 run, 0 failed" in again.stdout
+    assert summaries(tool) == before
+
+    static = next(c.name for c in cells if "kv_cache=static" in c.name)
+    forced = tool.cli(*FAST, "--force", static)
+    assert "1 run" in forced.stdout
+    after = summaries(tool)
+    assert after[static] != before[static]
+    assert {k: v for k, v in after.items() if k != static} == {k: v for k, v in before.items() if k != static}
+    assert [len(attempts(c)) for c in cells] == [1 if c.name != static else 2 for c in cells]
+    assert len(list((tool.results / "default" / static / "history").glob("*summary.json"))) == 1
+    assert set(tool.states(*FAST).values()) == {"done"}
+
+
+def test_hydra_multirun_makes_two_cells_then_none(tool: Tool) -> None:
+    first = tool.hydra("-m", "kv_cache=static,dynamic", *FAST)
+    assert "2 cells, 2 to run" in first.stdout
+    second = tool.hydra("-m", "kv_cache=static,dynamic", *FAST)
+    assert "2 cells, 0 to run" in second.stdout and "0 run" in second.stdout
+    single = tool.hydra("kv_cache=static", *FAST)
+    assert "1 cells, 0 to run" in single.stdout
+
+
+def test_kill_9_mid_cell_is_never_done_and_reruns(tool: Tool) -> None:
+    sweep = tool.popen(*FAST, "kv_cache=dynamic", "max_new_tokens=400")
+    cell_dir = None
+    deadline = time.time() + 120
+    while time.time() < deadline and cell_dir is None:
+        found = [d for d in tool.cell_dirs() if attempts(d)]
+        cell_dir = found[0] if found else None
+        time.sleep(0.2)
+    assert cell_dir is not None, "the sweep never launched its cell"
+    time.sleep(2)
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    time.sleep(0.5)
+    assert not (cell_dir / "summary.json").exists()
+    status = tool.status(*FAST, "kv_cache=dynamic")["cells"][0]
+    assert status["state"] == "failed" and status["reason"].startswith("killed")
+    rerun = tool.cli(*FAST, "kv_cache=dynamic")
+    assert "1 run" in rerun.stdout
+    assert tool.states(*FAST, "kv_cache=dynamic") == {cell_dir.name: "done"}
+    assert len(attempts(cell_dir)) == 2
+
+
+def test_two_concurrent_sweeps_run_each_cell_once(tool: Tool) -> None:
+    sweeps = [tool.popen(*FAST) for _ in range(2)]
+    outputs = [s.communicate(timeout=600)[0] for s in sweeps]
+    assert all(s.returncode == 0 for s in sweeps), outputs
+    cells = tool.cell_dirs()
+    assert len(cells) == 2
+    assert [len(attempts(c)) for c in cells] == [1, 1]
+    assert set(tool.states(*FAST).values()) == {"done"}
+
+
+def test_corrupt_or_incomplete_summary_is_failed_and_rerun(tool: Tool) -> None:
+    tool.cli(*FAST)
+    broken, partial = tool.cell_dirs()
+    (broken / "summary.json").write_text('{"status": "ok", ')
+    (partial / "summary.json").write_text('{"status": "ok"}')
+    status = {c["cell"]: c for c in tool.status(*FAST)["cells"]}
+    assert status[broken.name]["state"] == "failed" and "corrupt" in status[broken.name]["reason"]
+    assert status[partial.name]["state"] == "failed" and "lacks" in status[partial.name]["reason"]
+    rerun = tool.cli(*FAST)
+    assert "2 run" in rerun.stdout
+    assert set(tool.states(*FAST).values()) == {"done"}
+    assert (broken / "history").is_dir()
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tool: Tool) -> None:
+    done = tool.cli(*FAST, "kv_cache=dynamic", "model.embedded.num_attention_heads=4,3", check=False)
+    assert done.returncode == 1
+    assert "1 run, 1 failed" in done.stdout
+    states = {c["cell"]: c for c in tool.status(*FAST, "kv_cache=dynamic",
+                                                 "model.embedded.num_attention_heads=4,3")["cells"]}
+    bad = next(c for name, c in states.items() if "num_attention_heads=3" in name)
+    assert bad["state"] == "failed" and bad["reason"]
+    error = json.loads((tool.results / "default" / bad["cell"] / "error.json").read_text())
+    assert error["class"] and error["traceback"]
+
+
+def test_invalid_smiles_rows_are_skipped_and_counted(tool: Tool, tmp_path: Path) -> None:
+    data = tmp_path / "mols.smi"
+    data.write_text("CCO ethanol\nnot_a_smiles bad\nc1ccccc1 benzene\nC1CC bad-ring\n")
+    tool.cli(*FAST, "kv_cache=dynamic", f"data.path={data}", "sample_size=null")
+    (cell,) = tool.cell_dirs()
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["data"]["invalid_rows"] == 2
+    assert summary["data"]["molecules"] == 2
