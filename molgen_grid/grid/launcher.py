@@ -90,7 +90,7 @@ class GridLauncher(Launcher):
             if self.json:
                 print(status_json(spec.experiment, entries))
             else:
-                print_status(self.console, spec.experiment, entries)
+                print_status(self.console, spec, entries)
         elif self.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         else:

@@ -189,20 +189,43 @@ class GridSpec:
         return list(seen.values())
 
     def resolve_names(self, names: Iterable[str], grid: list[Cell]) -> list[Cell]:
-        """Cells named on the command line: looked up in the grid, else rebuilt from the name itself."""
+        """Cells named on the command line.
+
+        A name is a cell's full name, or a part of it (`kv_cache=static`) that selects every matching cell of
+        the grid, as `--status` shows them; a full name outside the grid is rebuilt from the name itself.
+        """
         by_name = {c.name: c for c in grid}
-        out = []
+        out: list[Cell] = []
         for name in names:
             if name in by_name:
                 out.append(by_name[name])
+                continue
+            wanted = dict(part.partition("=")[::2] for part in name.split(","))
+            matches = [c for c in grid if self.settings_of(c, wanted) == wanted]
+            if matches:
+                out.extend(matches)
                 continue
             try:
                 c = self.cell(parse_cell_name(name))
             except (ValueError, InputError) as e:
                 raise InputError(f"{name!r} is not a cell of this grid ({e}): copy a name from --status") from None
             if c.name != name:
-                raise InputError(f"{name!r} is not a canonical cell name: did you mean {c.name!r}?")
+                raise InputError(f"{name!r} matches no cell of this grid: did you mean {c.name!r}?")
             out.append(c)
+        return list({c.name: c for c in out}.values())
+
+    def settings_of(self, cell: Cell, keys: Iterable[str]) -> dict[str, str]:
+        """The cell's value for each key as a name writes it, the experiment's default where it has none."""
+        own = dict(cell.axes + cell.extra)
+        out = {}
+        for key in keys:
+            if key in own:
+                out[key] = own[key]
+            elif key in self.choices:
+                out[key] = self.choices[key]
+            else:
+                value = OmegaConf.select(self.base, key, default=None)
+                out[key] = "null" if value is None else str(value)
         return out
 
     def spec_hash(self, cell: Cell) -> str:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.spec import GridSpec
 
 _STYLE = {
     "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
@@ -43,15 +44,28 @@ def status_json(experiment: str, entries: list[Entry]) -> str:
     return json.dumps({"experiment": experiment, "cells": cells, "counts": counts(entries)}, indent=1)
 
 
-def print_status(console: Console, experiment: str, entries: list[Entry]) -> None:
-    table = Table(title=f"experiment {experiment}: {len(entries)} cells", title_justify="left")
+def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
+    """Each cell by the settings that differ across the grid (what `--force` accepts as a cell's name too)."""
+    keys = list(dict.fromkeys(k for e in entries for k, _ in e.cell.axes + e.cell.extra))
+    items = [spec.settings_of(e.cell, keys) for e in entries]
+    varying = [k for k in keys if len({item[k] for item in items}) > 1]
+    if not varying:
+        return [e.cell.name for e in entries]
+    return [",".join(f"{k}={item[k]}" for k in varying) for item in items]
+
+
+def print_status(console: Console, spec: GridSpec, entries: list[Entry]) -> None:
+    table = Table(title=f"experiment {spec.experiment}: {len(entries)} cells", title_justify="left")
     for column in ("cell", "state", "job id", "age", "reason"):
         table.add_column(column, overflow="fold")
-    for e in entries:
+    for e, short in zip(entries, short_names(spec, entries)):
         style = _STYLE.get(e.state.state, "")
-        table.add_row(e.cell.name, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
+        table.add_row(short, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
                       e.state.reason or "")
     console.print(table)
+    if len(entries) > 1:
+        common = set.intersection(*({f"{k}={v}" for k, v in e.cell.axes + e.cell.extra} for e in entries))
+        console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
 
 
