@@ -18,7 +18,10 @@ NODE="$(hostname -s)"
 DB_PORT="${MOLGEN_SLURM_DB_PORT:-3307}"
 DB_SOCK="$DIR/mysql/mysqld.sock"
 DB_PASS="molgen-grid-test"
-JOB_CPUS="${MOLGEN_SLURM_CPUS:-8}"       # job slots: more than the real cores, so arrays run side by side
+# The node as Slurm sees it: more CPUs and memory than the machine has, so that jobs sized for real GPU nodes
+# (conf/gpu/) are accepted; each partition's one fake GPU still runs one job at a time.
+JOB_CPUS="${MOLGEN_SLURM_CPUS:-32}"
+JOB_MEM_MB="${MOLGEN_SLURM_MEM_MB:-262144}"
 
 say() { echo "test-cluster: $*" >&2; }
 
@@ -85,8 +88,6 @@ SQL
 }
 
 write_configs() {
-  local mem
-  mem="$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')"
   mkdir -p "$CONF_DIR" "$DIR/state" "$DIR/spool" "$DIR/log" "$DIR/dev"
   for i in 0 1 2; do [ -c "$DIR/dev/fakegpu$i" ] || mknod "$DIR/dev/fakegpu$i" c 1 3; done
   cat >"$CONF_DIR/slurmdbd.conf" <<CONF
@@ -142,7 +143,7 @@ MinJobAge=300
 MaxArraySize=1001
 KillWait=5
 InactiveLimit=0
-NodeName=$NODE CPUs=$JOB_CPUS RealMemory=$mem Gres=gpu:h100:1,gpu:a100:1,gpu:rtx3070:1 State=UNKNOWN
+NodeName=$NODE CPUs=$JOB_CPUS RealMemory=$JOB_MEM_MB Gres=gpu:h100:1,gpu:a100:1,gpu:rtx3070:1 State=UNKNOWN
 PartitionName=h100 Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 PartitionName=a100 Nodes=$NODE MaxTime=INFINITE State=UP
 PartitionName=rtx3070 Nodes=$NODE MaxTime=INFINITE State=UP
@@ -176,7 +177,7 @@ start() {
 stop_one() {  # stop_one PIDFILE NAME
   local pid
   alive "$1" || return 0
-  pid="$(cat "$1")"
+  pid="$(cat "$1" 2>/dev/null)" || return 0
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do alive "$1" || return 0; sleep 0.1; done
   say "$2 did not stop; killing it"; kill -9 "$pid" 2>/dev/null || true

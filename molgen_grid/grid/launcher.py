@@ -1,8 +1,10 @@
-"""The project's Hydra launcher: plan the sweep, then show it or run what is not done.
+"""The project's Hydra launcher: plan the sweep, then show it, or run locally and submit to Slurm what is not done.
 
-Hydra's sweeper expands the overrides into cells; this launcher drops the cells that are done (or being run
-by someone else) before anything is launched, and runs the rest each in a fresh process. `action` turns the
-same sweep into a status table or a dry-run plan, so every front door shares one expansion of the grid.
+Hydra's sweeper expands the overrides into cells; this launcher drops the cells that are done (or queued or
+running somewhere) before anything is launched. Cells of `gpu=local` run here, one after another, each in a
+fresh process; the others go to Slurm as job arrays and the launcher returns at once (or follows them with
+`wait`). `action` turns the same sweep into a status table or a dry-run plan, so every front door shares one
+expansion of the grid.
 """
 from __future__ import annotations
 
@@ -20,19 +22,24 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from molgen_grid.errors import InputError
+from molgen_grid.grid.cluster import slurm_answers
 from molgen_grid.grid.gitinfo import git_provenance
+from molgen_grid.grid.local import start_local, wait_local
 from molgen_grid.grid.plan import Entry, make_plan, why_run
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.state import read_state
-from molgen_grid.grid.status import print_plan, print_status, status_json
-from molgen_grid.grid.store import CONFIG, ERROR, CellStore, OVERRIDES, atomic_write_json, atomic_write_text, safe_component
-from molgen_grid.grid.local import start_local, wait_local
+from molgen_grid.grid.state import IN_FLIGHT, read_state
+from molgen_grid.grid.status import counts, print_plan, print_status, status_json
+from molgen_grid.grid.store import CONFIG, ERROR, OVERRIDES, CellStore, atomic_write_json, atomic_write_text, \
+    safe_component
 from molgen_grid.grid.worker import CellJob, error_record, load_task
 
 ACTIONS = ("run", "status", "dry_run")
 ALL_CELLS = "*"
+LOCAL = "local"
+POLL_S = 2.0
 
 
 @dataclass
@@ -44,7 +51,8 @@ class GridLauncherConf:
     force: List[str] = field(default_factory=list)
     #: With action=status: print JSON instead of a table.
     json: bool = False
-
+    #: After submitting to Slurm, follow the cells to the end.
+    wait: bool = False
 
 
 @dataclass
@@ -53,21 +61,24 @@ class SweepOutcome:
 
     done: int = 0
     ran: int = 0
+    submitted: int = 0
     failed: int = 0
     busy: int = 0
 
     def line(self) -> str:
         return (f"{self.done} done, {self.ran} run, {self.failed} failed"
+                + (f", {self.submitted} submitted" if self.submitted else "")
                 + (f", {self.busy} left to another sweep" if self.busy else ""))
 
 
 class GridLauncher(Launcher):
-    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False) -> None:
+    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
         self.force = list(force)
         self.json = json
+        self.wait = wait
         self.console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
         self.outcome = SweepOutcome()
 
@@ -85,31 +96,38 @@ class GridLauncher(Launcher):
             cells = spec.resolve_names(self.force, cells)
             forced = {c.name for c in cells}
         root = self.results_root(spec)
-        entries = make_plan(spec, cells, root, forced)
+        entries, view = make_plan(spec, cells, root, forced)
+        if view.partial and not self.json:
+            self.console.print(f"[yellow]partial view: {view.partial}[/]")
         if self.action == "status":
             if self.json:
-                print(status_json(spec.experiment, entries))
+                print(status_json(spec.experiment, entries, view.partial))
             else:
                 print_status(self.console, spec, entries)
         elif self.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         else:
-            self.run(spec, entries, forced)
+            self.run(spec, root, entries, forced)
         return []
 
     def results_root(self, spec: GridSpec) -> Path:
         base = Path(self.config.hydra.runtime.cwd) / spec.settings.results_dir
         return base / safe_component(spec.experiment, "experiment name")
 
-    def run(self, spec: GridSpec, entries: list[Entry], forced: set[str]) -> None:
+    def run(self, spec: GridSpec, root: Path, entries: list[Entry], forced: set[str]) -> None:
         self.outcome.done = sum(1 for e in entries if not e.runs)
         todo = [(e, self.compose(spec, e)) for e in entries if e.runs]
         self.preflight(spec, todo)
         self.console.print(f"experiment {spec.experiment}: {len(entries)} cells, {len(todo)} to run, "
                            f"{self.outcome.done} done or in flight")
         provenance = git_provenance(Path(__file__).resolve().parents[2])
-        for index, (entry, resolved) in enumerate(todo, 1):
-            self.run_cell(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(todo)}]")
+        remote = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) != LOCAL]
+        local = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) == LOCAL]
+        submitted = self.submit(spec, root, remote, provenance, forced) if remote else []
+        for index, (entry, resolved) in enumerate(local, 1):
+            self.run_local(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(local)}]")
+        if submitted and self.wait:
+            self.follow(spec, submitted)
         self.console.print(f"sweep {spec.experiment}: {self.outcome.line()}")
 
     def compose(self, spec: GridSpec, entry: Entry) -> dict[str, Any]:
@@ -121,19 +139,85 @@ class GridLauncher(Launcher):
         return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
     def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
-        """The cell code's own input checks, for every cell to run, before anything is written."""
-        for entry, resolved in todo:
-            if resolved["gpu"].get("executor", "local") != "local":
-                raise InputError(
-                    f"gpu={entry.cell.axis_choices.get('gpu')} needs a Slurm cluster, and this version runs cells on"
-                    " this machine only: use gpu=local"
-                )
+        """Checks for every cell to run, before anything is written: a cluster where one is needed, and the
+        cell code's own input checks (files, model)."""
+        remote = {e.cell.axis_choices.get("gpu") for e, r in todo if r["gpu"].get("executor", LOCAL) != LOCAL}
+        if remote and not slurm_answers():
+            names = ", ".join(f"gpu={g}" for g in sorted(remote))
+            raise InputError(f"{names} needs a Slurm cluster and no Slurm controller answers here (scontrol ping):"
+                             " start one (bash sbatch/test-cluster.sh start) or use gpu=local")
         check = load_task(spec.settings.preflight)
         for _, resolved in todo:
             check(OmegaConf.create(resolved))
 
-    def run_cell(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any],
-                 forced: bool, counter: str) -> None:
+    def prepare(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any]) -> CellJob:
+        """Write the cell's config for a new attempt. Its previous outcome stays until the attempt starts (then
+        it moves to history/), so a submission that fails loses nothing."""
+        store = entry.store
+        atomic_write_text(store.path(CONFIG), OmegaConf.to_yaml(resolved))
+        atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
+        return CellJob(
+            cell_dir=str(store.dir), experiment=spec.experiment, cell=entry.cell.name,
+            axes=entry.cell.axis_choices, overrides=entry.cell.overrides, config=resolved,
+            config_hash=hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
+            spec_hash=entry.spec_hash, task=spec.settings.task, provenance=provenance,
+        )
+
+    def submit(self, spec: GridSpec, root: Path, cells: list[tuple[Entry, dict[str, Any]]],
+               provenance: dict[str, Any], forced: set[str]) -> list[Entry]:
+        """Every Slurm cell out as job arrays; returns at once with the cells it submitted."""
+        from molgen_grid.grid import slurm
+
+        ready: list[tuple[Entry, CellJob, dict[str, Any]]] = []
+        for entry, resolved in cells:
+            with entry.store.locked() as got:
+                if not got or why_run(read_state(entry.store, entry.spec_hash, lock_held=True), 
+                                      entry.cell.name in forced) is None:
+                    self.outcome.busy += 1
+                    continue
+                ready.append((entry, self.prepare(spec, entry, resolved, provenance), resolved["gpu"]))
+        by_dir = {job.cell_dir: entry for entry, job, _ in ready}
+        settings = OmegaConf.to_container(spec.settings.slurm)
+        done: list[Entry] = []
+        for array in slurm.submit([(job, gpu) for _, job, gpu in ready], root / ".slurm", settings):
+            for s in array:
+                entry = by_dir[s.cell_job.cell_dir]
+                entry.store.append_attempt({
+                    "executor": "slurm", "job_id": s.job_id, "array_index": s.array_index,
+                    "partition": s.partition, "log": s.log, "host": socket.gethostname(), "why": entry.why,
+                })
+                done.append(entry)
+            self.console.print(f"submitted array {array[0].job_id.split('_')[0]} to {array[0].partition}: "
+                               f"{len(array)} cells")
+        self.outcome.submitted = len(done)
+        return done
+
+    def follow(self, spec: GridSpec, submitted: list[Entry]) -> None:
+        """Wait for the submitted cells to end, with a progress bar; count them as run or failed."""
+        from molgen_grid.grid.cluster import cluster_view
+        from molgen_grid.grid.plan import slurm_jobs
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            bar = progress.add_task("cells", total=len(submitted))
+            while True:
+                view = cluster_view(slurm_jobs([e.store for e in submitted]))
+                states = [read_state(e.store, e.spec_hash, view) for e in submitted]
+                ended = [s for s in states if s.state not in IN_FLIGHT]
+                tally = counts([Entry(e.cell, e.store, e.spec_hash, s, None) for e, s in zip(submitted, states)])
+                progress.update(bar, completed=len(ended),
+                                description=" ".join(f"{n} {k}" for k, n in sorted(tally.items())))
+                if len(ended) == len(submitted):
+                    break
+                time.sleep(POLL_S)
+        self.outcome.ran += sum(1 for s in states if s.state in ("done", "unsupported"))
+        self.outcome.failed += sum(1 for s in states if s.state == "failed")
+        for entry, state in zip(submitted, states):
+            if state.state == "failed":
+                self.console.print(f"{entry.cell.name}: [red]failed[/]: {state.reason}")
+
+    def run_local(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any],
+                  forced: bool, counter: str) -> None:
         store = entry.store
         with store.locked() as got:
             if not got:
@@ -144,24 +228,17 @@ class GridLauncher(Launcher):
                 self.outcome.done += 1
                 self.console.print(f"{counter} {entry.cell.name}: done by another sweep meanwhile")
                 return
+            job = self.prepare(spec, entry, resolved, provenance)
             store.retire_outcome()
-            atomic_write_text(store.path(CONFIG), OmegaConf.to_yaml(resolved))
-            atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
-            job = CellJob(
-                cell_dir=str(store.dir), experiment=spec.experiment, cell=entry.cell.name,
-                axes=entry.cell.axis_choices, overrides=entry.cell.overrides, config=resolved,
-                config_hash=hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16],
-                spec_hash=entry.spec_hash, task=spec.settings.task, provenance=provenance,
-            )
             self.console.print(f"{counter} {entry.cell.name}: running ({entry.why})")
             started = time.time()
             handle = start_local(job, float(resolved["gpu"].get("timeout_min", 120)))
-            store.append_attempt({"executor": "local", "job_id": str(handle.job_id), "host": socket.gethostname(),
-                                  "why": entry.why})
+            store.append_attempt({"executor": LOCAL, "job_id": str(handle.job_id), "host": socket.gethostname(),
+                                  "log": str(handle.paths.stdout), "why": entry.why})
             failure = wait_local(handle)
-            self.report_cell(store, counter, entry.cell.name, failure, time.time() - started)
+            self.report_local(store, counter, entry.cell.name, failure, time.time() - started)
 
-    def report_cell(self, store: CellStore, counter: str, name: str, failure: str | None, seconds: float) -> None:
+    def report_local(self, store: CellStore, counter: str, name: str, failure: str | None, seconds: float) -> None:
         if failure is None:
             summary = store.summary() or {}
             tps = (summary.get("metrics") or {}).get("tokens_per_s") or {}
@@ -176,4 +253,4 @@ class GridLauncher(Launcher):
             failure = recorded.get("reason") or failure
         self.outcome.failed += 1
         self.console.print(f"{counter} {name}: [red]failed[/] in {seconds:.1f}s: {failure} "
-                           f"(logs in {store.dir / 'logs'})", soft_wrap=True)
+                           f"(logs in {store.dir / 'logs'})")

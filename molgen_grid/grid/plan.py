@@ -7,7 +7,8 @@ from pathlib import Path
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, MISSING, STALE, CellState, read_state
-from molgen_grid.grid.store import CellStore
+from molgen_grid.grid.cluster import ClusterView, cluster_view
+from molgen_grid.grid.store import SUMMARY, CellStore
 
 FORCED = "forced"
 
@@ -36,11 +37,24 @@ def why_run(state: CellState, forced: bool) -> str | None:
     return {MISSING: MISSING, FAILED: FAILED, STALE: STALE}[state.state]
 
 
-def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str]) -> list[Entry]:
+def slurm_jobs(stores: list[CellStore]) -> list[str]:
+    """The last Slurm job of each cell that has no summary yet: all that the cluster must be asked about."""
+    jobs = []
+    for store in stores:
+        if store.dir.is_dir() and not store.path(SUMMARY).exists():
+            attempts = store.attempts()
+            if attempts and attempts[-1].get("executor") == "slurm" and attempts[-1].get("job_id"):
+                jobs.append(str(attempts[-1]["job_id"]))
+    return jobs
+
+
+def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str]) -> tuple[list[Entry], ClusterView]:
+    """Each cell's state (the cluster asked once for all of them) and whether it runs."""
+    stores = [CellStore(root, cell.name) for cell in cells]
+    view = cluster_view(slurm_jobs(stores))
     entries = []
-    for cell in cells:
-        store = CellStore(root, cell.name)
+    for cell, store in zip(cells, stores):
         spec_hash = spec.spec_hash(cell)
-        state = read_state(store, spec_hash)
+        state = read_state(store, spec_hash, view)
         entries.append(Entry(cell, store, spec_hash, state, why_run(state, cell.name in forced)))
-    return entries
+    return entries, view

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from molgen_grid.grid.cluster import FAILED_STATES, ClusterView
 from molgen_grid.grid.store import CellStore
 
 DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, FAILED, STALE, MISSING = (
@@ -44,9 +45,11 @@ def summary_problem(summary: dict | None) -> str | None:
     return None
 
 
-def read_state(store: CellStore, spec_hash: str, lock_held: bool = False) -> CellState:
-    """The cell's state: done/unsupported (maybe stale), running, failed with a reason, or missing.
+def read_state(store: CellStore, spec_hash: str, view: ClusterView | None = None,
+               lock_held: bool = False) -> CellState:
+    """The cell's state: done/unsupported (maybe stale), queued/running/requeued, failed with a reason, missing.
 
+    `view`: the cluster's view of the cells' Slurm jobs (None: no cell of this plan went to Slurm).
     `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
     """
     locked = (lambda: False) if lock_held else store.is_locked
@@ -60,6 +63,9 @@ def read_state(store: CellStore, spec_hash: str, lock_held: bool = False) -> Cel
         problem = summary_problem(summary)
         if problem is None:
             since = summary.get("finished_at")
+            rerun = _queued_rerun(last, since, view)
+            if rerun is not None:
+                return rerun
             if summary.get("spec_hash") != spec_hash:
                 return CellState(STALE, "configuration or code changed since it ran", job_id, since)
             if summary["status"] == UNSUPPORTED:
@@ -72,6 +78,35 @@ def read_state(store: CellStore, spec_hash: str, lock_held: bool = False) -> Cel
     if not attempts:
         return CellState(MISSING)
     error = store.error()
-    if isinstance(error, dict) and error.get("when", 0) >= last.get("when", 0):
-        return CellState(FAILED, error.get("reason") or error.get("message"), job_id, error.get("when"))
+    recorded = error if isinstance(error, dict) and error.get("when", 0) >= last.get("when", 0) else None
+    if last.get("executor") == "slurm":
+        return _slurm_state(last, recorded, view or ClusterView({}, "no cluster view"))
+    if recorded is not None:
+        return CellState(FAILED, recorded.get("reason") or recorded.get("message"), job_id, recorded.get("when"))
     return CellState(FAILED, "killed: the attempt ended without a summary or an error record", job_id, last.get("when"))
+
+
+def _queued_rerun(last: dict, finished_at: float | None, view: ClusterView | None) -> CellState | None:
+    """A done cell forced again: its new Slurm job, while that waits or runs (the old summary moves on start)."""
+    if view is None or last.get("executor") != "slurm" or last.get("when", 0) <= (finished_at or 0):
+        return None
+    state = _slurm_state(last, None, view)
+    return state if state.state in IN_FLIGHT else None
+
+
+def _slurm_state(last: dict, recorded: dict | None, view: ClusterView) -> CellState:
+    """A Slurm cell without a summary, from its last job's state (or its error record once the job ended)."""
+    job_id, since = last.get("job_id"), last.get("when")
+    job = view.jobs.get(job_id)
+    own_reason = recorded.get("reason") if recorded else None
+    if job is None:
+        if view.partial is None and recorded is None:
+            return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
+        return CellState(FAILED, own_reason or f"ended without a summary ({view.partial})", job_id, since)
+    if job.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
+        return CellState(REQUEUED if job.requeued else QUEUED, None, job_id, since)
+    if job.state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"):
+        return CellState(RUNNING, "requeued before" if job.requeued else None, job_id, since)
+    if job.state in FAILED_STATES and job.state != "FAILED":
+        return CellState(FAILED, job.state + (f": {own_reason}" if own_reason else ""), job_id, since)
+    return CellState(FAILED, own_reason or f"job {job.state} (exit {job.exit_code}) without a summary", job_id, since)

@@ -29,7 +29,7 @@ def counts(entries: list[Entry]) -> dict[str, int]:
     return dict(Counter(e.state.state for e in entries))
 
 
-def status_json(experiment: str, entries: list[Entry]) -> str:
+def status_json(experiment: str, entries: list[Entry], partial: str | None = None) -> str:
     cells = [
         {
             "cell": e.cell.name,
@@ -41,7 +41,8 @@ def status_json(experiment: str, entries: list[Entry]) -> str:
         }
         for e in entries
     ]
-    return json.dumps({"experiment": experiment, "cells": cells, "counts": counts(entries)}, indent=1)
+    return json.dumps({"experiment": experiment, "partial": partial, "cells": cells, "counts": counts(entries)},
+                      indent=1)
 
 
 def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
