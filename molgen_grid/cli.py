@@ -19,6 +19,7 @@ examples:
   molgen-grid --dry-run kv_cache=static        the plan: what would run and why
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 molecules per cell, kept apart from full runs
+  molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force: every word after --force is taken as a cell name."""
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
+    p.add_argument("--wait", action="store_true", help="after submitting to Slurm, follow the cells to the end")
     p.add_argument("--limit", type=int, metavar="N", help="test mode: N molecules per cell (sets sample_size)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. kv_cache=static,dynamic")
     return p
@@ -46,6 +48,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
             f"hydra.launcher.action={action}"]
     if args.json:
         argv.append("hydra.launcher.json=true")
+    if args.wait:
+        argv.append("hydra.launcher.wait=true")
     if args.force is not None:
         names = args.force or ["*"]
         argv.append("hydra.launcher.force=[" + ",".join(f"'{n}'" for n in names) + "]")

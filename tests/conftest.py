@@ -20,9 +20,10 @@ class Tool:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
         self.results = cwd / "results"
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"}
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300", **self.extra_env}
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         return self._run([sys.executable, "-m", "molgen_grid.cli", *args], check, timeout)

@@ -30,7 +30,6 @@ def refuse(tool: Tool, *args: str, match: str, hydra: bool = False) -> None:
     (["--experiment", "nope"], "unknown experiment 'nope': choose one of default"),
     (["data.path=/no/such/file.smi"], "/no/such/file.smi"),
     (["model.path=/no/such/model"], "/no/such/model"),
-    (["gpu=h100"], "needs a Slurm cluster"),
     (["--limit", "0"], "--limit 0"),
 ])
 def test_front_door_refuses(tool: Tool, args: list[str], match: str) -> None:
@@ -54,3 +53,8 @@ def test_data_file_without_valid_smiles_is_refused(tool: Tool, tmp_path: Path) -
 
 def test_force_of_an_unknown_cell_is_refused(tool: Tool) -> None:
     refuse(tool, "--force", "gpu=local,attention=flashy", match="not a cell of this grid")
+
+
+def test_slurm_partition_without_a_cluster_is_refused(tool: Tool, tmp_path: Path) -> None:
+    tool.extra_env["SLURM_CONF"] = str(tmp_path / "no-cluster" / "slurm.conf")
+    refuse(tool, *FAST, "gpu=h100,a100", match="gpu=a100, gpu=h100 needs a Slurm cluster and no Slurm controller")

@@ -131,12 +131,14 @@ class GridLauncher(Launcher):
         self.console.print(f"sweep {spec.experiment}: {self.outcome.line()}")
 
     def compose(self, spec: GridSpec, entry: Entry) -> dict[str, Any]:
+        """The cell's resolved config, less Hydra's and the engine's own settings (`hydra:`, `grid:`)."""
         try:
             cfg = spec.compose(entry.cell)
         except ConfigCompositionException as exc:
             cause = exc.__cause__ or exc
             raise InputError(f"cell {entry.cell.name} cannot be composed: {str(cause).splitlines()[0]}") from None
-        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+        cell_keys = [k for k in cfg if k not in ("hydra", "grid")]
+        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, cell_keys), resolve=True)
 
     def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
         """Checks for every cell to run, before anything is written: a cluster where one is needed, and the
