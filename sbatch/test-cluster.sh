@@ -28,7 +28,7 @@ say() { echo "test-cluster: $*" >&2; }
 alive() {  # alive PIDFILE: the process named in it runs (a zombie does not count)
   local pid state
   [ -s "$1" ] || return 1
-  pid="$(cat "$1")"
+  pid="$(cat "$1" 2>/dev/null)" || return 1
   [ -r "/proc/$pid/stat" ] || return 1
   state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)"
   [ "$state" != "Z" ]
@@ -104,6 +104,14 @@ StoragePass=$DB_PASS
 StorageLoc=slurm_acct_db
 CONF
   chmod 600 "$CONF_DIR/slurmdbd.conf"
+  # Memory limits through cgroup v1, so that a job over its memory ends as OUT_OF_MEMORY, as on a real cluster.
+  cat >"$CONF_DIR/cgroup.conf" <<CONF
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+IgnoreSystemd=yes
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+CONF
   cat >"$CONF_DIR/gres.conf" <<CONF
 AutoDetect=off
 NodeName=$NODE Name=gpu Type=h100 File=$DIR/dev/fakegpu0
@@ -118,8 +126,8 @@ SlurmUser=root
 AuthType=auth/munge
 AuthInfo=cred_expire=10
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup
 ReturnToService=2
 SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
@@ -138,7 +146,6 @@ AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=1
-JobAcctGatherParams=OverMemoryKill
 MinJobAge=300
 MaxArraySize=1001
 KillWait=5

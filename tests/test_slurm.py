@@ -28,12 +28,14 @@ def sacct(job_id: str) -> list[list[str]]:
 
 
 def wait_for_state(tool: Tool, args: list[str], wanted: set[str], timeout: float = 300) -> dict[str, dict]:
+    """Poll --status until every cell is in `wanted` (fail early once all have ended elsewhere)."""
     deadline = time.time() + timeout
     while True:
         cells = {c["cell"]: c for c in tool.status(*args)["cells"]}
         if all(c["state"] in wanted for c in cells.values()):
             return cells
-        if time.time() > deadline:
+        ended = all(c["state"] not in {"queued", "running", "requeued"} for c in cells.values())
+        if time.time() > deadline or (ended and not wanted & {"queued", "running", "requeued"}):
             raise AssertionError(f"cells never reached {wanted}: {cells}")
         time.sleep(1)
 
@@ -75,7 +77,7 @@ def test_memory_limit_shows_out_of_memory(tool: Tool) -> None:
     grid = [*FAST, "gpu=a100", "kv_cache=dynamic", "gpu.mem_gb=0.15"]
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=180).values()
-    assert cell["reason"].split(":")[0] in {"OUT_OF_MEMORY", "CANCELLED"}, cell
+    assert cell["reason"].startswith("OUT_OF_MEMORY"), cell
 
 
 def test_requeued_cell_completes(tool: Tool) -> None:

@@ -59,7 +59,8 @@ def test_hydra_multirun_makes_two_cells_then_none(tool: Tool) -> None:
 
 
 def test_kill_9_mid_cell_is_never_done_and_reruns(tool: Tool) -> None:
-    sweep = tool.popen(*FAST, "kv_cache=dynamic", "max_new_tokens=400")
+    args = [*FAST, "kv_cache=dynamic", "max_new_tokens=400"]
+    sweep = tool.popen(*args)
     cell_dir = None
     deadline = time.time() + 120
     while time.time() < deadline and cell_dir is None:
@@ -72,11 +73,11 @@ def test_kill_9_mid_cell_is_never_done_and_reruns(tool: Tool) -> None:
     sweep.wait()
     time.sleep(0.5)
     assert not (cell_dir / "summary.json").exists()
-    status = tool.status(*FAST, "kv_cache=dynamic")["cells"][0]
+    status = tool.status(*args)["cells"][0]
     assert status["state"] == "failed" and status["reason"].startswith("killed")
-    rerun = tool.cli(*FAST, "kv_cache=dynamic")
+    rerun = tool.cli(*args)
     assert "1 run" in rerun.stdout
-    assert tool.states(*FAST, "kv_cache=dynamic") == {cell_dir.name: "done"}
+    assert tool.states(*args) == {cell_dir.name: "done"}
     assert len(attempts(cell_dir)) == 2
 
 

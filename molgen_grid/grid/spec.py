@@ -112,13 +112,26 @@ class GridSpec:
                 )
             result = (key, value, True)
         else:
-            if not key.startswith("+") and OmegaConf.select(self.base, key, default=_ABSENT) is _ABSENT:
+            if not key.startswith("+") and not self._key_exists(key):
                 close = difflib.get_close_matches(key, self._known_keys(), n=1)
                 hint = f"did you mean {close[0]}? " if close else ""
                 raise InputError(f"unknown key {key!r}: {hint}(to add a new key, write +{key}=...)")
             result = (key, value, False)
         self._parsed[override] = result
         return result
+
+    def _key_exists(self, key: str) -> bool:
+        """In the base config, or (`gpu.mem_gb`) in some option of the group it starts with."""
+        if OmegaConf.select(self.base, key, default=_ABSENT) is not _ABSENT:
+            return True
+        group, _, rest = key.partition(".")
+        if group not in self.choices or not rest:
+            return False
+        for option in self.group_options(group):
+            result = self._loader.repository.load_config(f"{group}/{option}")
+            if result is not None and OmegaConf.select(result.config, rest, default=_ABSENT) is not _ABSENT:
+                return True
+        return False
 
     def _known_keys(self) -> list[str]:
         container = OmegaConf.to_container(self.base, resolve=False)
