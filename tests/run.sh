@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need (the venv), then runs the whole suite, slow cases included.
+# Installs what the tests need (the venv, the local Slurm test cluster), then runs the whole suite, slow
+# cases included. Arguments go to pytest (e.g. `bash tests/run.sh -m "not slow"` for the quick half).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../sbatch/venv.sh"
 ensure_venv
 cd "$MOLGEN_ROOT"
+bash sbatch/test-cluster.sh start
 exec "$MOLGEN_VENV/bin/python" -m pytest -ra "$@"
