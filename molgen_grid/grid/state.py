@@ -27,6 +27,8 @@ class CellState:
     reason: str | None = None
     job_id: str | None = None
     since: float | None = None
+    #: The last attempt's log file (submitit's stdout of the job).
+    log: str | None = None
 
     @property
     def age_s(self) -> float | None:
@@ -52,11 +54,18 @@ def read_state(store: CellStore, spec_hash: str, view: ClusterView | None = None
     `view`: the cluster's view of the cells' Slurm jobs (None: no cell of this plan went to Slurm).
     `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
     """
-    locked = (lambda: False) if lock_held else store.is_locked
     if not store.dir.is_dir():
         return CellState(MISSING)
     attempts = store.attempts()
     last = attempts[-1] if attempts else {}
+    state = _state(store, spec_hash, view, lock_held, attempts, last)
+    state.log = last.get("log")
+    return state
+
+
+def _state(store: CellStore, spec_hash: str, view: ClusterView | None, lock_held: bool, attempts: list[dict],
+           last: dict) -> CellState:
+    locked = (lambda: False) if lock_held else store.is_locked
     job_id = last.get("job_id")
     if store.path("summary.json").exists():
         summary = store.summary()

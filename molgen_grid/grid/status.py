@@ -37,6 +37,7 @@ def status_json(experiment: str, entries: list[Entry], partial: str | None = Non
             "job_id": e.state.job_id,
             "age_s": None if e.state.age_s is None else round(e.state.age_s, 1),
             "reason": e.state.reason,
+            "log": e.state.log,
             "overrides": e.cell.overrides,
         }
         for e in entries
