@@ -1,122 +1,151 @@
 """One cell of the study: load the model, build templates, generate, time, validate; return the figures.
 
-Called by the engine in a fresh process with the cell's resolved config; it returns the summary's figures and
-per-generation detail, and writes nothing (the engine owns the results tree).
+The engine calls `run_cell` in a fresh process (so peak memory is the cell's own) with the cell's resolved
+config; it returns the summary's figures and per-generation detail and writes nothing but the embedded model's
+cache (the engine owns the results tree).
 """
 from __future__ import annotations
 
-import random
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
 from molgen_grid.bench.data import load_molecules
 from molgen_grid.bench.generate import Generator, prompt
 from molgen_grid.bench.measure import noisy, peak_gpu_mem_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import load, resolve_device
+from molgen_grid.bench.model import load, resolve_device, resolve_dtype
 from molgen_grid.bench.provenance import provenance
-from molgen_grid.bench.templates import TokenizerCache, build_templates
+from molgen_grid.bench.templates import TokenizerCache, build_templates, resolve_workers
 from molgen_grid.bench.validate import check_generation, quality
+from molgen_grid.errors import InputError
 
-#: Messages of errors that mean "this combination cannot run here", a result of the study, not a crash.
-UNSUPPORTED_MESSAGES = ("No available kernel", "flash_attn", "FlashAttention", "not supported", "not available")
+#: What torch says when a forced SDPA backend has no kernel for this device, dtype or shape (CUDA, then CPU).
+NO_KERNEL = ("No available kernel", "No viable backend for scaled_dot_product_attention")
+#: The per-pass figures reported as {"median", "min", "max", "values"} over the timed repeats.
+FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "chars_per_s", "template_s", "tokenize_s", "pass_s")
 
 
 def unsupported_reason(exc: BaseException) -> str | None:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, ImportError) or any(m in str(exc) for m in UNSUPPORTED_MESSAGES):
-        return f"{type(exc).__name__}: {message}"
+    """The library's message when `exc` means "this combination cannot run here" (a result, not a crash).
+
+    Only a missing optional package (flash-attn) and a forced SDPA backend with no kernel for this device or
+    dtype count; every other error is a failure and propagates.
+    """
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, ImportError) or (isinstance(exc, RuntimeError) and any(m in str(exc) for m in NO_KERNEL)):
+        return message
     return None
 
 
-def _batches(rows: list[str], size: int) -> list[list[str]]:
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+@dataclass
+class Pass:
+    """One pass over the batches: the figures of one repeat, and its generations."""
+
+    rows: int = 0
+    generated_tokens: int = 0
+    generate_s: float = 0.0
+    ttft_s: list[float | None] = field(default_factory=list)
+    template_s: float = 0.0
+    chars: int = 0
+    pass_s: float = 0.0
+    cache: TokenizerCache | None = None
+    texts: list[str] = field(default_factory=list)
+    tokens_per_row: list[int] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float | None]:
+        ttft = None if not self.ttft_s or None in self.ttft_s else sum(self.ttft_s)
+        decode_s = None if ttft is None else self.generate_s - ttft
+        return {
+            "generated_tokens": self.generated_tokens,
+            "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s > 0 else None,
+            "decode_tokens_per_s": (self.generated_tokens - self.rows) / decode_s if decode_s else None,
+            "ttft_s": None if ttft is None else ttft / len(self.ttft_s),
+            # The public smoke runner's figure: every character of prompt and output over the whole loop.
+            "chars_per_s": self.chars / self.pass_s if self.pass_s > 0 else None,
+            "template_s": self.template_s,
+            "tokenize_s": self.cache.seconds if self.cache else 0.0,
+            "pass_s": self.pass_s,
+        }
 
 
-def _workers(template_building: Any, cpus: int) -> int:
-    if not template_building.parallel:
-        return 1
-    return cpus if template_building.workers == "auto" else int(template_building.workers)
-
-
-def run_cell(cfg: Any, *, cpus: int) -> dict:
-    hf_logging.disable_progress_bar()
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    molecules = load_molecules(str(cfg.data.path), str(cfg.data.column), cfg.sample_size)
-    device = resolve_device(str(cfg.gpu.device))
-    rows = [s for s in molecules.smiles for _ in range(int(cfg.num_generations))]
-    batches = _batches(rows, int(cfg.batch_size))
-    workers = _workers(cfg.template_building, cpus)
+def run_pass(generator: Generator, batches: list[list[str]], cfg: Any, workers: int) -> Pass:
+    """Template building and generation for every batch, timed as the public runner's loop was."""
+    torch.manual_seed(int(cfg.seed))
     constrained = cfg.logit_processor.kind != "none"
-    info = {"data": {"source": molecules.source, "molecules": len(molecules.smiles),
-                     "invalid_rows": molecules.invalid_rows, "rows": len(rows), "batches": len(batches)}}
+    result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
+    started = time.perf_counter()
+    for batch in batches:
+        built = build_templates(batch, generator.tokenizer, result.cache, workers) if constrained else None
+        run = generator.run(batch, built.templates if built else None)
+        result.rows += len(batch)
+        result.template_s += built.seconds if built else 0.0
+        result.generate_s += run.seconds
+        result.ttft_s.append(run.ttft_s)
+        result.generated_tokens += sum(run.tokens_per_row)
+        result.chars += sum(len(prompt(s)) + len(t) for s, t in zip(batch, run.texts))
+        result.texts += run.texts
+        result.tokens_per_row += run.tokens_per_row
+    result.pass_s = time.perf_counter() - started
+    return result
 
-    def templates_for(batch: list[str], cache: TokenizerCache):
-        return build_templates(batch, tokenizer, cache, workers) if constrained else None
 
+def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
+    """The cell's summary figures, quality, provenance, data description and per-generation detail."""
+    started = time.perf_counter()
+    if int(cfg.repeats) < 1:
+        raise InputError(f"repeats={cfg.repeats} times nothing: set repeats=1 or more")
+    hf_logging.disable_progress_bar()
+    molecules = load_molecules(str(cfg.data.path), str(cfg.data.get("column") or "smiles"), cfg.sample_size)
+    device = resolve_device(str(cfg.gpu.device))
+    if device.type == "cpu":
+        # The CPUs the engine allotted (Slurm's allocation), not every core of a shared node.
+        torch.set_num_threads(max(1, cpus))
+    rows = [s for s in molecules.smiles for _ in range(int(cfg.num_generations))]
+    batches = [rows[i:i + int(cfg.batch_size)] for i in range(0, len(rows), int(cfg.batch_size))]
+    workers = resolve_workers(cfg.template_building, cpus)
+    data = {"source": molecules.source, "molecules": len(molecules.smiles), "invalid_rows": molecules.invalid_rows,
+            "reference_conformers": sum(len(v) for v in molecules.references.values()),
+            "rows": len(rows), "batches": len(batches)}
     try:
-        model, tokenizer = load(cfg.model, str(cfg.attention.implementation), device)
+        loading = time.perf_counter()
+        model, tokenizer = load(cfg.model, cfg.attention, device, resolve_dtype(str(cfg.model.dtype), device))
+        load_s = time.perf_counter() - loading
         generator = Generator(model, tokenizer, cfg, device)
         for _ in range(int(cfg.warmup)):
-            built = templates_for(batches[0], TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
-            generator.run(batches[0], built.templates if built else None)
-    except (ImportError, RuntimeError, ValueError) as exc:
+            run_pass(generator, batches[:1], cfg, workers)
+        passes = [run_pass(generator, batches, cfg, workers) for _ in range(int(cfg.repeats))]
+    except (ImportError, RuntimeError) as exc:
         reason = unsupported_reason(exc)
         if reason is None:
             raise
         return {"status": "unsupported", "reason": reason, "metrics": {}, "quality": {},
-                "provenance": provenance(device), **info}
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    repeats: list[dict] = []
-    for _ in range(int(cfg.repeats)):
-        cache = TokenizerCache(bool(cfg.tokenizer_cache.enabled))
-        tokens = rows_done = 0
-        template_s = generate_s = ttft_sum = 0.0
-        chars = 0
-        texts: list[str] = []
-        for batch in batches:
-            built = templates_for(batch, cache)
-            template_s += built.seconds if built else 0.0
-            templates = built.templates if built else None
-            ttft_sum += generator.run(batch, templates, max_new_tokens=1).seconds
-            run = generator.run(batch, templates)
-            generate_s += run.seconds
-            tokens += sum(run.tokens_per_row)
-            rows_done += len(batch)
-            texts += run.texts
-            chars += sum(len(prompt(s)) + len(t) for s, t in zip(batch, run.texts))
-        decode_s = generate_s - ttft_sum
-        repeats.append({
-            "generated_tokens": tokens, "generate_s": generate_s, "template_s": template_s,
-            "tokens_per_s": tokens / generate_s if generate_s > 0 else None,
-            "decode_tokens_per_s": (tokens - rows_done) / decode_s if decode_s > 0 else None,
-            "ttft_s": ttft_sum / len(batches),
-            "chars_per_s": chars / (generate_s + template_s),
-            "cache": {"hits": cache.hits, "misses": cache.misses}, "texts": texts,
-        })
-
-    metrics = {name: spread([r[name] for r in repeats])
-               for name in ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "chars_per_s", "template_s")}
-    last = repeats[-1]
-    checks = [check_generation(s, t) for s, t in zip(rows, last["texts"])]
-    warnings = [w for w in (noisy(n, metrics[n]) for n in ("tokens_per_s", "decode_tokens_per_s")) if w]
+                "provenance": provenance(device), "data": data, "generations": []}
+    per_pass = [p.figures() for p in passes]
+    metrics: dict[str, Any] = {name: spread([f[name] for f in per_pass]) for name in FIGURES}
+    last = passes[-1]
     metrics.update({
-        "generated_tokens": last["generated_tokens"],
-        "wall_s": sum(r["generate_s"] + r["template_s"] for r in repeats),
-        "repeats": len(repeats),
+        # Tokens of one pass (every pass generates the same rows from the same seed).
+        "generated_tokens": last.generated_tokens,
+        "generated_tokens_per_pass": [f["generated_tokens"] for f in per_pass],
+        "wall_s": time.perf_counter() - started,
+        "load_s": load_s,
+        "warmup": int(cfg.warmup),
+        "repeats": len(passes),
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mem_mb": peak_gpu_mem_mb(device),
-        "tokenizer_cache": last["cache"],
+        "tokenizer_cache": {"enabled": last.cache.enabled, "hits": last.cache.hits, "misses": last.cache.misses},
         "template_workers": workers,
-        "warnings": warnings,
+        "torch_threads": torch.get_num_threads(),
+        "warnings": [w for w in (noisy(n, metrics[n]) for n in ("tokens_per_s", "decode_tokens_per_s")) if w],
     })
-    generations = [{"smiles": s, "text": t, "valid": c.valid, "issue": c.issue, "detail": c.detail}
-                   for s, t, c in zip(rows, last["texts"], checks)]
+    if cfg.gpu.get("executor") == "slurm" and device.type != "cuda":
+        metrics["warnings"].append(f"a GPU partition's cell ran on {device} (no CUDA in the job): not GPU figures")
+    checks = [check_generation(s, t) for s, t in zip(rows, last.texts)]
+    generations = [{"smiles": s, "text": t, "generated_tokens": n, "valid": c.valid, "issue": c.issue,
+                    "detail": c.detail} for s, t, n, c in zip(rows, last.texts, last.tokens_per_row, checks)]
     return {"status": "ok", "reason": None, "metrics": metrics, "quality": quality(checks),
-            "provenance": provenance(device), **info, "generations": generations}
+            "provenance": provenance(device), "data": data, "generations": generations}

@@ -1,24 +1,78 @@
-"""Figures over timed repeats, and the memory of this process."""
+"""Clocks and figures: time to first token, spread over repeats, the memory of this process."""
 from __future__ import annotations
 
 import resource
 import statistics
+import time
+from typing import Any
 
 import torch
+from transformers import LogitsProcessor
+from transformers.generation.streamers import BaseStreamer
 
 #: Above this relative spread ((max - min) / median) a figure is flagged as too noisy to trust.
 NOISY_SPREAD = 0.3
 
 
-def spread(values: list[float]) -> dict:
-    """`{"median", "min", "max", "values"}` as the summary reports every timed figure."""
+class FirstTokenClock(BaseStreamer):
+    """Seconds from `start()` to the first generated token.
+
+    generate() hands a streamer the prompt first, then each step's tokens, already copied to the host (so on
+    CUDA the time includes the device's work). Beam search takes no streamer; there `logits_hook()` marks the
+    first logits processor call instead (the prefill done, just before the first token is chosen).
+    """
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.first: float | None = None
+        self._puts = 0
+
+    def start(self) -> None:
+        self.started, self.first, self._puts = time.perf_counter(), None, 0
+
+    def put(self, value: torch.Tensor) -> None:
+        self._puts += 1
+        if self._puts == 2:
+            self.mark()
+
+    def end(self) -> None:
+        """Nothing to flush: only the time of the first token matters."""
+
+    def mark(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.first is None else self.first - self.started
+
+    def logits_hook(self) -> LogitsProcessor:
+        clock = self
+
+        class _Mark(LogitsProcessor):
+            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+                clock.mark()
+                return scores
+
+        return _Mark()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device, so host clocks cover the device's work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def spread(values: list[float | None]) -> dict[str, Any]:
+    """`{"median", "min", "max", "values"}`, as the summary reports every timed figure."""
     clean = [v for v in values if v is not None]
     if not clean:
         return {"median": None, "min": None, "max": None, "values": values}
     return {"median": statistics.median(clean), "min": min(clean), "max": max(clean), "values": values}
 
 
-def noisy(name: str, figure: dict) -> str | None:
+def noisy(name: str, figure: dict[str, Any]) -> str | None:
+    """A warning when a figure moved too much between repeats to be compared with another cell's."""
     median = figure.get("median")
     if not median or len(figure["values"]) < 2:
         return None
@@ -29,40 +83,11 @@ def noisy(name: str, figure: dict) -> str | None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (the cell runs in a process of its own)."""
+    """Peak resident memory of this process (the cell runs in a process of its own; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_gpu_mem_mb(device: torch.device) -> dict | None:
+def peak_gpu_mem_mb(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    return {"allocated": torch.cuda.max_memory_allocated(device) / 2**20,
-            "reserved": torch.cuda.max_memory_reserved(device) / 2**20}
-
-
-class Clock:
-    """Wall time of a region; on CUDA, CUDA events and one synchronize at the end."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def __enter__(self) -> "Clock":
-        import time
-
-        if self.cuda:
-            self._start = torch.cuda.Event(enable_timing=True)
-            self._end = torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import time
-
-        if self.cuda:
-            self._end.record()
-            self._end.synchronize()
-            self.seconds = self._start.elapsed_time(self._end) / 1000
-        else:
-            self.seconds = time.perf_counter() - self._t0
+    return torch.cuda.max_memory_allocated(device) / 2**20

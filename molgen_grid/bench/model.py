@@ -1,8 +1,9 @@
 """The model and tokenizer of a cell: the embedded tiny Llama, or a local Hugging Face checkpoint.
 
 The embedded model is built once, deterministically from `model.embedded` (seeded random weights), saved to a
-cache directory and then loaded with `from_pretrained` like any checkpoint, so both take the same path. It is
-untrained: its figures of speed are real, its conformers are not chemistry.
+cache directory and then loaded with `from_pretrained` like any checkpoint, so both take the same code path and
+the attention implementation is chosen the same way. It is untrained: its speed figures are real, its
+conformers are not chemistry (the constrained logit processor still makes them well-formed).
 """
 from __future__ import annotations
 
@@ -22,17 +23,24 @@ from molgen_grid.errors import InputError
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MOLGEN_GRID_CACHE") or Path.home() / ".cache" / "molgen_grid") / "models"
+    """`$MOLGEN_GRID_CACHE`, else ~/.cache/molgen_grid/models (shared by every cell of every run)."""
+    override = os.environ.get("MOLGEN_GRID_CACHE")
+    return Path(override) if override else Path.home() / ".cache" / "molgen_grid" / "models"
 
 
 def embedded_dir(embedded: dict[str, Any]) -> Path:
-    """The embedded model's directory, built on first use (atomically: concurrent cells may race)."""
-    key = hashlib.sha256(json.dumps(embedded, sort_keys=True).encode()).hexdigest()[:12]
-    target = cache_root() / f"tiny-{key}"
-    if (target / "config.json").exists():
+    """The embedded model's directory, built on first use.
+
+    Its name hashes the embedded config and the tokenizer's vocabulary, so changing either builds a new one.
+    It is written to a temporary directory and renamed into place: concurrent cells may race, one rename wins,
+    and no cell ever sees a half-written model.
+    """
+    tokenizer = build_tokenizer()
+    key_source = json.dumps({"embedded": embedded, "vocab": tokenizer.get_vocab()}, sort_keys=True)
+    target = cache_root() / f"tiny-{hashlib.sha256(key_source.encode()).hexdigest()[:12]}"
+    if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
     params = {k: v for k, v in embedded.items() if k != "seed"}
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -45,7 +53,7 @@ def embedded_dir(embedded: dict[str, Any]) -> Path:
         tokenizer.save_pretrained(staging)
         os.rename(staging, target)
     except OSError:
-        if not (target / "config.json").exists():
+        if not (target / "config.json").is_file():
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -53,29 +61,38 @@ def embedded_dir(embedded: dict[str, Any]) -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
+    """`auto`: CUDA when present, else the CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto`: bfloat16 on CUDA (what the public project ran), float32 on the CPU (bfloat16 is slow there)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
+    resolved = getattr(torch, dtype, None)
+    if not isinstance(resolved, torch.dtype):
+        raise InputError(f"model.dtype {dtype!r} is not a torch dtype: use auto, float32, bfloat16 or float16")
+    return resolved
 
 
-def load(model_cfg: Any, attention: str, device: torch.device):
-    """(model, tokenizer) ready for generate(): eval mode, on the device, left padding."""
+def _directory(key: str, value: Any) -> Path:
+    path = Path(str(value)).expanduser()
+    if not path.is_dir():
+        raise InputError(f"{key} {path} is not a directory: point it at a local Hugging Face checkpoint")
+    return path
+
+
+def load(model_cfg: Any, attention_cfg: Any, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    """(model, tokenizer) ready for generate(): eval mode, on `device`, tokenizer padding on the left."""
     if model_cfg.path is None:
         model_dir = tokenizer_dir = embedded_dir(dict(model_cfg.embedded))
     else:
-        model_dir = Path(model_cfg.path).expanduser()
-        tokenizer_dir = Path(model_cfg.tokenizer_path or model_cfg.path).expanduser()
-        for what, path in (("model.path", model_dir), ("model.tokenizer_path", tokenizer_dir)):
-            if not path.is_dir():
-                raise InputError(f"{what} {path} is not a directory: point it at a local Hugging Face checkpoint")
-    dtype = resolve_dtype(str(model_cfg.dtype), device)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attention, dtype=dtype)
+        model_dir = _directory("model.path", model_cfg.path)
+        tokenizer_dir = _directory("model.tokenizer_path", model_cfg.get("tokenizer_path") or model_cfg.path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=str(attention_cfg.implementation),
+                                                 dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -1,28 +1,37 @@
-"""Cheap checks of a cell's inputs before anything is launched (no torch, no model loading)."""
+"""Cheap checks of a cell's inputs before anything is launched.
+
+The engine calls this for every cell of a grid in its own process, so it imports neither torch nor
+transformers (seconds each) and reads each data file once, stopping at its first valid molecule.
+"""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 from typing import Any
 
-from molgen_grid.bench.data import load_molecules
+from molgen_grid.bench.data import check_has_molecule
 from molgen_grid.errors import InputError
 
 
 @functools.lru_cache(maxsize=64)
 def _check_data(path: str, column: str) -> None:
-    load_molecules(path, column)
+    check_has_molecule(path, column)
+
+
+def _check_checkpoint(key: str, value: Any, needs: tuple[str, ...]) -> None:
+    """`value` is a directory holding one of the files `needs` names."""
+    path = Path(str(value)).expanduser()
+    if not path.is_dir():
+        raise InputError(f"{key} {path} is not a directory: point it at a local Hugging Face checkpoint")
+    if not any((path / name).is_file() for name in needs):
+        raise InputError(f"{key} {path} has no {' or '.join(needs)}: point it at a Hugging Face checkpoint directory")
 
 
 def check_inputs(cfg: Any) -> None:
-    """Raise InputError (one line: the problem and the fix) for a missing or empty data file or model."""
-    _check_data(str(cfg.data.path), str(cfg.data.column))
-    for key in ("path", "tokenizer_path"):
-        value = cfg.model.get(key)
-        if value is None:
-            continue
-        path = Path(str(value)).expanduser()
-        if not path.is_dir():
-            raise InputError(f"model.{key} {path} is not a directory: point it at a local Hugging Face checkpoint")
-        if key == "path" and not (path / "config.json").is_file():
-            raise InputError(f"model.path {path} has no config.json: point it at a Hugging Face checkpoint directory")
+    """Raise InputError (one line: the problem and the fix) for a missing or empty data file or checkpoint."""
+    _check_data(str(cfg.data.path), str(cfg.data.get("column") or "smiles"))
+    if cfg.model.get("path") is not None:
+        _check_checkpoint("model.path", cfg.model.path, ("config.json",))
+    tokenizer_path = cfg.model.get("tokenizer_path") or cfg.model.get("path")
+    if tokenizer_path is not None:
+        _check_checkpoint("model.tokenizer_path", tokenizer_path, ("tokenizer_config.json", "tokenizer.json"))

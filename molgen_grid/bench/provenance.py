@@ -1,4 +1,4 @@
-"""What produced a cell's figures: the host, library versions and the device."""
+"""What produced a cell's figures: the host, library versions and the device (the engine adds git and Slurm)."""
 from __future__ import annotations
 
 import platform
@@ -9,7 +9,7 @@ import torch
 import transformers
 
 
-def provenance(device: torch.device) -> dict:
+def provenance(device: torch.device) -> dict[str, str | None]:
     cuda = device.type == "cuda"
     return {
         "host": socket.gethostname(),

@@ -1,9 +1,10 @@
-"""Template building, the CPU-side work the constrained logit processor needs per prompt.
+"""Template building, the CPU-side work the constrained logit processor needs per prompt row.
 
 For each SMILES: canonicalise, write the skeleton with a placeholder after every atom, tokenize the reference
 string `[CONFORMER]{skeleton}[/CONFORMER]` with offsets, and mark each token COPY (forced) or FREE (strictly
-inside a `<...>` coordinate block; a token that mixes both is COPY). Serial or in a thread pool; the
-tokenization may be memoised by reference string (the tokenizer cache axis).
+inside a `<...>` coordinate block; a token that mixes both is COPY). Everything is derived from token offsets,
+so a tokenizer that merges characters (`]<`, `>[`) gets correct templates too. Serial or in a thread pool (the
+`template_building` axis); tokenization may be memoised by reference string (the `tokenizer_cache` axis).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from molgen_grid.bench.encoding import CONFORMER_CLOSE, CONFORMER_OPEN, skeleton
 
@@ -21,19 +23,24 @@ class Template:
     token_ids: tuple[int, ...]
     #: Per token: True where the model writes freely (inside a coordinate block), False where it is forced.
     free: tuple[bool, ...]
+    #: Per token: True where the next character of the reference is a closing `>`, where a coordinate must not
+    #: end in `,` or `-`.
+    before_close: tuple[bool, ...]
 
 
 @dataclass
 class TokenizerCache:
-    """Memoised tokenization by reference string; hits and misses are part of the cell's figures."""
+    """Tokenization by reference string, memoised when enabled; hits, misses and seconds are cell figures."""
 
     enabled: bool
     hits: int = 0
     misses: int = 0
-    _store: dict = field(default_factory=dict)
+    #: Seconds spent inside the tokenizer, summed over threads.
+    seconds: float = 0.0
+    _store: dict[str, tuple[list[int], list[tuple[int, int]]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def tokenize(self, tokenizer, reference: str) -> tuple[list[int], list[tuple[int, int]]]:
+    def tokenize(self, tokenizer: Any, reference: str) -> tuple[list[int], list[tuple[int, int]]]:
         if self.enabled:
             with self._lock:
                 found = self._store.get(reference)
@@ -41,10 +48,12 @@ class TokenizerCache:
                     self.hits += 1
                     return found
                 self.misses += 1
+        started = time.perf_counter()
         encoded = tokenizer(reference, add_special_tokens=False, return_offsets_mapping=True)
-        result = (encoded["input_ids"], encoded["offset_mapping"])
-        if self.enabled:
-            with self._lock:
+        result = (list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]])
+        with self._lock:
+            self.seconds += time.perf_counter() - started
+            if self.enabled:
                 self._store[reference] = result
         return result
 
@@ -55,18 +64,19 @@ def inside_blocks(text: str) -> list[bool]:
     for char in text:
         if char == ">":
             inside = False
-        out.append(inside and char != "<")
+        out.append(inside)
         if char == "<":
             inside = True
     return out
 
 
-def build_template(smiles: str, tokenizer, cache: TokenizerCache) -> Template:
+def build_template(smiles: str, tokenizer: Any, cache: TokenizerCache) -> Template:
     reference = f"{CONFORMER_OPEN}{skeleton(smiles)}{CONFORMER_CLOSE}"
     ids, offsets = cache.tokenize(tokenizer, reference)
     inside = inside_blocks(reference)
     free = tuple(end > start and all(inside[start:end]) for start, end in offsets)
-    return Template(reference, tuple(ids), free)
+    before_close = tuple(reference[end:end + 1] == ">" for _, end in offsets)
+    return Template(reference, tuple(ids), free, before_close)
 
 
 @dataclass
@@ -75,8 +85,17 @@ class BuiltTemplates:
     seconds: float
 
 
-def build_templates(smiles: list[str], tokenizer, cache: TokenizerCache, workers: int) -> BuiltTemplates:
-    """One template per prompt row, in order; with workers > 1, in a thread pool."""
+def resolve_workers(template_building: Any, cpus: int) -> int:
+    """Threads for template building: 1 when serial; `auto` takes the CPUs the engine gave the cell."""
+    if not template_building.parallel:
+        return 1
+    workers = template_building.workers
+    return max(1, cpus if workers == "auto" else int(workers))
+
+
+def build_templates(smiles: list[str], tokenizer: Any, cache: TokenizerCache, workers: int) -> BuiltTemplates:
+    """One template per prompt row, in order; with workers > 1 in a thread pool (created per call, as the
+    public runner did per batch, so its start-up cost is part of the figure)."""
     started = time.perf_counter()
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -1,12 +1,12 @@
-"""Is a generation a conformer of its prompt? The public smoke runner's checks and failure kinds."""
+"""Is a generation a conformer of its prompt? The public smoke runner's checks, in its order, and its failure kinds."""
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
 
-from rdkit import Chem
+from rdkit import RDLogger
 
-from molgen_grid.bench.encoding import ConformerTextError, canonical, decode
+from molgen_grid.bench.encoding import ConformerTextError, canonical, conformer_body, decode, split_blocks
 
 ISSUE_KINDS = ("missing_conformer_block", "smiles_mismatch", "unclosed_coordinate_block",
                "wrong_coordinate_count", "parse_failure")
@@ -16,18 +16,29 @@ ISSUE_KINDS = ("missing_conformer_block", "smiles_mismatch", "unclosed_coordinat
 class Check:
     valid: bool
     issue: str | None = None
+    #: A human-readable line on what went wrong (kept in results.json for diagnosis).
     detail: str | None = None
 
 
 def check_generation(prompt_smiles: str, text: str) -> Check:
-    """Decode the generation and compare its molecule with the prompt's (canonical SMILES)."""
+    """Structure first (block present, blocks closed), then the molecule (same canonical SMILES), then coordinates.
+
+    The SMILES comparison comes before the coordinate count so that a generation of another molecule is counted
+    as a mismatch, not as a coordinate problem that is only its consequence.
+    """
+    RDLogger.DisableLog("rdApp.*")
     try:
-        mol = decode(text)
+        smiles, _ = split_blocks(conformer_body(text))
+        generated = canonical(smiles)
+        if generated is None:
+            return Check(False, "parse_failure", f"RDKit cannot parse or sanitize {smiles!r}")
+        if generated != canonical(prompt_smiles):
+            return Check(False, "smiles_mismatch", f"{generated} is not {prompt_smiles}")
+        decode(text)
     except ConformerTextError as exc:
         return Check(False, exc.kind, str(exc))
-    generated = Chem.MolToSmiles(mol, canonical=True, isomericSmiles=True)
-    if canonical(generated) != canonical(prompt_smiles):
-        return Check(False, "smiles_mismatch", f"{generated} is not {prompt_smiles}")
+    finally:
+        RDLogger.EnableLog("rdApp.*")
     return Check(True)
 
 

@@ -1,0 +1,47 @@
+"""Shared fixtures of the benchmark tests: configs composed from conf/, the tiny model, tokenizers."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose(*overrides: str, **choices: str) -> DictConfig:
+    """The resolved config a cell receives: conf/ composed by Hydra, less the engine's `grid:` settings."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"{g}={o}" for g, o in choices.items()] + list(overrides))
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "grid"])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded-model cache for the whole session, outside the user's home.
+
+    Torch runs on one thread here: these tests check behaviour, not speed, and torch's spinning worker threads
+    slow down many times over when the machine is shared with other test runs.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("models")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MOLGEN_GRID_CACHE", str(path))
+    yield path
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny(model_cache: Path) -> tuple[Any, Any]:
+    """The embedded tiny model and its character tokenizer, loaded as a cell loads them."""
+    import torch
+
+    from molgen_grid.bench.model import load
+
+    cfg = compose()
+    return load(cfg.model, cfg.attention, torch.device("cpu"), torch.float32)

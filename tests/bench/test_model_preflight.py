@@ -1,0 +1,63 @@
+"""The embedded model's cache and checkpoint loading; the preflight's one-line errors without torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from molgen_grid.bench.model import embedded_dir, load, resolve_dtype
+from molgen_grid.bench.preflight import check_inputs
+from molgen_grid.errors import InputError
+
+from .conftest import compose
+
+
+def test_embedded_model_is_cached_and_deterministic(tiny: tuple[Any, Any], model_cache: Path) -> None:
+    cfg = compose()
+    directory = embedded_dir(dict(cfg.model.embedded))
+    assert directory.parent == model_cache and (directory / "config.json").is_file()
+    assert [p.name for p in model_cache.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+    model, tokenizer = tiny
+    assert tokenizer.padding_side == "left" and model.config.vocab_size == len(tokenizer)
+    # A local checkpoint (here the cached one) takes the same path and has the same weights.
+    again, _ = load(compose(f"model.path={directory}").model, cfg.attention, torch.device("cpu"), torch.float32)
+    assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_bad_model_inputs(tmp_path: Path) -> None:
+    cfg = compose(f"model.path={tmp_path / 'absent'}")
+    with pytest.raises(InputError, match="model.path .* is not a directory"):
+        load(cfg.model, cfg.attention, torch.device("cpu"), torch.float32)
+    with pytest.raises(InputError, match="model.dtype"):
+        resolve_dtype("float99", torch.device("cpu"))
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_preflight(tmp_path: Path) -> None:
+    check_inputs(compose())
+    with pytest.raises(InputError, match="does not exist: set data.path="):
+        check_inputs(compose(f"data.path={tmp_path / 'absent.smi'}"))
+    (tmp_path / "empty.smi").write_text("nonsense\n")
+    with pytest.raises(InputError, match="no valid SMILES"):
+        check_inputs(compose(f"data.path={tmp_path / 'empty.smi'}"))
+    with pytest.raises(InputError, match="model.path .* has no config.json"):
+        check_inputs(compose(f"model.path={tmp_path}"))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="model.tokenizer_path .* has no tokenizer_config.json"):
+        check_inputs(compose(f"model.path={tmp_path}"))
+    with pytest.raises(InputError, match="model.tokenizer_path .* is not a directory"):
+        check_inputs(compose(f"model.path={tmp_path}", f"model.tokenizer_path={tmp_path / 'absent'}"))
+
+
+def test_preflight_imports_neither_torch_nor_transformers() -> None:
+    code = ("import sys; sys.path.insert(0, 'tests/bench'); from conftest import compose; "
+            "from molgen_grid.bench.preflight import check_inputs; check_inputs(compose()); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
