@@ -27,6 +27,16 @@ def sacct(job_id: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line.split("|")[0] == job_id]
 
 
+def sacct_final(job_id: str, timeout: float = 60) -> list[list[str]]:
+    """sacct's rows for a job once it has ended (a cell's summary is written just before its job ends)."""
+    deadline = time.time() + timeout
+    while True:
+        rows = sacct(job_id)
+        if rows and rows[-1][2] not in {"RUNNING", "COMPLETING", "PENDING"} or time.time() > deadline:
+            return rows
+        time.sleep(1)
+
+
 def wait_for_state(tool: Tool, args: list[str], wanted: set[str], timeout: float = 300) -> dict[str, dict]:
     """Poll --status until every cell is in `wanted` (fail early once all have ended elsewhere)."""
     deadline = time.time() + timeout
@@ -56,7 +66,7 @@ def test_two_partition_sweep_lands_in_its_partitions_and_resumes(tool: Tool) -> 
     cells = wait_for_state(tool, grid, {"done"})
     for name in cells:
         partition = "h100" if "gpu=h100" in name else "a100"
-        assert sacct(last_job(tool, name)) == [[last_job(tool, name), partition, "COMPLETED"]]
+        assert sacct_final(last_job(tool, name)) == [[last_job(tool, name), partition, "COMPLETED"]]
     again = tool.cli(*grid)
     assert "0 to run" in again.stdout and "submitted" not in again.stdout.replace("0 submitted", "")
     assert all(len(attempts(tool.results / "default" / name)) == 1 for name in cells)
@@ -99,7 +109,8 @@ def test_requeued_cell_completes(tool: Tool) -> None:
             break
         time.sleep(1)
     assert "requeued" in seen and state == "done", seen
-    assert [row[2] for row in sacct(job)][-1] == "COMPLETED" and any(row[2] == "REQUEUED" for row in sacct(job))
+    rows = sacct_final(job)
+    assert rows[-1][2] == "COMPLETED" and any(row[2] == "REQUEUED" for row in rows), rows
 
 
 def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
@@ -108,6 +119,9 @@ def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=240).values()
     assert cell["reason"].startswith("TIMEOUT"), cell
+    again = tool.cli(*grid)
+    assert "1 submitted" in again.stdout
+    subprocess.run(["scancel", last_job(tool, cell["cell"])], check=True)
 
 
 def test_status_answers_while_slurmdbd_is_stopped(tool: Tool) -> None:

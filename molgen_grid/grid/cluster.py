@@ -63,22 +63,32 @@ def slurm_answers() -> bool:
 
 
 def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
+    """Every run of each job (-D: requeues too) with its steps: a job whose step was killed for memory reads
+    FAILED at the job level, OUT_OF_MEMORY at the step, and the step's word is the one that explains it."""
     mains = sorted({j.split("_")[0] for j in job_ids})
-    out = _run(["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(mains)])
+    out = _run(["sacct", "-D", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(mains)])
     if out is None:
         return None
-    history: dict[str, list[tuple[str, str]]] = {}
+    history: dict[str, list[list]] = {}
     for line in out.splitlines():
         fields = line.split("|")
         if len(fields) < 3:
             continue
         job_id, state, exit_code = fields[0], fields[1].split()[0], fields[2]
+        parent, _, step = job_id.partition(".")
+        if step:
+            for run in (history.get(one, [[None]])[-1] for one in _expand(parent)):
+                if run[0] is not None:
+                    run[2].append(state)
+            continue
         for one in _expand(job_id):
-            history.setdefault(one, []).append((state, exit_code))
+            history.setdefault(one, []).append([state, exit_code, []])
     views = {}
-    for job_id, records in history.items():
-        state, exit_code = records[-1]
-        earlier = {s for s, _ in records[:-1]}
+    for job_id, runs in history.items():
+        state, exit_code, steps = runs[-1]
+        if state == "FAILED":
+            state = next((s for s in steps if s in FAILED_STATES and s != "FAILED"), state)
+        earlier = {run[0] for run in runs[:-1]}
         requeued = bool(earlier & {"REQUEUED", "PREEMPTED", "TIMEOUT", "NODE_FAIL"}) or state == "REQUEUED"
         views[job_id] = JobView(state, requeued, exit_code)
     return views

@@ -48,12 +48,21 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line for the status table. A job that submitit did not requeue after its time-limit signal (no
+    requeues left) ends here before Slurm would call it TIMEOUT, so it is named TIMEOUT."""
+    message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    if type(exc).__name__ == "UncompletedJobError" and "timed-out" in message:
+        return f"TIMEOUT: {message}"
+    return f"{type(exc).__name__}: {message}"
+
+
 def error_record(exc: BaseException, reason: str | None = None) -> dict[str, Any]:
     return {
         "when": time.time(),
         "class": type(exc).__name__,
         "message": str(exc),
-        "reason": reason or f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
+        "reason": reason or failure_reason(exc),
         "traceback": traceback.format_exception(exc)[-12:],
     }
 
