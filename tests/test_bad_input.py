@@ -40,6 +40,7 @@ def test_front_door_refuses(tool: Tool, args: list[str], match: str) -> None:
     (["-m", "experiment=../x"], "unknown experiment '../x'"),
     (["-m", "attention=flashy"], "unknown option attention=flashy"),
     (["kv_cache=nope"], "unknown option kv_cache=nope"),
+    (["-m", "kv_cache=static", "--limit", "2"], "cannot read override '2'"),
 ])
 def test_hydra_entry_refuses(tool: Tool, args: list[str], match: str) -> None:
     refuse(tool, *args, match=match, hydra=True)

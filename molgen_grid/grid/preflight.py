@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 
 from molgen_grid.errors import InputError
@@ -46,7 +46,14 @@ def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> Non
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
-            parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+            parser = OverridesParser.create(config_loader=loader)
+            for line in overrides:
+                try:
+                    parser.parse_overrides([line])
+                except OverrideParseException:
+                    raise InputError(f"cannot read override {line!r}: write key=value, a sweep as key=a,b "
+                                     "(Hydra's override grammar)") from None
+            parsed = parser.parse_overrides(overrides)
             experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), None)
             hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
             if experiment is None:
