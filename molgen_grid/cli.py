@@ -20,6 +20,7 @@ examples:
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 molecules per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
+  molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force: every word after --force is taken as a cell name."""
 
@@ -33,6 +34,11 @@ def parser() -> argparse.ArgumentParser:
     action = p.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
+    action.add_argument("--report", action="store_true",
+                        help="tables, speed-ups and plots of the done cells under artifacts/<experiment>/")
+    p.add_argument("--compare", action="append", default=[], metavar="AXIS=A:B",
+                   help="with --report: matched pairs that differ only in AXIS (repeatable)")
+    p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
     p.add_argument("--wait", action="store_true", help="after submitting to Slurm, follow the cells to the end")
@@ -43,13 +49,17 @@ def parser() -> argparse.ArgumentParser:
 
 def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
-    action = "status" if args.status else "dry_run" if args.dry_run else "run"
+    action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else "run"
     argv = ["molgen_grid", "--multirun", f"experiment={safe_component(args.experiment, 'experiment name')}",
             f"hydra.launcher.action={action}"]
     if args.json:
         argv.append("hydra.launcher.json=true")
     if args.wait:
         argv.append("hydra.launcher.wait=true")
+    if args.compare:
+        argv.append("hydra.launcher.compare=[" + ",".join(f"'{c}'" for c in args.compare) + "]")
+    if args.heatmap:
+        argv.append("hydra.launcher.heatmap=[" + ",".join(f"'{k}'" for k in args.heatmap.split(",")) + "]")
     if args.force is not None:
         names = args.force or ["*"]
         argv.append("hydra.launcher.force=[" + ",".join(f"'{n}'" for n in names) + "]")
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     args.force = force
     if args.json and not args.status:
         parser().error("--json goes with --status")
+    if (args.compare or args.heatmap) and not args.report:
+        parser().error("--compare and --heatmap go with --report")
     try:
         sys.argv = hydra_argv(args)
     except InputError as exc:

@@ -23,11 +23,11 @@ def refuse(tool: Tool, *args: str, match: str, hydra: bool = False) -> None:
 
 
 @pytest.mark.parametrize("args, match", [
-    (["attention=flashy"], "unknown option attention=flashy: choose one of eager, sdpa"),
+    (["attention=flashy"], "unknown option attention=flashy: choose one of eager, flash_attention_2, sdpa"),
     (["attention=eager,flashy"], "unknown option attention=flashy"),
     (["batch_sizee=4"], "unknown key 'batch_sizee': did you mean batch_size?"),
     (["--experiment", "../x"], "experiment name '../x' is not a safe directory name"),
-    (["--experiment", "nope"], "unknown experiment 'nope': choose one of default"),
+    (["--experiment", "nope"], "unknown experiment 'nope': choose one of attention, batch_scaling"),
     (["data.path=/no/such/file.smi"], "/no/such/file.smi"),
     (["model.path=/no/such/model"], "/no/such/model"),
     (["--limit", "0"], "--limit 0"),

@@ -56,7 +56,7 @@ def test_unsafe_or_long_values_are_hashed_and_names_bounded() -> None:
 
 
 def test_unknown_options_and_keys_are_refused(spec: GridSpec) -> None:
-    with pytest.raises(InputError, match="attention=flashy: choose one of eager, sdpa"):
+    with pytest.raises(InputError, match="attention=flashy: choose one of eager, flash_attention_2, sdpa"):
         spec.cell(["attention=flashy"])
     with pytest.raises(InputError, match="did you mean batch_size"):
         spec.cell(["batch_sise=3"])

@@ -16,10 +16,10 @@ from transformers.utils import logging as hf_logging
 from molgen_grid.bench.data import load_molecules
 from molgen_grid.bench.generate import Generator, prompt
 from molgen_grid.bench.measure import noisy, peak_gpu_mem_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import load, resolve_device, resolve_dtype
+from molgen_grid.bench.model import compile_decode, load, resolve_device, resolve_dtype
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.templates import TokenizerCache, build_templates, resolve_workers
-from molgen_grid.bench.validate import check_generation, quality
+from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.errors import InputError
 
 #: What torch says when a forced SDPA backend has no kernel for this device, dtype or shape (CUDA, then CPU).
@@ -115,6 +115,12 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
         model, tokenizer = load(cfg.model, cfg.attention, device, resolve_dtype(str(cfg.model.dtype), device))
         load_s = time.perf_counter() - loading
         generator = Generator(model, tokenizer, cfg, device)
+        compiled = bool(cfg.kv_cache.get("compile", False))
+        compile_s = None
+        if compiled:
+            compile_decode(model, device)
+            # The first pass compiles (minutes on a CPU): never inside a timed repeat, and reported apart.
+            compile_s = run_pass(generator, batches[:1], cfg, workers).pass_s
         for _ in range(int(cfg.warmup)):
             run_pass(generator, batches[:1], cfg, workers)
         passes = [run_pass(generator, batches, cfg, workers) for _ in range(int(cfg.repeats))]
@@ -133,6 +139,7 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
         "generated_tokens_per_pass": [f["generated_tokens"] for f in per_pass],
         "wall_s": time.perf_counter() - started,
         "load_s": load_s,
+        "compile_s": compile_s,
         "warmup": int(cfg.warmup),
         "repeats": len(passes),
         "peak_rss_mb": peak_rss_mb(),
@@ -145,7 +152,9 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
     if cfg.gpu.get("executor") == "slurm" and device.type != "cuda":
         metrics["warnings"].append(f"a GPU partition's cell ran on {device} (no CUDA in the job): not GPU figures")
     checks = [check_generation(s, t) for s, t in zip(rows, last.texts)]
+    min_rmsd, rmsd = rmsd_quality(rows, last.texts, checks, molecules.references)
     generations = [{"smiles": s, "text": t, "generated_tokens": n, "valid": c.valid, "issue": c.issue,
-                    "detail": c.detail} for s, t, n, c in zip(rows, last.texts, last.tokens_per_row, checks)]
-    return {"status": "ok", "reason": None, "metrics": metrics, "quality": quality(checks),
+                    "detail": c.detail, "min_rmsd_A": r}
+                   for s, t, n, c, r in zip(rows, last.texts, last.tokens_per_row, checks, min_rmsd)]
+    return {"status": "ok", "reason": None, "metrics": metrics, "quality": quality(checks, rmsd),
             "provenance": provenance(device), "data": data, "generations": generations}

@@ -6,16 +6,15 @@ call and its time to first token.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 from transformers import LogitsProcessorList
 
-from molgen_grid.bench.constraints import PythonTemplateProcessor
+from molgen_grid.bench.constraints import make_processor
 from molgen_grid.bench.encoding import SMILES_CLOSE, SMILES_OPEN
-from molgen_grid.bench.measure import FirstTokenClock, synchronize
+from molgen_grid.bench.measure import FirstTokenClock
 from molgen_grid.bench.templates import Template
 from molgen_grid.errors import InputError
 
@@ -77,10 +76,11 @@ class Generator:
         }
         if cfg.kv_cache.implementation == "static":
             self.kwargs["cache_implementation"] = "static"
-        self.constrained = cfg.logit_processor.kind == "python"
+        self.logit_processor = str(cfg.logit_processor.kind)
+        self.constrained = self.logit_processor != "none"
         self.num_beams = int(self.kwargs.get("num_beams", 1))
         self.sdpa_backend = cfg.attention.get("sdpa_backend")
-        self.clock = FirstTokenClock()
+        self.clock = FirstTokenClock(device)
 
     def encode(self, smiles: list[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer([prompt(s) for s in smiles], return_tensors="pt", padding=True)
@@ -90,24 +90,20 @@ class Generator:
         """One generate() call over `smiles` (one row each), following `templates` when constrained."""
         inputs = self.encode(smiles)
         processors = LogitsProcessorList()
-        if self.constrained:
-            processors.append(PythonTemplateProcessor(templates, self.tokenizer, inputs["input_ids"].shape[1],
-                                                      rows_per_template=self.num_beams))
-        kwargs = dict(self.kwargs)
-        if self.num_beams > 1:
-            processors.append(self.clock.logits_hook())
-        else:
-            kwargs["streamer"] = self.clock
+        processor = make_processor(self.logit_processor, templates, self.tokenizer, inputs["input_ids"].shape[1],
+                                   rows_per_template=self.num_beams, device=self.device)
+        if processor is not None:
+            processors.append(processor)
+        # Last in the list: its first call marks the first token's logits, after every other processor's work.
+        processors.append(self.clock.logits_hook())
         with torch.inference_mode(), sdpa_backend(self.sdpa_backend):
-            synchronize(self.device)
             self.clock.start()
-            output = self.model.generate(**inputs, **kwargs, logits_processor=processors)
-            synchronize(self.device)
-            seconds = time.perf_counter() - self.clock.started
+            output = self.model.generate(**inputs, **self.kwargs, logits_processor=processors)
+            seconds, ttft_s = self.clock.stop()
         new = output[:, inputs["input_ids"].shape[1]:].tolist()
         counts = count_generated(new, self.tokenizer.eos_token_id)
         texts = [self.decode(row[:n]) for row, n in zip(new, counts)]
-        return BatchRun(texts, counts, seconds, self.clock.seconds)
+        return BatchRun(texts, counts, seconds, ttft_s)
 
     def decode(self, ids: list[int]) -> str:
         """The generated text with the tags kept (they are the format) and BOS/EOS/PAD removed."""

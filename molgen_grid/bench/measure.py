@@ -8,53 +8,75 @@ from typing import Any
 
 import torch
 from transformers import LogitsProcessor
-from transformers.generation.streamers import BaseStreamer
 
 #: Above this relative spread ((max - min) / median) a figure is flagged as too noisy to trust.
 NOISY_SPREAD = 0.3
 
 
-class FirstTokenClock(BaseStreamer):
-    """Seconds from `start()` to the first generated token.
+class FirstTokenClock:
+    """One generate() call's wall time and time to first token, with no host sync per generated token.
 
-    generate() hands a streamer the prompt first, then each step's tokens, already copied to the host (so on
-    CUDA the time includes the device's work). Beam search takes no streamer; there `logits_hook()` marks the
-    first logits processor call instead (the prefill done, just before the first token is chosen).
+    `logits_hook()` is a logits processor (generate() calls it at every step of every decoding mode); its first
+    call after `start()` marks the first token's logits (the prefill done, just before the first token is
+    chosen). On a CPU the mark is the host clock. On CUDA it records a timing event on the device's current
+    stream, so it covers the device's work up to that point without waiting for it; both events are resolved
+    once in `stop()`, after the one synchronize that ends the call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
         self.started = 0.0
         self.first: float | None = None
-        self._puts = 0
+        self._marked = False
+        self._events: tuple[Any, Any] | None = None
 
     def start(self) -> None:
-        self.started, self.first, self._puts = time.perf_counter(), None, 0
-
-    def put(self, value: torch.Tensor) -> None:
-        self._puts += 1
-        if self._puts == 2:
-            self.mark()
-
-    def end(self) -> None:
-        """Nothing to flush: only the time of the first token matters."""
+        """Wait for the device (earlier work is not this call's), then start both clocks."""
+        synchronize(self.device)
+        self.first, self._marked = None, False
+        if self.cuda:
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record(torch.cuda.current_stream(self.device))
+        self.started = time.perf_counter()
 
     def mark(self) -> None:
-        if self.first is None:
+        if self._marked:
+            return
+        self._marked = True
+        if self._events is not None:
+            self._events[1].record(torch.cuda.current_stream(self.device))
+        else:
             self.first = time.perf_counter()
+
+    def stop(self) -> tuple[float, float | None]:
+        """Wait for the device once; the call's seconds and its time to first token (None if never marked)."""
+        synchronize(self.device)
+        seconds = time.perf_counter() - self.started
+        return seconds, self.seconds
 
     @property
     def seconds(self) -> float | None:
-        return None if self.first is None else self.first - self.started
+        """Seconds from `start()` to the first mark; on CUDA only valid after `stop()`."""
+        if not self._marked:
+            return None
+        if self._events is not None:
+            return self._events[0].elapsed_time(self._events[1]) / 1000
+        return self.first - self.started
 
     def logits_hook(self) -> LogitsProcessor:
-        clock = self
+        return _FirstLogits(self)
 
-        class _Mark(LogitsProcessor):
-            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-                clock.mark()
-                return scores
 
-        return _Mark()
+class _FirstLogits(LogitsProcessor):
+    """Marks its clock and hands the scores on unchanged (no device work, no sync)."""
+
+    def __init__(self, clock: FirstTokenClock) -> None:
+        self.clock = clock
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.clock.mark()
+        return scores
 
 
 def synchronize(device: torch.device) -> None:

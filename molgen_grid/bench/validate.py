@@ -1,15 +1,23 @@
 """Is a generation a conformer of its prompt? The public smoke runner's checks, in its order, and its failure kinds."""
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
-from rdkit import RDLogger
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdMolAlign
 
 from molgen_grid.bench.encoding import ConformerTextError, canonical, conformer_body, decode, split_blocks
 
 ISSUE_KINDS = ("missing_conformer_block", "smiles_mismatch", "unclosed_coordinate_block",
                "wrong_coordinate_count", "parse_failure")
+#: Heavy-atom RMSD (angstrom) at or under which one conformer covers another (the public project's text report).
+RMSD_THRESHOLD_A = 0.75
+#: At most this many atom mappings per alignment: GetBestRMS tries every symmetry-equivalent mapping, which
+#: explodes on symmetric molecules; bounded, the RMSD is the best over the mappings tried (an upper bound).
+RMSD_MAX_MATCHES = 1000
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,9 @@ def check_generation(prompt_smiles: str, text: str) -> Check:
     return Check(True)
 
 
-def quality(checks: list[Check]) -> dict:
-    """The summary's `quality` block: counts, the valid fraction, and every issue kind (zeros included)."""
+def quality(checks: list[Check], rmsd: dict[str, Any] | None = None) -> dict:
+    """The summary's `quality` block: counts, the valid fraction, every issue kind (zeros included) and the
+    RMSD block of `rmsd_quality` (its figures None when none was computed)."""
     issues = Counter(c.issue for c in checks if c.issue)
     valid = sum(c.valid for c in checks)
     return {
@@ -51,4 +60,83 @@ def quality(checks: list[Check]) -> dict:
         "valid": valid,
         "valid_fraction": valid / len(checks) if checks else None,
         "issues": {kind: issues.get(kind, 0) for kind in ISSUE_KINDS},
+        "rmsd": rmsd if rmsd is not None else _rmsd_block([], 0, RMSD_THRESHOLD_A),
+    }
+
+
+def best_rms(generated: Chem.Mol, reference: Chem.Mol, max_matches: int = RMSD_MAX_MATCHES) -> float | None:
+    """RMSD of two heavy-atom conformers after the best alignment over symmetry-equivalent atom mappings
+    (at most `max_matches` of them); None when the molecules do not match."""
+    try:
+        # GetBestRMS moves its probe: align a copy, so the caller's conformer stays as it was.
+        return rdMolAlign.GetBestRMS(Chem.Mol(generated), reference, maxMatches=max_matches)
+    except (RuntimeError, ValueError):
+        return None
+
+
+def rmsd_quality(rows: list[str], texts: list[str], checks: list[Check], references: dict[str, list[Chem.Mol]],
+                 threshold: float = RMSD_THRESHOLD_A,
+                 max_matches: int = RMSD_MAX_MATCHES) -> tuple[list[float | None], dict[str, Any]]:
+    """Each generation's minimum RMSD to its molecule's reference conformers, and the `rmsd` quality block.
+
+    `rows` are the prompts' canonical SMILES (the keys of `references`, as `data.load_molecules` gives them).
+    Only valid generations of molecules with references are aligned (heavy atoms: hydrogens are removed from
+    the references, the format has none). Per molecule, COV-R is the share of references whose best generation
+    is within `threshold`, MAT-R the mean over references of that best RMSD; COV-P and MAT-P are the same from
+    the generations' side. The block reports their means over the molecules with at least one generation
+    aligned (`molecules`); its figures are None when there is none.
+    """
+    per_generation: list[float | None] = [None] * len(rows)
+    matrices: dict[str, list[list[float | None]]] = {}
+    heavy: dict[str, list[Chem.Mol]] = {}
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        for index, (smiles, text, check) in enumerate(zip(rows, texts, checks)):
+            if not check.valid or not references.get(smiles):
+                continue
+            if smiles not in heavy:
+                heavy[smiles] = [Chem.RemoveHs(mol) for mol in references[smiles]]
+            generated = decode(text)
+            row = [best_rms(generated, reference, max_matches) for reference in heavy[smiles]]
+            known = [value for value in row if value is not None]
+            if known:
+                per_generation[index] = min(known)
+                matrices.setdefault(smiles, []).append(row)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    with_references = len({s for s in rows if references.get(s)})
+    figures = [_coverage_matching(matrix, threshold) for matrix in matrices.values()]
+    return per_generation, _rmsd_block(figures, with_references, threshold)
+
+
+def _coverage_matching(matrix: list[list[float | None]], threshold: float) -> tuple[float, float, float | None,
+                                                                                    float]:
+    """COV-R, COV-P, MAT-R, MAT-P of one molecule from its generations x references RMSD matrix.
+
+    A reference no generation could be aligned to is not covered and has no MAT-R term (None when no reference
+    has one); every row holds at least one RMSD.
+    """
+    by_reference = [[row[j] for row in matrix if row[j] is not None] for j in range(len(matrix[0]))]
+    recall = [min(column) for column in by_reference if column]
+    precision = [min(value for value in row if value is not None) for row in matrix]
+    return (sum(value <= threshold for value in recall) / len(by_reference),
+            sum(value <= threshold for value in precision) / len(precision),
+            statistics.fmean(recall) if recall else None,
+            statistics.fmean(precision))
+
+
+def _rmsd_block(figures: list[tuple[float, float, float | None, float]], with_references: int,
+                threshold: float) -> dict[str, Any]:
+    def mean(position: int) -> float | None:
+        values = [f[position] for f in figures if f[position] is not None]
+        return statistics.fmean(values) if values else None
+
+    return {
+        "threshold_A": threshold,
+        "molecules": len(figures),
+        "molecules_with_references": with_references,
+        "coverage_recall": mean(0),
+        "coverage_precision": mean(1),
+        "matching_recall_A": mean(2),
+        "matching_precision_A": mean(3),
     }

@@ -36,7 +36,7 @@ from molgen_grid.grid.store import CONFIG, ERROR, OVERRIDES, CellStore, atomic_w
     safe_component
 from molgen_grid.grid.worker import CellJob, error_record, load_task
 
-ACTIONS = ("run", "status", "dry_run")
+ACTIONS = ("run", "status", "dry_run", "report")
 ALL_CELLS = "*"
 LOCAL = "local"
 POLL_S = 2.0
@@ -53,6 +53,10 @@ class GridLauncherConf:
     json: bool = False
     #: After submitting to Slurm, follow the cells to the end.
     wait: bool = False
+    #: With action=report: comparisons along one axis, `AXIS=A:B` each.
+    compare: List[str] = field(default_factory=list)
+    #: With action=report: the two settings of the heatmap (default: the two that vary most).
+    heatmap: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,13 +76,16 @@ class SweepOutcome:
 
 
 class GridLauncher(Launcher):
-    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False) -> None:
+    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False,
+                 compare: Sequence[str] = (), heatmap: Sequence[str] = ()) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
         self.force = list(force)
         self.json = json
         self.wait = wait
+        self.compare = list(compare)
+        self.heatmap = list(heatmap)
         self.console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
         self.outcome = SweepOutcome()
 
@@ -106,9 +113,37 @@ class GridLauncher(Launcher):
                 print_status(self.console, spec, entries)
         elif self.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
+        elif self.action == "report":
+            self.report(spec, entries)
         else:
             self.run(spec, root, entries, forced)
         return []
+
+    def report(self, spec: GridSpec, entries: list[Entry]) -> None:
+        """Tables, comparisons and plots of the experiment under artifacts/, and the map of all experiments."""
+        from molgen_grid.grid import report
+
+        cwd = Path(self.config.hydra.runtime.cwd)
+        artifacts = cwd / spec.settings.artifacts_dir
+        built = report.build(spec, entries, self.compare)
+        files = report.write(spec, entries, built, artifacts / safe_component(spec.experiment, "experiment name"),
+                             self.heatmap)
+        atomic_write_text(artifacts / "README.md", report.experiment_map(
+            self.hydra_context.config_loader, artifacts, cwd / spec.settings.results_dir))
+        self.console.print(f"experiment {spec.experiment}: {len(built.frame)} cells reported"
+                           + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)"
+                              if built.pending else ""))
+        if built.best is not None:
+            self.console.print(f"best cell: {built.labels[built.best.name]}")
+        for text, pairs in built.comparisons.items():
+            self.console.print(f"\n{text}: {len(pairs)} matched pairs")
+            if len(pairs):
+                self.console.print(pairs.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+                ratios = [c for c in pairs.columns if "/" in str(c)]
+                self.console.print("median change: " + ", ".join(f"{c} {pairs[c].median():.3g}" for c in ratios))
+        for path in files:
+            self.console.print(f"wrote {path}")
+        self.console.print(f"wrote {artifacts / 'README.md'}")
 
     def results_root(self, spec: GridSpec) -> Path:
         base = Path(self.config.hydra.runtime.cwd) / spec.settings.results_dir

@@ -78,16 +78,17 @@ class GridSpec:
         """The part of every cell's fingerprint that its overrides do not change."""
         return _digest(
             self._config_text(self.config_name),
-            self._config_text(f"experiment/{self.experiment}", drop_hydra=True),
+            self._config_text(f"experiment/{self.experiment}"),
             code_fingerprint(self.settings.task),
         )
 
-    def _config_text(self, path: str, drop_hydra: bool = False) -> str:
+    def _config_text(self, path: str) -> str:
+        """A hash of one config file as it feeds a cell: Hydra's and the engine's sections (`hydra:`, `grid:`,
+        which hold the grid, its description and baseline) are left out, so editing them stales nothing."""
         if path not in self._file_hash:
             result = self._loader.repository.load_config(path)
             cfg = result.config if result is not None else OmegaConf.create()
-            if drop_hydra and "hydra" in cfg:
-                cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+            cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in ("hydra", "grid", "defaults")])
             self._file_hash[path] = _digest(OmegaConf.to_yaml(cfg))
         return self._file_hash[path]
 
