@@ -129,7 +129,7 @@ class GridLauncher(Launcher):
         files = report.write(spec, entries, built, artifacts / safe_component(spec.experiment, "experiment name"),
                              self.heatmap)
         atomic_write_text(artifacts / "README.md", report.experiment_map(
-            self.hydra_context.config_loader, artifacts, cwd / spec.settings.results_dir))
+            self.hydra_context.config_loader, spec.config_name, artifacts, cwd / spec.settings.results_dir))
         self.console.print(f"experiment {spec.experiment}: {len(built.frame)} cells reported"
                            + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)"
                               if built.pending else ""))

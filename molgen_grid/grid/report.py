@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE
 
@@ -86,10 +87,14 @@ def with_speedup(frame: pd.DataFrame, primary: Figure, baseline: str) -> pd.Data
         return out
     b = base.iloc[0]
     name = primary.name
+    overlap = (out[name + LOW] <= b[name + HIGH]) & (out[name + HIGH] >= b[name + LOW])
     out["speedup"] = out[name] / b[name]
-    out["within_noise"] = (out[name + LOW] <= b[name + HIGH]) & (out[name + HIGH] >= b[name + LOW])
-    out.loc[out[name].isna(), ["speedup", "within_noise"]] = None
+    out["within_noise"] = overlap.astype(object).where(out[name].notna(), None)
     return out
+
+
+def _true(flag: Any) -> bool:
+    return flag is not None and not pd.isna(flag) and bool(flag)
 
 
 def parse_compare(text: str) -> tuple[str, str, str]:
@@ -111,12 +116,18 @@ def compare(frame: pd.DataFrame, keys: list[str], figures: list[Figure], text: s
     right = done[done[key] == b].set_index(others)
     pairs = left.join(right, how="inner", lsuffix="_a", rsuffix="_b")
     result = pd.DataFrame(index=pairs.index)
+    primary = figures[0].name
+    result[f"{primary} {a}"] = pairs[f"{primary}_a"]
+    result[f"{primary} {b}"] = pairs[f"{primary}_b"]
     for figure in figures:
-        if f"{figure.name}_a" in pairs:
-            result[f"{figure.name} {a}"] = pairs[f"{figure.name}_a"]
-            result[f"{figure.name} {b}"] = pairs[f"{figure.name}_b"]
-            result[f"{figure.name} {a}/{b}"] = pairs[f"{figure.name}_a"] / pairs[f"{figure.name}_b"]
-    return result.reset_index()
+        result[f"{figure.name} {a}/{b}"] = pairs[f"{figure.name}_a"] / pairs[f"{figure.name}_b"]
+    return result.reset_index()[varying_or_axis(result.reset_index(), others) + list(result.columns)]
+
+
+def varying_or_axis(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The settings that tell the pairs apart (all of them when there is a single pair)."""
+    shown = [k for k in keys if frame[k].nunique() > 1]
+    return shown or keys[:1]
 
 
 @dataclass
@@ -162,7 +173,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
     if report.best is not None:
         best = report.best
         speed = f", {best['speedup']:.2f}x the baseline" if pd.notna(best.get("speedup")) else ""
-        noise = " (within the noise of the baseline)" if best.get("within_noise") is True else ""
+        noise = " (within the noise of the baseline)" if _true(best.get("within_noise")) else ""
         lines += ["", f"**Best cell:** `{labels[best.name]}`: {primary} {best[primary]:.4g} "
                       f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}{noise}."]
     table = pd.DataFrame({"cell": labels, "state": frame["state"]})
@@ -170,7 +181,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
         f = figure.name
         table[f] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(m) and lo != hi else (f"{m:.4g}" if pd.notna(m) else "")
                     for m, lo, hi in zip(frame[f], frame[f + LOW], frame[f + HIGH])]
-    table["speed-up"] = [("" if pd.isna(s) else f"{s:.2f}x" + (" ~" if n else ""))
+    table["speed-up"] = [("" if pd.isna(s) else f"{s:.2f}x" + (" ~" if _true(n) else ""))
                          for s, n in zip(frame.get("speedup", []), frame.get("within_noise", []))]
     table["reason"] = frame["reason"].fillna("")
     lines += ["", table.to_markdown(index=False), "",
@@ -248,35 +259,40 @@ def write(spec: GridSpec, entries: list[Entry], report: Report, out: Path, heatm
     return [out / "report.csv", out / "report.md", *(out / p for p in plots)]
 
 
-def experiment_map(loader: Any, artifacts: Path, results: Path) -> str:
-    """artifacts/README.md: every experiment of conf/experiment, what it studies, its grid, how many cells
-    have a summary, its best cell and its report."""
+def grid_cells(spec: GridSpec) -> list:
+    """The cells an experiment declares (`hydra.sweeper.params`), expanded as Hydra's sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = OverridesParser.create(config_loader=loader)
+    params = OmegaConf.select(spec.base, "hydra.sweeper.params") or {}
+    parser = OverridesParser.create(config_loader=spec.loader)
+    overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    (cells,) = BasicSweeper.split_arguments(overrides, None)
+    return spec.cells(cells)
+
+
+def experiment_map(loader: Any, config_name: str, artifacts: Path, results: Path) -> str:
+    """artifacts/README.md: every experiment of conf/experiment, what it studies, its grid, how many of its
+    cells are done, its best cell and its report."""
     lines = ["# Experiments", "", "Generated by `sbatch/run.sh --report`: one line per `conf/experiment/` study.",
-             "", "| experiment | studies | grid | cells with a summary | best cell | report |",
-             "|---|---|---|---|---|---|"]
+             "", "| experiment | studies | grid | done | best cell | report |", "|---|---|---|---|---|---|"]
     for name in loader.get_group_options("experiment"):
-        cfg = loader.repository.load_config(f"experiment/{name}").config
-        params = dict(cfg.get("hydra", {}).get("sweeper", {}).get("params", {}) or {})
-        sizes = {k: len(list(o.sweep_string_iterator())) if o.is_sweep_override() else 1
-                 for k, o in ((k, parser.parse_overrides([f"{k}={v}"])[0]) for k, v in params.items())}
-        total = 1
-        for size in sizes.values():
-            total *= size
-        grid = " x ".join(f"{k} {n}" for k, n in sizes.items()) or "one cell"
-        done = sum(1 for p in (results / name).glob("*/summary.json")) if (results / name).is_dir() else 0
-        csv = artifacts / name / "report.csv"
+        spec = GridSpec(loader, config_name, name)
+        cells = grid_cells(spec)
+        entries, _ = make_plan(spec, cells, results / name, set())
+        complete = sum(1 for e in entries if e.state.state in COMPLETE)
+        params = OmegaConf.select(spec.base, "hydra.sweeper.params") or {}
+        grid = " x ".join(f"{k} ({v})" for k, v in params.items()) or "one cell"
         best, link = "", ""
+        csv = artifacts / name / "report.csv"
         if csv.exists():
             frame = pd.read_csv(csv)
-            primary = next((c for c in frame.columns if f"{c}{LOW}" in frame.columns), None)
-            ranked = frame[frame["state"] == DONE].dropna(subset=[primary]) if primary else frame.iloc[0:0]
+            primary = Figure(spec.settings.report.figures[0]).name
+            ranked = frame[frame["state"] == DONE].dropna(subset=[primary])
             if len(ranked):
                 top = ranked.loc[ranked[primary].idxmax()]
-                best = f"`{top['cell']}` ({primary} {top[primary]:.4g})"
+                best = f"{label(frame, spec.axes)[top.name]} ({primary} {top[primary]:.4g})"
             link = f"[report]({name}/report.md)"
-        description = (cfg.get("grid", {}) or {}).get("description", "")
-        lines.append(f"| {name} | {description} | {grid} ({total} cells) | {done} of {total} | {best} | {link} |")
+        lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(cells)} cells | {complete} of "
+                     f"{len(cells)} | {best} | {link} |")
     return "\n".join(lines) + "\n"

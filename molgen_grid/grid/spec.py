@@ -51,7 +51,7 @@ class GridSpec:
 
     def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str,
                  hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None) -> None:
-        self._loader = config_loader
+        self.loader = config_loader
         self.config_name = config_name
         experiments = config_loader.get_group_options("experiment")
         if experiment not in experiments:
@@ -86,7 +86,7 @@ class GridSpec:
         """A hash of one config file as it feeds a cell: Hydra's and the engine's sections (`hydra:`, `grid:`,
         which hold the grid, its description and baseline) are left out, so editing them stales nothing."""
         if path not in self._file_hash:
-            result = self._loader.repository.load_config(path)
+            result = self.loader.repository.load_config(path)
             cfg = result.config if result is not None else OmegaConf.create()
             cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in ("hydra", "grid", "defaults")])
             self._file_hash[path] = _digest(OmegaConf.to_yaml(cfg))
@@ -94,7 +94,7 @@ class GridSpec:
 
     def group_options(self, group: str) -> list[str]:
         if group not in self._options:
-            self._options[group] = self._loader.get_group_options(group)
+            self._options[group] = self.loader.get_group_options(group)
         return self._options[group]
 
     def _parse(self, override: str) -> tuple[str, Any, bool]:
@@ -129,7 +129,7 @@ class GridSpec:
         if group not in self.choices or not rest:
             return False
         for option in self.group_options(group):
-            result = self._loader.repository.load_config(f"{group}/{option}")
+            result = self.loader.repository.load_config(f"{group}/{option}")
             if result is not None and OmegaConf.select(result.config, rest, default=_ABSENT) is not _ABSENT:
                 return True
         return False
@@ -253,7 +253,7 @@ class GridSpec:
 
     def compose(self, cell: Cell) -> DictConfig:
         """The full config of one cell; only for cells that are about to run."""
-        return self._loader.load_configuration(
+        return self.loader.load_configuration(
             config_name=self.config_name,
             overrides=[f"experiment={self.experiment}"] + cell.overrides,
             run_mode=RunMode.RUN,
