@@ -25,10 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cluster import slurm_answers
+from molgen_grid.grid import slurm
+from molgen_grid.grid.cluster import cluster_view, slurm_answers
 from molgen_grid.grid.gitinfo import git_provenance
 from molgen_grid.grid.local import start_local, wait_local
-from molgen_grid.grid.plan import Entry, make_plan, why_run
+from molgen_grid.grid.plan import Entry, make_plan, slurm_jobs, why_run
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT, read_state
 from molgen_grid.grid.status import counts, print_plan, print_status, status_json
@@ -121,7 +122,7 @@ class GridLauncher(Launcher):
 
     def report(self, spec: GridSpec, entries: list[Entry]) -> None:
         """Tables, comparisons and plots of the experiment under artifacts/, and the map of all experiments."""
-        from molgen_grid.grid import report
+        from molgen_grid.grid import report  # pandas and matplotlib: only for reports, never for status
 
         cwd = Path(self.config.hydra.runtime.cwd)
         artifacts = cwd / spec.settings.artifacts_dir
@@ -203,8 +204,6 @@ class GridLauncher(Launcher):
     def submit(self, spec: GridSpec, root: Path, cells: list[tuple[Entry, dict[str, Any]]],
                provenance: dict[str, Any], forced: set[str]) -> list[Entry]:
         """Every Slurm cell out as job arrays; returns at once with the cells it submitted."""
-        from molgen_grid.grid import slurm
-
         ready: list[tuple[Entry, CellJob, dict[str, Any]]] = []
         for entry, resolved in cells:
             with entry.store.locked() as got:
@@ -231,9 +230,6 @@ class GridLauncher(Launcher):
 
     def follow(self, spec: GridSpec, submitted: list[Entry]) -> None:
         """Wait for the submitted cells to end, with a progress bar; count them as run or failed."""
-        from molgen_grid.grid.cluster import cluster_view
-        from molgen_grid.grid.plan import slurm_jobs
-
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=False) as progress:
             bar = progress.add_task("cells", total=len(submitted))

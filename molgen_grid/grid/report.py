@@ -172,8 +172,11 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
     lines.append(f"Baseline: `{base_label.iloc[0] if len(base_label) else report.baseline}`.")
     if report.best is not None:
         best = report.best
-        speed = f", {best['speedup']:.2f}x the baseline" if pd.notna(best.get("speedup")) else ""
-        noise = " (within the noise of the baseline)" if _true(best.get("within_noise")) else ""
+        if best["cell"] == report.baseline:
+            speed, noise = " (the baseline itself)", ""
+        else:
+            speed = f", {best['speedup']:.2f}x the baseline" if pd.notna(best.get("speedup")) else ""
+            noise = " (within the noise of the baseline)" if _true(best.get("within_noise")) else ""
         lines += ["", f"**Best cell:** `{labels[best.name]}`: {primary} {best[primary]:.4g} "
                       f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}{noise}."]
     table = pd.DataFrame({"cell": labels, "state": frame["state"]})
