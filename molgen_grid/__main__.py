@@ -12,12 +12,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from molgen_grid.grid.preflight import check_command_line
+from molgen_grid.grid.preflight import INFO_FLAGS, check_command_line
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
-#: Flags that ask Hydra about the app instead of running it.
-INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 
 
 #: The config tree; MOLGEN_GRID_CONF points at another one (a copy with more options, say).

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from molgen_grid.grid.store import safe_component
-from molgen_grid.errors import InputError
+from molgen_grid.errors import InputError, fail
 
 EPILOG = """\
 examples:
@@ -27,7 +27,7 @@ Put overrides before --force: every word after --force is taken as a cell name."
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="molgen-grid", description="Run, resume and inspect a grid of conformer-generation benchmarks.",
+        prog="molgen-grid", allow_abbrev=False, description="Run, resume and inspect a grid of conformer-generation benchmarks.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--experiment", default="default", help="conf/experiment/NAME.yaml (default: %(default)s)")
@@ -80,8 +80,10 @@ def split_force(argv: list[str]) -> tuple[list[str], list[str] | None]:
     cells: list[str] | None = None
     forcing = False
     for arg in argv:
-        if arg == "--force":
+        if arg == "--force" or arg.startswith("--force="):
             forcing, cells = True, cells or []
+            if "=" in arg:
+                cells.append(arg.split("=", 1)[1])
         elif forcing and not arg.startswith("-"):
             cells.append(arg)
         else:
@@ -101,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.argv = hydra_argv(args)
     except InputError as exc:
-        print(f"molgen-grid: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(exc))
     from molgen_grid.__main__ import CONF_DIR, main as hydra_main
     from molgen_grid.grid.preflight import check_command_line
 

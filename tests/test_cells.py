@@ -71,3 +71,20 @@ def test_force_by_name_rebuilds_a_cell_outside_the_grid(spec: GridSpec) -> None:
         spec.resolve_names(["attention=eager"], grid)
     with pytest.raises(InputError, match="not a cell of this grid"):
         spec.resolve_names(["nonsense"], grid)
+
+
+def test_keys_of_a_chosen_option_compare_with_that_option(spec: GridSpec) -> None:
+    # top_p_sampling4 samples: turning sampling off is not a default and must stay in the cell
+    assert spec.cell(["sampling=top_p_sampling4", "sampling.do_sample=false"]).name.endswith(
+        ",sampling=top_p_sampling4,sampling.do_sample=False")
+    # gpu=h100 has time_min 120: typing it changes nothing, typing 30 does
+    assert spec.cell(["gpu=h100", "gpu.time_min=120"]).name == spec.cell(["gpu=h100"]).name
+    assert spec.cell(["gpu=h100", "gpu.time_min=30"]).name.endswith(",gpu.time_min=30")
+
+
+def test_a_hashed_name_is_forced_through_its_recorded_overrides(spec: GridSpec, tmp_path) -> None:
+    cell = spec.cell(["kv_cache=static", "data.path=/data/mine.smi"])
+    assert "~" in cell.name
+    (tmp_path / cell.name).mkdir()
+    (tmp_path / cell.name / "overrides.json").write_text(__import__("json").dumps(cell.overrides))
+    assert spec.resolve_names([cell.name], [], tmp_path) == [cell]

@@ -115,7 +115,7 @@ def test_requeued_cell_completes(tool: Tool) -> None:
 
 def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
     grid = [*FAST, "gpu=a100", "kv_cache=dynamic", "gpu.time_min=1", "grid.slurm.max_requeues=0",
-            "max_new_tokens=1000", "repeats=20", "sample_size=4", "batch_size=4"]
+            "logit_processor=none", "max_new_tokens=1000", "repeats=30", "sample_size=4", "batch_size=4"]
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=240).values()
     assert cell["reason"].startswith("TIMEOUT"), cell

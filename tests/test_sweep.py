@@ -125,3 +125,33 @@ def test_invalid_smiles_rows_are_skipped_and_counted(tool: Tool, tmp_path: Path)
     summary = json.loads((cell / "summary.json").read_text())
     assert summary["data"]["invalid_rows"] == 2
     assert summary["data"]["molecules"] == 2
+
+
+def cell_processes(cell_dir: Path) -> list[int]:
+    """Processes whose command line names this cell's directory (submitit's controller and task)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(cell_dir) in (proc / "cmdline").read_text().replace("\0", " "):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_cell_does_not_outlive_its_sweep(tool: Tool) -> None:
+    args = [*FAST, "kv_cache=static", "max_new_tokens=800", "repeats=3"]
+    sweep = tool.popen(*args)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [d for d in tool.cell_dirs() if attempts(d)]:
+        time.sleep(0.2)
+    (cell_dir,) = tool.cell_dirs()
+    time.sleep(2)
+    os.kill(sweep.pid, signal.SIGKILL)  # the sweep alone, not its process group
+    sweep.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and cell_processes(cell_dir):
+        time.sleep(0.5)
+    assert not cell_processes(cell_dir)
+    assert not (cell_dir / "summary.json").exists()
+    assert tool.states(*args) == {cell_dir.name: "failed"}

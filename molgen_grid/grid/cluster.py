@@ -31,6 +31,8 @@ class ClusterView:
     jobs: dict[str, JobView]
     #: None when sacct answered; else why the view is partial (squeue only sees live jobs).
     partial: str | None = None
+    #: Neither sacct nor squeue answered: nothing is known of any job.
+    blind: bool = False
 
 
 def _expand(job_id: str) -> list[str]:
@@ -117,4 +119,4 @@ def cluster_view(job_ids: list[str]) -> ClusterView:
     if jobs is not None:
         return ClusterView(jobs, "accounting (sacct) unavailable: queued and running jobs from squeue; "
                                  "ended jobs from their files only")
-    return ClusterView({}, "Slurm does not answer: states from the results tree only")
+    return ClusterView({}, "Slurm does not answer: states from the results tree only", blind=True)

@@ -8,12 +8,14 @@ expansion of the grid.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, List, Sequence
 
@@ -21,17 +23,18 @@ from hydra.errors import ConfigCompositionException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid import slurm
-from molgen_grid.grid.cluster import cluster_view, slurm_answers
+from molgen_grid.grid.cluster import ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.gitinfo import git_provenance
 from molgen_grid.grid.local import start_local, wait_local
 from molgen_grid.grid.plan import Entry, make_plan, slurm_jobs, why_run
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.state import IN_FLIGHT, read_state
+from molgen_grid.grid.state import COMPLETE, IN_FLIGHT, read_state
 from molgen_grid.grid.status import counts, print_plan, print_status, status_json
 from molgen_grid.grid.store import CONFIG, ERROR, OVERRIDES, CellStore, atomic_write_json, atomic_write_text, \
     safe_component
@@ -46,7 +49,7 @@ POLL_S = 2.0
 @dataclass
 class GridLauncherConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
-    #: run (the default), status or dry_run.
+    #: run (the default), status, dry_run or report.
     action: str = "run"
     #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
     force: List[str] = field(default_factory=list)
@@ -65,6 +68,7 @@ class SweepOutcome:
     """What a sweep did, for its closing line and its exit code."""
 
     done: int = 0
+    in_flight: int = 0
     ran: int = 0
     submitted: int = 0
     failed: int = 0
@@ -72,6 +76,7 @@ class SweepOutcome:
 
     def line(self) -> str:
         return (f"{self.done} done, {self.ran} run, {self.failed} failed"
+                + (f", {self.in_flight} queued or running" if self.in_flight else "")
                 + (f", {self.submitted} submitted" if self.submitted else "")
                 + (f", {self.busy} left to another sweep" if self.busy else ""))
 
@@ -97,13 +102,10 @@ class GridLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         cells = spec.cells(job_overrides)
-        forced: set[str] = set()
-        if self.force == [ALL_CELLS]:
-            forced = {c.name for c in cells}
-        elif self.force:
-            cells = spec.resolve_names(self.force, cells)
-            forced = {c.name for c in cells}
         root = self.results_root(spec)
+        if self.force and self.force != [ALL_CELLS]:
+            cells = spec.resolve_names(self.force, cells, root)
+        forced = {c.name for c in cells} if self.force else set()
         entries, view = make_plan(spec, cells, root, forced)
         if view.partial and not self.json:
             self.console.print(f"[yellow]partial view: {view.partial}[/]")
@@ -117,7 +119,7 @@ class GridLauncher(Launcher):
         elif self.action == "report":
             self.report(spec, entries)
         else:
-            self.run(spec, root, entries, forced)
+            self.run(spec, root, entries, forced, view)
         return []
 
     def report(self, spec: GridSpec, entries: list[Entry]) -> None:
@@ -150,16 +152,17 @@ class GridLauncher(Launcher):
         base = Path(self.config.hydra.runtime.cwd) / spec.settings.results_dir
         return base / safe_component(spec.experiment, "experiment name")
 
-    def run(self, spec: GridSpec, root: Path, entries: list[Entry], forced: set[str]) -> None:
-        self.outcome.done = sum(1 for e in entries if not e.runs)
+    def run(self, spec: GridSpec, root: Path, entries: list[Entry], forced: set[str], view: ClusterView) -> None:
+        self.outcome.done = sum(1 for e in entries if not e.runs and e.state.state in COMPLETE)
+        self.outcome.in_flight = sum(1 for e in entries if not e.runs and e.state.state in IN_FLIGHT)
         todo = [(e, self.compose(spec, e)) for e in entries if e.runs]
         self.preflight(spec, todo)
         self.console.print(f"experiment {spec.experiment}: {len(entries)} cells, {len(todo)} to run, "
-                           f"{self.outcome.done} done or in flight")
+                           f"{self.outcome.done} done, {self.outcome.in_flight} queued or running")
         provenance = git_provenance(Path(__file__).resolve().parents[2])
         remote = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) != LOCAL]
         local = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) == LOCAL]
-        submitted = self.submit(spec, root, remote, provenance, forced) if remote else []
+        submitted = self.submit(spec, root, remote, provenance, forced, view) if remote else []
         for index, (entry, resolved) in enumerate(local, 1):
             self.run_local(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(local)}]")
         if submitted and self.wait:
@@ -170,11 +173,11 @@ class GridLauncher(Launcher):
         """The cell's resolved config, less Hydra's and the engine's own settings (`hydra:`, `grid:`)."""
         try:
             cfg = spec.compose(entry.cell)
-        except ConfigCompositionException as exc:
+            cell_keys = [k for k in cfg if k not in ("hydra", "grid")]
+            return OmegaConf.to_container(OmegaConf.masked_copy(cfg, cell_keys), resolve=True)
+        except (ConfigCompositionException, OmegaConfBaseException) as exc:
             cause = exc.__cause__ or exc
             raise InputError(f"cell {entry.cell.name} cannot be composed: {str(cause).splitlines()[0]}") from None
-        cell_keys = [k for k in cfg if k not in ("hydra", "grid")]
-        return OmegaConf.to_container(OmegaConf.masked_copy(cfg, cell_keys), resolve=True)
 
     def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
         """Checks for every cell to run, before anything is written: a cluster where one is needed, and the
@@ -202,29 +205,35 @@ class GridLauncher(Launcher):
         )
 
     def submit(self, spec: GridSpec, root: Path, cells: list[tuple[Entry, dict[str, Any]]],
-               provenance: dict[str, Any], forced: set[str]) -> list[Entry]:
-        """Every Slurm cell out as job arrays; returns at once with the cells it submitted."""
-        ready: list[tuple[Entry, CellJob, dict[str, Any]]] = []
-        for entry, resolved in cells:
-            with entry.store.locked() as got:
-                if not got or why_run(read_state(entry.store, entry.spec_hash, lock_held=True), 
-                                      entry.cell.name in forced) is None:
+               provenance: dict[str, Any], forced: set[str], view: ClusterView) -> list[Entry]:
+        """Every Slurm cell out as job arrays; returns at once with the cells it submitted.
+
+        The cells' locks are held from the recheck until each attempt is written, so that a second sweep
+        started meanwhile sees the new jobs and does not submit the cells again (a job that starts meanwhile
+        waits for its lock).
+        """
+        with contextlib.ExitStack() as held:
+            ready: list[tuple[Entry, CellJob, dict[str, Any]]] = []
+            for entry, resolved in cells:
+                got = held.enter_context(entry.store.locked())
+                state = read_state(entry.store, entry.spec_hash, view, lock_held=True) if got else None
+                if state is None or why_run(state, entry.cell.name in forced) is None:
                     self.outcome.busy += 1
                     continue
                 ready.append((entry, self.prepare(spec, entry, resolved, provenance), resolved["gpu"]))
-        by_dir = {job.cell_dir: entry for entry, job, _ in ready}
-        settings = OmegaConf.to_container(spec.settings.slurm)
-        done: list[Entry] = []
-        for array in slurm.submit([(job, gpu) for _, job, gpu in ready], root / ".slurm", settings):
-            for s in array:
-                entry = by_dir[s.cell_job.cell_dir]
-                entry.store.append_attempt({
-                    "executor": "slurm", "job_id": s.job_id, "array_index": s.array_index,
-                    "partition": s.partition, "log": s.log, "host": socket.gethostname(), "why": entry.why,
-                })
-                done.append(entry)
-            self.console.print(f"submitted array {array[0].job_id.split('_')[0]} to {array[0].partition}: "
-                               f"{len(array)} cells")
+            by_dir = {job.cell_dir: entry for entry, job, _ in ready}
+            settings = OmegaConf.to_container(spec.settings.slurm)
+            done: list[Entry] = []
+            for array in slurm.submit([(job, gpu) for _, job, gpu in ready], root / ".slurm", settings):
+                for s in array:
+                    entry = by_dir[s.cell_job.cell_dir]
+                    entry.store.append_attempt({
+                        "executor": "slurm", "job_id": s.job_id, "array_index": s.array_index,
+                        "partition": s.partition, "log": s.log, "host": socket.gethostname(), "why": entry.why,
+                    })
+                    done.append(entry)
+                self.console.print(f"submitted array {array[0].job_id.split('_')[0]} to {array[0].partition}: "
+                                   f"{len(array)} cells")
         self.outcome.submitted = len(done)
         return done
 
@@ -261,7 +270,7 @@ class GridLauncher(Launcher):
                 self.outcome.done += 1
                 self.console.print(f"{counter} {entry.cell.name}: done by another sweep meanwhile")
                 return
-            job = self.prepare(spec, entry, resolved, provenance)
+            job = replace(self.prepare(spec, entry, resolved, provenance), owner_pid=os.getpid())
             store.retire_outcome()
             self.console.print(f"{counter} {entry.cell.name}: running ({entry.why})")
             started = time.time()

@@ -38,13 +38,19 @@ def why_run(state: CellState, forced: bool) -> str | None:
 
 
 def slurm_jobs(stores: list[CellStore]) -> list[str]:
-    """The last Slurm job of each cell that has no summary yet: all that the cluster must be asked about."""
+    """The last Slurm job of each cell that has no summary yet or was submitted again since its summary (a forced
+    rerun): all that the cluster must be asked about."""
     jobs = []
     for store in stores:
-        if store.dir.is_dir() and not store.path(SUMMARY).exists():
-            attempts = store.attempts()
-            if attempts and attempts[-1].get("executor") == "slurm" and attempts[-1].get("job_id"):
-                jobs.append(str(attempts[-1]["job_id"]))
+        if not store.dir.is_dir():
+            continue
+        attempts = store.attempts()
+        last = attempts[-1] if attempts else {}
+        if last.get("executor") != "slurm" or not last.get("job_id"):
+            continue
+        summary = store.path(SUMMARY)
+        if not summary.exists() or last.get("when", 0) > summary.stat().st_mtime:
+            jobs.append(str(last["job_id"]))
     return jobs
 
 

@@ -14,9 +14,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 
-from molgen_grid.errors import InputError
+from molgen_grid.errors import InputError, fail
+from omegaconf.errors import OmegaConfBaseException
 from molgen_grid.grid.spec import GridSpec
 
+#: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 _HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
                            "--experimental-rerun", "--shell-completion", "-sc"}
 
@@ -40,6 +43,8 @@ def overrides_of(argv: list[str]) -> list[str] | None:
 
 def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> None:
     """Exit with one line on stderr (status 2) when an override names an unknown experiment, option or key."""
+    if any(arg.split("=")[0] in INFO_FLAGS for arg in argv[1:]):
+        return
     overrides = overrides_of(argv)
     if not overrides:
         return
@@ -60,12 +65,15 @@ def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> Non
                 defaults = loader.load_configuration(config_name, hydra_overrides, run_mode=RunMode.RUN)
                 experiment = defaults.hydra.runtime.choices.get("experiment", "default")
             GridSpec(loader, config_name, experiment, hydra_overrides).validate(overrides)
+            # The sweep's primary config, as Hydra composes it next (sweeps left out): what it rejects, say here.
+            loader.load_configuration(config_name, overrides, run_mode=RunMode.MULTIRUN)
     except InputError as exc:
-        print(f"molgen-grid: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except HydraException as exc:
-        print(f"molgen-grid: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(exc))
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = " ".join(str(exc).split())
+        if message.startswith("Could not override"):
+            message += " (a key that only some options of a swept group have: write ++key=value)"
+        fail(message)
     finally:
         GlobalHydra.instance().clear()
 

@@ -21,6 +21,8 @@ from molgen_grid.grid.store import CellStore
 from molgen_grid.grid.worker import CellJob, execute
 
 DEFAULT_MAX_ARRAY_SIZE = 1001
+#: A job may start while its submitter still holds the cell's lock (it keeps it until the attempt is written).
+SUBMITTER_WAIT_S = 120.0
 
 
 class CellRunner(submitit.helpers.Checkpointable):
@@ -32,7 +34,7 @@ class CellRunner(submitit.helpers.Checkpointable):
 
     def __call__(self, job: CellJob) -> str:
         store = CellStore(Path(job.cell_dir).parent, Path(job.cell_dir).name)
-        with store.locked() as got:
+        with store.locked(wait_s=SUBMITTER_WAIT_S) as got:
             if not got:
                 raise RuntimeError(f"cell {job.cell} is being run by another process; not run twice")
             store.retire_outcome()

@@ -71,6 +71,7 @@ class GridSpec:
         }
         self._parser = OverridesParser.create(config_loader=config_loader)
         self._parsed: dict[str, tuple[str, Any, bool]] = {}
+        self._defaults: dict[tuple[str, str, str | None], bool] = {}
         self._options: dict[str, list[str]] = {}
         self._file_hash: dict[str, str] = {}
     @functools.cached_property
@@ -148,31 +149,43 @@ class GridSpec:
         walk(container, "")
         return keys
 
-    def _is_default(self, key: str, value: str, is_group: bool) -> bool:
-        if is_group:
-            return self.choices.get(key) == value
-        base_value = OmegaConf.select(self.base, key.lstrip("+~"), default=_ABSENT)
-        if base_value is _ABSENT:
-            return False
-        if OmegaConf.is_config(base_value):
-            base_value = OmegaConf.to_container(base_value)
-        return base_value == self._parser.parse_override(f"{key}={value}").value()
+    def _default_of(self, key: str, choices: dict[str, str]) -> Any:
+        """The value `key` has in a cell with these group choices and no override of it: from the option file
+        of its group when the cell chose another option than the experiment (`gpu.time_min` under gpu=h100)."""
+        bare = key.lstrip("+~")
+        group, _, rest = bare.partition(".")
+        if rest and group in choices and choices[group] != self.choices.get(group):
+            result = self.loader.repository.load_config(f"{group}/{choices[group]}")
+            value = _ABSENT if result is None else OmegaConf.select(result.config, rest, default=_ABSENT)
+        else:
+            value = OmegaConf.select(self.base, bare, default=_ABSENT)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+    def _is_default(self, key: str, value: str, choices: dict[str, str]) -> bool:
+        group = key.lstrip("+~").partition(".")[0]
+        memo = (key, value, choices.get(group))
+        if memo not in self._defaults:
+            default = self._default_of(key, choices)
+            typed = self._parser.parse_override(f"{key}={value}").value()
+            self._defaults[memo] = default is not _ABSENT and default == typed
+        return self._defaults[memo]
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
-        axes = {axis: self.choices[axis] for axis in self.axes}
+        parsed = [self._parse(o) for o in overrides]
+        parsed = [(k, v, g) for k, v, g in parsed if k != "experiment" and not k.lstrip("+~").startswith(ENGINE_KEYS)]
+        choices = dict(self.choices)
+        choices.update({k: v for k, v, is_group in parsed if is_group})
         extra: dict[str, str] = {}
-        for override in overrides:
-            key, value, is_group = self._parse(override)
-            if key == "experiment" or key.lstrip("+~").startswith(ENGINE_KEYS):
+        for key, value, is_group in parsed:
+            if key in self.axes:
                 continue
-            if key in axes:
-                axes[key] = value
-            elif not self._is_default(key, value, is_group):
-                extra[key] = value
-            else:
+            default = self.choices.get(key) == value if is_group else self._is_default(key, value, choices)
+            if default:
                 extra.pop(key, None)
-        return make_cell([(a, axes[a]) for a in self.axes], extra)
+            else:
+                extra[key] = value
+        return make_cell([(a, choices[a]) for a in self.axes], extra)
 
     @classmethod
     def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
@@ -202,11 +215,12 @@ class GridSpec:
             seen.setdefault(c.name, c)
         return list(seen.values())
 
-    def resolve_names(self, names: Iterable[str], grid: list[Cell]) -> list[Cell]:
+    def resolve_names(self, names: Iterable[str], grid: list[Cell], root: Path | None = None) -> list[Cell]:
         """Cells named on the command line.
 
         A name is a cell's full name, or a part of it (`kv_cache=static`) that selects every matching cell of
-        the grid, as `--status` shows them; a full name outside the grid is rebuilt from the name itself.
+        the grid, as `--status` shows them; a full name outside the grid is rebuilt from its directory's
+        overrides.json under `root` when it ran before, else from the name itself.
         """
         by_name = {c.name: c for c in grid}
         out: list[Cell] = []
@@ -219,8 +233,11 @@ class GridSpec:
             if matches:
                 out.extend(matches)
                 continue
+            recorded = root / name / "overrides.json" if root is not None and "/" not in name else None
             try:
-                c = self.cell(parse_cell_name(name))
+                overrides = json.loads(recorded.read_text()) if recorded is not None and recorded.is_file() \
+                    else parse_cell_name(name)
+                c = self.cell(overrides)
             except (ValueError, InputError) as e:
                 raise InputError(f"{name!r} is not a cell of this grid ({e}): copy a name from --status") from None
             if c.name != name:

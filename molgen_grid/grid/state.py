@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from molgen_grid.grid.cluster import FAILED_STATES, ClusterView
-from molgen_grid.grid.store import CellStore
+from molgen_grid.grid.store import SUMMARY, CellStore
 
 DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, FAILED, STALE, MISSING = (
     "done", "unsupported", "queued", "running", "requeued", "failed", "stale", "missing",
@@ -15,6 +15,8 @@ COMPLETE = {DONE, UNSUPPORTED}
 #: States whose cell is being handled by a live process or job.
 IN_FLIGHT = {QUEUED, RUNNING, REQUEUED}
 
+#: How long a just-submitted job may be missing from sacct before the cell reads as failed.
+ACCOUNTING_GRACE_S = 600
 SUMMARY_KEYS = (
     "experiment", "cell", "status", "reason", "axes", "config", "config_hash", "spec_hash",
     "metrics", "quality", "provenance",
@@ -67,7 +69,7 @@ def _state(store: CellStore, spec_hash: str, view: ClusterView | None, lock_held
            last: dict) -> CellState:
     locked = (lambda: False) if lock_held else store.is_locked
     job_id = last.get("job_id")
-    if store.path("summary.json").exists():
+    if store.path(SUMMARY).exists():
         summary = store.summary()
         problem = summary_problem(summary)
         if problem is None:
@@ -109,8 +111,13 @@ def _slurm_state(last: dict, recorded: dict | None, view: ClusterView) -> CellSt
     job = view.jobs.get(job_id)
     own_reason = recorded.get("reason") if recorded else None
     if job is None:
-        if view.partial is None and recorded is None:
-            return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
+        if recorded is None and view.blind:
+            return CellState(QUEUED, "state unknown: Slurm does not answer", job_id, since)
+        if recorded is None and view.partial is None:
+            if time.time() - (since or 0) < ACCOUNTING_GRACE_S:
+                return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
+            return CellState(FAILED, f"job {job_id} is not in the cluster's accounting (purged, or another cluster)",
+                             job_id, since)
         return CellState(FAILED, own_reason or f"ended without a summary ({view.partial})", job_id, since)
     if job.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
         return CellState(REQUEUED if job.requeued else QUEUED, None, job_id, since)

@@ -27,6 +27,10 @@ CONFIG = "config.yaml"
 OVERRIDES = "overrides.json"
 RESULTS = "results.json"
 LOCK = ".lock"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+#: How long a run waits for a cell's lock that a status probe may hold for an instant.
+LOCK_WAIT_S = 3.0
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
 
 
@@ -34,6 +38,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temporary file in the same directory, fsync, rename: readers see all or nothing."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: results are shared on a cluster
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -77,15 +82,22 @@ class CellLock:
         self._path = path
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    def acquire(self, record: bool = True, wait_s: float = 0.0) -> bool:
+        """Take the lock if nobody holds it (retrying for `wait_s`); `record` writes host and pid into it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+        if record:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         self._fd = fd
         return True
 
@@ -126,21 +138,22 @@ class CellStore:
         return out
 
     def is_locked(self) -> bool:
-        """Whether a live process holds this cell's lock (a cheap probe: take it and let go)."""
+        """Whether a live process holds this cell's lock (a probe: take it for an instant, write nothing; a run
+        that meets the probe waits for it, see LOCK_WAIT_S)."""
         if not self.path(LOCK).exists():
             return False
         probe = CellLock(self.path(LOCK))
-        if probe.acquire():
+        if probe.acquire(record=False):
             probe.release()
             return False
         return True
 
     @contextmanager
-    def locked(self) -> Iterator[bool]:
-        """Yield whether this process got the cell's lock; release it on exit."""
+    def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
+        """Yield whether this process got the cell's lock (waiting up to `wait_s`); release it on exit."""
         self.dir.mkdir(parents=True, exist_ok=True)
         lock = CellLock(self.path(LOCK))
-        got = lock.acquire()
+        got = lock.acquire(wait_s=wait_s)
         try:
             yield got
         finally:
@@ -157,10 +170,10 @@ class CellStore:
             os.close(fd)
 
     def retire_outcome(self) -> None:
-        """Move a previous summary or error aside before a rerun, so that nothing complete is lost."""
+        """Move a previous outcome (summary, its results, error) aside before a rerun: nothing complete is lost."""
         history = self.dir / "history"
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        for filename in (SUMMARY, ERROR):
+        for filename in (SUMMARY, RESULTS, ERROR):
             source = self.path(filename)
             if source.exists():
                 history.mkdir(exist_ok=True)

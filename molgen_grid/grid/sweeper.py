@@ -13,22 +13,19 @@ from typing import Any, Dict, List, Optional
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
-from molgen_grid.errors import InputError
+from molgen_grid.errors import InputError, fail
 
 
 @dataclass
 class GridSweeperConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridSweeper"
+    #: BasicSweeper's setting, kept for its constructor: every cell of the grid is planned together.
     max_batch_size: Optional[int] = None
     #: The experiment's grid: `axis: option,option`, merged under the command line's overrides.
     params: Optional[Dict[str, str]] = None
 
-
-
-def fail(message: str) -> None:
-    print(f"molgen-grid: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 class GridSweeper(BasicSweeper):
@@ -41,7 +38,7 @@ class GridSweeper(BasicSweeper):
             self.launcher.launch(cells, initial_job_idx=0)
         except InputError as exc:
             fail(str(exc))
-        except HydraException as exc:
+        except (HydraException, OmegaConfBaseException) as exc:
             fail(str(exc).strip().splitlines()[0])
         if getattr(self.launcher, "outcome", None) is not None and self.launcher.outcome.failed:
             sys.exit(1)

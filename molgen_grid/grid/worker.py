@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class CellJob:
     spec_hash: str
     task: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: The local sweep that holds the cell's lock: the cell's process ends when that sweep is gone, so that a
+    #: cell never runs unlocked beside the next sweep's run of it. None under Slurm (the job holds the lock).
+    owner_pid: int | None = None
 
 
 def load_task(path: str) -> Callable[..., dict]:
@@ -67,32 +71,48 @@ def error_record(exc: BaseException, reason: str | None = None) -> dict[str, Any
     }
 
 
+def end_with_owner(pid: int, every_s: float = 1.0) -> None:
+    """Exit this process (no outcome written: the cell reads as killed) once process `pid` has ended."""
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(137)
+            except PermissionError:
+                continue
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
 def execute(job: CellJob) -> str:
     """Run one cell and record its outcome; returns the cell's status ("ok" or "unsupported")."""
     cell_dir = Path(job.cell_dir)
     started = time.time()
+    if job.owner_pid is not None:
+        end_with_owner(job.owner_pid)
     try:
         outcome = load_task(job.task)(OmegaConf.create(job.config), cpus=available_cpus())
     except BaseException as exc:
         atomic_write_json(cell_dir / ERROR, error_record(exc))
         raise
+    status = outcome.pop("status", None)
+    if status not in ("ok", "unsupported"):
+        error = ValueError(f"{job.task} returned status {status!r}: expected 'ok' or 'unsupported'")
+        atomic_write_json(cell_dir / ERROR, error_record(error))
+        raise error
     generations = outcome.pop("generations", [])
     atomic_write_json(cell_dir / RESULTS, {"cell": job.cell, "generations": generations})
     provenance = {**outcome.pop("provenance", {}), **job.provenance, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-    summary = {
-        "experiment": job.experiment,
-        "cell": job.cell,
-        "status": outcome.pop("status"),
-        "reason": outcome.pop("reason", None),
-        "axes": job.axes,
-        "overrides": job.overrides,
-        "config": job.config,
-        "config_hash": job.config_hash,
+    identity = {
+        "experiment": job.experiment, "cell": job.cell, "status": status, "reason": outcome.get("reason"),
+        "axes": job.axes, "overrides": job.overrides, "config": job.config, "config_hash": job.config_hash,
         "spec_hash": job.spec_hash,
-        **outcome,
-        "provenance": provenance,
-        "started_at": started,
-        "finished_at": time.time(),
     }
+    tail = {"provenance": provenance, "started_at": started, "finished_at": time.time()}
+    # The engine's keys come first and win: the cell's code cannot overwrite what identifies the cell.
+    figures = {k: v for k, v in outcome.items() if k not in identity and k not in tail}
+    summary = {**identity, **figures, **tail}
     atomic_write_json(cell_dir / SUMMARY, summary)
     return summary["status"]
