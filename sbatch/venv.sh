@@ -7,7 +7,7 @@ MOLGEN_TORCH="${MOLGEN_TORCH:-torch==2.13.0}"
 
 ensure_venv() {
   local stamp="$MOLGEN_VENV/.installed" want
-  want="$(cat "$MOLGEN_ROOT/pyproject.toml" | sha256sum | cut -c1-16) $MOLGEN_TORCH"
+  want="$(sha256sum <"$MOLGEN_ROOT/pyproject.toml" | cut -c1-16) $MOLGEN_TORCH"
   if [ -x "$MOLGEN_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
