@@ -6,4 +6,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../sbatch/venv.sh"
 ensure_venv
 cd "$MOLGEN_ROOT"
 bash sbatch/test-cluster.sh start
+# Jobs left by an interrupted earlier run would hold the test cluster's fake GPUs.
+scancel --user="$(id -un)" 2>/dev/null || true
 exec "$MOLGEN_VENV/bin/python" -m pytest -ra "$@"
