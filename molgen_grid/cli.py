@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def hydra_list(values: list[str]) -> str:
+    """A list of quoted strings in Hydra's override grammar (cell names hold `,` and `=`)."""
+    return "[" + ",".join(f"'{v}'" for v in values) + "]"
+
+
 def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
     action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else "run"
@@ -57,12 +62,12 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
     if args.wait:
         argv.append("hydra.launcher.wait=true")
     if args.compare:
-        argv.append("hydra.launcher.compare=[" + ",".join(f"'{c}'" for c in args.compare) + "]")
+        argv.append(f"hydra.launcher.compare={hydra_list(args.compare)}")
     if args.heatmap:
-        argv.append("hydra.launcher.heatmap=[" + ",".join(f"'{k}'" for k in args.heatmap.split(",")) + "]")
+        argv.append(f"hydra.launcher.heatmap={hydra_list(args.heatmap.split(','))}")
     if args.force is not None:
         names = args.force or ["*"]
-        argv.append("hydra.launcher.force=[" + ",".join(f"'{n}'" for n in names) + "]")
+        argv.append(f"hydra.launcher.force={hydra_list(names)}")
     if args.limit is not None:
         if args.limit < 1:
             raise InputError(f"--limit {args.limit}: give a positive number of molecules")

@@ -152,7 +152,7 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
     if cfg.gpu.get("executor") == "slurm" and device.type != "cuda":
         metrics["warnings"].append(f"a GPU partition's cell ran on {device} (no CUDA in the job): not GPU figures")
     checks = [check_generation(s, t) for s, t in zip(rows, last.texts)]
-    min_rmsd, rmsd = rmsd_quality(rows, last.texts, checks, molecules.references)
+    min_rmsd, rmsd = rmsd_quality(rows, checks, molecules.references)
     generations = [{"smiles": s, "text": t, "generated_tokens": n, "valid": c.valid, "issue": c.issue,
                     "detail": c.detail, "min_rmsd_A": r}
                    for s, t, n, c, r in zip(rows, last.texts, last.tokens_per_row, checks, min_rmsd)]

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from rdkit import Chem, RDConfig, RDLogger
+from rdkit import Chem, RDConfig
 
+from molgen_grid.bench.encoding import canonical_of, quiet_rdkit
 from molgen_grid.errors import InputError
 
 RDKIT_PREFIX = "rdkit:"
@@ -74,15 +75,12 @@ def _smiles_rows(file: Path, column: str) -> Iterator[str]:
 
 def records(file: Path, column: str) -> Iterator[Chem.Mol | None]:
     """Each row of the file as an RDKit molecule (3D, hydrogens kept, for .sdf), or None where it does not parse."""
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with quiet_rdkit():
         if file.suffix.lower() == ".sdf":
             yield from Chem.SDMolSupplier(str(file), removeHs=False)
         else:
             for raw in _smiles_rows(file, column):
                 yield Chem.MolFromSmiles(raw) if raw.strip() else None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
 
 
 def _no_valid(file: Path, invalid: int) -> InputError:
@@ -111,7 +109,7 @@ def load_molecules(path: str, column: str = "smiles", sample_size: int | None = 
         if mol is None:
             invalid += 1
             continue
-        key = Chem.MolToSmiles(Chem.RemoveHs(mol), canonical=True, isomericSmiles=True)
+        key = canonical_of(mol)
         if key not in references:
             smiles.append(key)
             references[key] = []

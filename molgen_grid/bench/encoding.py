@@ -9,10 +9,11 @@ validation counts the same things that runner counted.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from decimal import ROUND_DOWN, Decimal
-from typing import Callable
+from typing import Callable, Iterator
 
-from rdkit import Chem
+from rdkit import Chem, RDLogger
 from rdkit.Geometry import Point3D
 
 SMILES_OPEN, SMILES_CLOSE = "[SMILES]", "[/SMILES]"
@@ -47,10 +48,25 @@ def format_coordinate(value: float) -> str:
     return "0.0000" if text == "-0.0000" else text
 
 
+@contextmanager
+def quiet_rdkit() -> Iterator[None]:
+    """RDKit's parse warnings off: rows and generations that do not parse are counted, not printed."""
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        yield
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def canonical_of(mol: Chem.Mol) -> str:
+    """RDKit's canonical isomeric SMILES of a molecule, without hydrogens."""
+    return Chem.MolToSmiles(Chem.RemoveHs(mol), canonical=True, isomericSmiles=True)
+
+
 def canonical(smiles: str) -> str | None:
-    """RDKit's canonical isomeric SMILES without hydrogens, or None when it does not parse."""
+    """The canonical SMILES of a SMILES string, or None when it does not parse."""
     mol = Chem.MolFromSmiles(smiles)
-    return None if mol is None else Chem.MolToSmiles(Chem.RemoveHs(mol), canonical=True, isomericSmiles=True)
+    return None if mol is None else canonical_of(mol)
 
 
 def _annotate(mol: Chem.Mol, block_of: Callable[[int], str]) -> str:

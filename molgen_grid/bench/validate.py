@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 
-from molgen_grid.bench.encoding import ConformerTextError, canonical, conformer_body, decode, split_blocks
+from molgen_grid.bench.encoding import ConformerTextError, canonical, conformer_body, decode, quiet_rdkit, split_blocks
 
 ISSUE_KINDS = ("missing_conformer_block", "smiles_mismatch", "unclosed_coordinate_block",
                "wrong_coordinate_count", "parse_failure")
@@ -26,6 +26,8 @@ class Check:
     issue: str | None = None
     #: A human-readable line on what went wrong (kept in results.json for diagnosis).
     detail: str | None = None
+    #: The decoded molecule and conformer of a valid generation, for RMSD (decoded once).
+    mol: Chem.Mol | None = field(default=None, compare=False, repr=False)
 
 
 def check_generation(prompt_smiles: str, text: str) -> Check:
@@ -34,20 +36,17 @@ def check_generation(prompt_smiles: str, text: str) -> Check:
     The SMILES comparison comes before the coordinate count so that a generation of another molecule is counted
     as a mismatch, not as a coordinate problem that is only its consequence.
     """
-    RDLogger.DisableLog("rdApp.*")
     try:
-        smiles, _ = split_blocks(conformer_body(text))
-        generated = canonical(smiles)
-        if generated is None:
-            return Check(False, "parse_failure", f"RDKit cannot parse or sanitize {smiles!r}")
-        if generated != canonical(prompt_smiles):
-            return Check(False, "smiles_mismatch", f"{generated} is not {prompt_smiles}")
-        decode(text)
+        with quiet_rdkit():
+            smiles, _ = split_blocks(conformer_body(text))
+            generated = canonical(smiles)
+            if generated is None:
+                return Check(False, "parse_failure", f"RDKit cannot parse or sanitize {smiles!r}")
+            if generated != canonical(prompt_smiles):
+                return Check(False, "smiles_mismatch", f"{generated} is not {prompt_smiles}")
+            return Check(True, mol=decode(text))
     except ConformerTextError as exc:
         return Check(False, exc.kind, str(exc))
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    return Check(True)
 
 
 def quality(checks: list[Check], rmsd: dict[str, Any] | None = None) -> dict:
@@ -74,7 +73,7 @@ def best_rms(generated: Chem.Mol, reference: Chem.Mol, max_matches: int = RMSD_M
         return None
 
 
-def rmsd_quality(rows: list[str], texts: list[str], checks: list[Check], references: dict[str, list[Chem.Mol]],
+def rmsd_quality(rows: list[str], checks: list[Check], references: dict[str, list[Chem.Mol]],
                  threshold: float = RMSD_THRESHOLD_A,
                  max_matches: int = RMSD_MAX_MATCHES) -> tuple[list[float | None], dict[str, Any]]:
     """Each generation's minimum RMSD to its molecule's reference conformers, and the `rmsd` quality block.
@@ -89,21 +88,17 @@ def rmsd_quality(rows: list[str], texts: list[str], checks: list[Check], referen
     per_generation: list[float | None] = [None] * len(rows)
     matrices: dict[str, list[list[float | None]]] = {}
     heavy: dict[str, list[Chem.Mol]] = {}
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        for index, (smiles, text, check) in enumerate(zip(rows, texts, checks)):
+    with quiet_rdkit():
+        for index, (smiles, check) in enumerate(zip(rows, checks)):
             if not check.valid or not references.get(smiles):
                 continue
             if smiles not in heavy:
                 heavy[smiles] = [Chem.RemoveHs(mol) for mol in references[smiles]]
-            generated = decode(text)
-            row = [best_rms(generated, reference, max_matches) for reference in heavy[smiles]]
+            row = [best_rms(check.mol, reference, max_matches) for reference in heavy[smiles]]
             known = [value for value in row if value is not None]
             if known:
                 per_generation[index] = min(known)
                 matrices.setdefault(smiles, []).append(row)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
     with_references = len({s for s in rows if references.get(s)})
     figures = [_coverage_matching(matrix, threshold) for matrix in matrices.values()]
     return per_generation, _rmsd_block(figures, with_references, threshold)

@@ -9,6 +9,7 @@ expansion of the grid.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ from molgen_grid.grid.local import start_local, wait_local
 from molgen_grid.grid.plan import Entry, make_plan, slurm_jobs, why_run
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, IN_FLIGHT, read_state
-from molgen_grid.grid.status import counts, print_plan, print_status, status_json
+from molgen_grid.grid.status import print_plan, print_status, status_json
 from molgen_grid.grid.store import CONFIG, ERROR, OVERRIDES, CellStore, atomic_write_json, atomic_write_text, \
     safe_component
 from molgen_grid.grid.worker import CellJob, error_record, load_task
@@ -44,6 +45,11 @@ ACTIONS = ("run", "status", "dry_run", "report")
 ALL_CELLS = "*"
 LOCAL = "local"
 POLL_S = 2.0
+
+
+def runs_here(resolved: dict[str, Any]) -> bool:
+    """Whether a cell's `gpu` option runs it on this machine (else it goes to Slurm)."""
+    return resolved["gpu"].get("executor", LOCAL) == LOCAL
 
 
 @dataclass
@@ -142,8 +148,7 @@ class GridLauncher(Launcher):
             self.console.print(f"\n{text}: {len(pairs)} matched pairs")
             if len(pairs):
                 self.console.print(pairs.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-                ratios = [c for c in pairs.columns if "/" in str(c)]
-                self.console.print("median change: " + ", ".join(f"{c} {pairs[c].median():.3g}" for c in ratios))
+                self.console.print(f"median change: {report.median_changes(pairs)}")
         for path in files:
             self.console.print(f"wrote {path}")
         self.console.print(f"wrote {artifacts / 'README.md'}")
@@ -160,8 +165,8 @@ class GridLauncher(Launcher):
         self.console.print(f"experiment {spec.experiment}: {len(entries)} cells, {len(todo)} to run, "
                            f"{self.outcome.done} done, {self.outcome.in_flight} queued or running")
         provenance = git_provenance(Path(__file__).resolve().parents[2])
-        remote = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) != LOCAL]
-        local = [(e, r) for e, r in todo if r["gpu"].get("executor", LOCAL) == LOCAL]
+        remote = [(e, r) for e, r in todo if not runs_here(r)]
+        local = [(e, r) for e, r in todo if runs_here(r)]
         submitted = self.submit(spec, root, remote, provenance, forced, view) if remote else []
         for index, (entry, resolved) in enumerate(local, 1):
             self.run_local(spec, entry, resolved, provenance, entry.cell.name in forced, f"[{index}/{len(local)}]")
@@ -182,7 +187,7 @@ class GridLauncher(Launcher):
     def preflight(self, spec: GridSpec, todo: list[tuple[Entry, dict[str, Any]]]) -> None:
         """Checks for every cell to run, before anything is written: a cluster where one is needed, and the
         cell code's own input checks (files, model)."""
-        remote = {e.cell.axis_choices.get("gpu") for e, r in todo if r["gpu"].get("executor", LOCAL) != LOCAL}
+        remote = {e.cell.axis_choices.get("gpu") for e, r in todo if not runs_here(r)}
         if remote and not slurm_answers():
             names = ", ".join(f"gpu={g}" for g in sorted(remote))
             raise InputError(f"{names} needs a Slurm cluster and no Slurm controller answers here (scontrol ping):"
@@ -243,10 +248,12 @@ class GridLauncher(Launcher):
         with Progress(*columns, console=self.console, transient=False) as progress:
             bar = progress.add_task("cells", total=len(submitted))
             while True:
-                view = cluster_view(slurm_jobs([e.store for e in submitted]))
-                states = [read_state(e.store, e.spec_hash, view) for e in submitted]
+                stores = [e.store for e in submitted]
+                histories = [store.attempts() for store in stores]
+                view = cluster_view(slurm_jobs(stores, histories))
+                states = [read_state(e.store, e.spec_hash, view, attempts=a) for e, a in zip(submitted, histories)]
                 ended = [s for s in states if s.state not in IN_FLIGHT]
-                tally = counts([Entry(e.cell, e.store, e.spec_hash, s, None) for e, s in zip(submitted, states)])
+                tally = Counter(s.state for s in states)
                 progress.update(bar, completed=len(ended),
                                 description=" ".join(f"{n} {k}" for k, n in sorted(tally.items())))
                 if len(ended) == len(submitted):

@@ -37,14 +37,16 @@ def why_run(state: CellState, forced: bool) -> str | None:
     return {MISSING: MISSING, FAILED: FAILED, STALE: STALE}[state.state]
 
 
-def slurm_jobs(stores: list[CellStore]) -> list[str]:
+def setting_keys(entries: list[Entry]) -> list[str]:
+    """The axes and every other override that any cell sets, in name order."""
+    return list(dict.fromkeys(k for e in entries for k, _ in e.cell.axes + e.cell.extra))
+
+
+def slurm_jobs(stores: list[CellStore], histories: list[list[dict]]) -> list[str]:
     """The last Slurm job of each cell that has no summary yet or was submitted again since its summary (a forced
-    rerun): all that the cluster must be asked about."""
+    rerun): all that the cluster must be asked about. `histories`: each store's attempts, read once by the caller."""
     jobs = []
-    for store in stores:
-        if not store.dir.is_dir():
-            continue
-        attempts = store.attempts()
+    for store, attempts in zip(stores, histories):
         last = attempts[-1] if attempts else {}
         if last.get("executor") != "slurm" or not last.get("job_id"):
             continue
@@ -57,10 +59,11 @@ def slurm_jobs(stores: list[CellStore]) -> list[str]:
 def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str]) -> tuple[list[Entry], ClusterView]:
     """Each cell's state (the cluster asked once for all of them) and whether it runs."""
     stores = [CellStore(root, cell.name) for cell in cells]
-    view = cluster_view(slurm_jobs(stores))
+    histories = [store.attempts() for store in stores]
+    view = cluster_view(slurm_jobs(stores, histories))
     entries = []
-    for cell, store in zip(cells, stores):
+    for cell, store, attempts in zip(cells, stores, histories):
         spec_hash = spec.spec_hash(cell)
-        state = read_state(store, spec_hash, view)
+        state = read_state(store, spec_hash, view, attempts=attempts)
         entries.append(Entry(cell, store, spec_hash, state, why_run(state, cell.name in forced)))
     return entries, view

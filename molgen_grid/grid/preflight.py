@@ -20,25 +20,15 @@ from molgen_grid.grid.spec import GridSpec
 
 #: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
-_HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                           "--experimental-rerun", "--shell-completion", "-sc"}
+#: Flags that point Hydra at another config tree or a saved run: such command lines are left to Hydra.
+OTHER_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")
 
 
 def overrides_of(argv: list[str]) -> list[str] | None:
     """The overrides on a Hydra command line; None when it names another config tree (not checked here)."""
-    out, skip = [], False
-    for arg in argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or arg.startswith(
-                ("--config-dir=", "--config-path=", "--config-name=")):
-            return None
-        if arg in _HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-        elif not arg.startswith("-"):
-            out.append(arg)
-    return out
+    if any(arg.split("=")[0] in OTHER_CONFIG_FLAGS for arg in argv[1:]):
+        return None
+    return [arg for arg in argv[1:] if not arg.startswith("-")]
 
 
 def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> None:

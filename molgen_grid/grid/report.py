@@ -16,9 +16,10 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.plan import Entry, make_plan
+from molgen_grid.grid.plan import Entry, make_plan, setting_keys
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE
+from molgen_grid.grid.status import short_labels
 
 MEDIAN, LOW, HIGH = "", "_min", "_max"
 
@@ -40,11 +41,6 @@ class Figure:
         if isinstance(node, dict):
             return node.get("median"), node.get("min"), node.get("max")
         return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
-
-
-def setting_keys(entries: list[Entry]) -> list[str]:
-    """The axes and every other override that any cell sets, in name order."""
-    return list(dict.fromkeys(k for e in entries for k, _ in e.cell.axes + e.cell.extra))
 
 
 def varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -70,11 +66,14 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]) ->
 
 
 def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Each cell by the settings that vary across the report (the full name when none does)."""
-    shown = varying(frame, keys)
-    if not shown:
-        return frame["cell"]
-    return frame[shown].astype(str).apply(lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1)
+    """Each reported cell by the settings that vary among the reported cells."""
+    labels = short_labels(frame[keys].to_dict("records"), keys, list(frame["cell"]))
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def median_changes(pairs: pd.DataFrame) -> str:
+    """The median over matched pairs of every A/B ratio of a comparison."""
+    return ", ".join(f"{c} {pairs[c].median():.3g}" for c in pairs.columns if "/" in str(c))
 
 
 def with_speedup(frame: pd.DataFrame, primary: Figure, baseline: str) -> pd.DataFrame:
@@ -196,8 +195,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
             lines += ["No matched pairs among the done cells.", ""]
             continue
         lines += [pairs.to_markdown(index=False, floatfmt=".4g"), ""]
-        ratios = [c for c in pairs.columns if "/" in str(c)]
-        lines += ["Median change over pairs: " + ", ".join(f"{c} {pairs[c].median():.3g}" for c in ratios), ""]
+        lines += [f"Median change over pairs: {median_changes(pairs)}", ""]
     lines += [f"![{Path(p).stem}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

@@ -28,6 +28,11 @@ _ABSENT = object()
 ENGINE_KEYS = ("hydra.", "hydra/", "grid.")
 
 
+def steers_the_engine(key: str) -> bool:
+    """The experiment choice and Hydra's or the engine's settings: never part of a cell."""
+    return key == "experiment" or key.lstrip("+~").startswith(ENGINE_KEYS)
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -173,7 +178,7 @@ class GridSpec:
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
         parsed = [self._parse(o) for o in overrides]
-        parsed = [(k, v, g) for k, v, g in parsed if k != "experiment" and not k.lstrip("+~").startswith(ENGINE_KEYS)]
+        parsed = [(k, v, g) for k, v, g in parsed if not steers_the_engine(k)]
         choices = dict(self.choices)
         choices.update({k: v for k, v, is_group in parsed if is_group})
         extra: dict[str, str] = {}
@@ -198,8 +203,7 @@ class GridSpec:
         """Check command-line overrides (sweeps expanded) before Hydra composes anything."""
         for line in overrides:
             (parsed,) = self._parser.parse_overrides([line])
-            if parsed.is_hydra_override() or parsed.key_or_group == "experiment" or parsed.key_or_group.startswith(
-                    ENGINE_KEYS):
+            if steers_the_engine(parsed.get_key_element()):
                 continue
             key = parsed.get_key_element()
             values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [

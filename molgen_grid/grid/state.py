@@ -50,15 +50,16 @@ def summary_problem(summary: dict | None) -> str | None:
 
 
 def read_state(store: CellStore, spec_hash: str, view: ClusterView | None = None,
-               lock_held: bool = False) -> CellState:
+               lock_held: bool = False, attempts: list[dict] | None = None) -> CellState:
     """The cell's state: done/unsupported (maybe stale), queued/running/requeued, failed with a reason, missing.
 
     `view`: the cluster's view of the cells' Slurm jobs (None: no cell of this plan went to Slurm).
     `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
+    `attempts`: the cell's attempts when the caller has read them already.
     """
     if not store.dir.is_dir():
         return CellState(MISSING)
-    attempts = store.attempts()
+    attempts = store.attempts() if attempts is None else attempts
     last = attempts[-1] if attempts else {}
     state = _state(store, spec_hash, view, lock_held, attempts, last)
     state.log = last.get("log")

@@ -7,7 +7,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.spec import GridSpec
 
 _STYLE = {
@@ -46,14 +46,18 @@ def status_json(experiment: str, entries: list[Entry], partial: str | None = Non
                       indent=1)
 
 
-def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
-    """Each cell by the settings that differ across the grid (what `--force` accepts as a cell's name too)."""
-    keys = list(dict.fromkeys(k for e in entries for k, _ in e.cell.axes + e.cell.extra))
-    items = [spec.settings_of(e.cell, keys) for e in entries]
-    varying = [k for k in keys if len({item[k] for item in items}) > 1]
+def short_labels(settings: list[dict[str, str]], keys: list[str], names: list[str]) -> list[str]:
+    """Each cell by the settings that differ among these cells (what `--force` accepts as a cell's name too);
+    the full names when nothing differs."""
+    varying = [k for k in keys if len({str(item[k]) for item in settings}) > 1]
     if not varying:
-        return [e.cell.name for e in entries]
-    return [",".join(f"{k}={item[k]}" for k in varying) for item in items]
+        return names
+    return [",".join(f"{k}={item[k]}" for k in varying) for item in settings]
+
+
+def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
+    keys = setting_keys(entries)
+    return short_labels([spec.settings_of(e.cell, keys) for e in entries], keys, [e.cell.name for e in entries])
 
 
 def print_status(console: Console, spec: GridSpec, entries: list[Entry]) -> None:
