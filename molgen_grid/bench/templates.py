@@ -23,9 +23,9 @@ class Template:
     token_ids: tuple[int, ...]
     #: Per token: True where the model writes freely (inside a coordinate block), False where it is forced.
     free: tuple[bool, ...]
-    #: Per token: True where the next character of the reference is a closing `>`, where a coordinate must not
-    #: end in `,` or `-`.
-    before_close: tuple[bool, ...]
+    #: Per token: True at a FREE token followed by a COPY token whose text holds `>` (the public processor's
+    #: look-ahead rule): a coordinate must not end in `,` or `-` there.
+    block_comma_dash: tuple[bool, ...]
 
 
 @dataclass
@@ -75,14 +75,25 @@ def build_template(smiles: str, tokenizer: Any, cache: TokenizerCache) -> Templa
     ids, offsets = cache.tokenize(tokenizer, reference)
     inside = inside_blocks(reference)
     free = tuple(end > start and all(inside[start:end]) for start, end in offsets)
-    before_close = tuple(reference[end:end + 1] == ">" for _, end in offsets)
-    return Template(reference, tuple(ids), free, before_close)
+    return Template(reference, tuple(ids), free, look_ahead(ids, free, tokenizer))
+
+
+def look_ahead(ids: list[int], free: tuple[bool, ...], tokenizer: Any) -> tuple[bool, ...]:
+    """The public processor's rule, decoding the next token as it does (part of the template-building cost)."""
+    return tuple(
+        is_free and index + 1 < len(ids) and not free[index + 1] and ">" in tokenizer.decode([ids[index + 1]])
+        for index, is_free in enumerate(free)
+    )
 
 
 @dataclass
 class BuiltTemplates:
     templates: list[Template]
     seconds: float
+    #: The pool's size as the pool object holds it (1: built in the calling thread).
+    workers: int
+    #: How many distinct threads built a template.
+    threads: int
 
 
 def resolve_workers(template_building: Any, cpus: int) -> int:
@@ -97,9 +108,16 @@ def build_templates(smiles: list[str], tokenizer: Any, cache: TokenizerCache, wo
     """One template per prompt row, in order; with workers > 1 in a thread pool (created per call, as the
     public runner did per batch, so its start-up cost is part of the figure)."""
     started = time.perf_counter()
+    threads: set[int] = set()
+
+    def build(one: str) -> Template:
+        threads.add(threading.get_ident())
+        return build_template(one, tokenizer, cache)
+
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            templates = list(pool.map(lambda s: build_template(s, tokenizer, cache), smiles))
+            templates = list(pool.map(build, smiles))
+            used = pool._max_workers
     else:
-        templates = [build_template(s, tokenizer, cache) for s in smiles]
-    return BuiltTemplates(templates, time.perf_counter() - started)
+        templates, used = [build(s) for s in smiles], 1
+    return BuiltTemplates(templates, time.perf_counter() - started, used, len(threads))

@@ -14,12 +14,13 @@ from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, Pre
 from molgen_grid.bench.cell import run_cell
 from molgen_grid.bench.constraints import PythonTemplateProcessor, TensorTemplateProcessor, make_processor
 from molgen_grid.bench.encoding import TAGS, canonical, conformer_body, split_blocks
-from molgen_grid.bench.generate import BatchRun, Generator, prompt
+from molgen_grid.bench.encoding import prompt
+from molgen_grid.bench.generate import BatchRun
 from molgen_grid.errors import InputError
 from molgen_grid.bench.templates import Template, TokenizerCache, build_templates
 from molgen_grid.bench.tokenizer import CHARACTERS, SPECIAL
 
-from .conftest import compose
+from .conftest import compose, generate_batch
 
 MERGES = ("]<", ">[", ">(", "=[")
 #: Different prompt lengths (left padding), a repeated molecule, a charge and a ring closure.
@@ -51,7 +52,7 @@ def generate_constrained(model: Any, tokenizer: Any) -> tuple[list[Template], Ba
     """Greedy generation of SMILES in one left-padded batch with the python processor."""
     cfg = compose("max_new_tokens=400", "batch_size=4")
     templates = build_templates(SMILES, tokenizer, TokenizerCache(True), workers=1).templates
-    return templates, Generator(model, tokenizer, cfg, torch.device("cpu")).run(SMILES, templates)
+    return templates, generate_batch(model, tokenizer, cfg, SMILES, templates)
 
 
 def assert_follows_templates(model: Any, tokenizer: Any) -> None:
@@ -234,3 +235,48 @@ def test_run_cell_tensor_equals_python(tmp_path: Path) -> None:
     assert tensor == python
     assert all(g["text"].startswith("[CONFORMER]") and g["text"].endswith("[/CONFORMER]") for g in tensor)
     assert outs["tensor"]["metrics"]["template_s"]["median"] > 0  # the tensor kind builds templates too
+
+
+def test_python_has_the_references_per_step_costs_and_no_more(tiny: tuple[Any, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per step and row: one read of the template's device-side flag (the reference's implicit `.item()`, a
+    sync on CUDA), a second on FREE rows (the look-ahead flag); never a host-to-device copy of a mask."""
+    _, tokenizer = tiny
+    templates = build_templates(DISTINCT, tokenizer, TokenizerCache(False), workers=1).templates
+    processor = make_processor("python", templates, tokenizer, 4)
+    counts = {"reads": 0, "copies": 0}
+    read, copy = torch.Tensor.__bool__, torch.Tensor.to
+
+    def counting_read(self: torch.Tensor) -> bool:
+        counts["reads"] += 1
+        return read(self)
+
+    def counting_copy(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        counts["copies"] += 1
+        return copy(self, *args, **kwargs)
+
+    processor(torch.zeros(len(DISTINCT), 4, dtype=torch.long), torch.zeros(len(DISTINCT), len(tokenizer)))
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting_read)
+    monkeypatch.setattr(torch.Tensor, "to", counting_copy)
+    for step in (1, 2, 30):
+        before = counts["reads"]
+        processor(torch.zeros(len(DISTINCT), 4 + step, dtype=torch.long), torch.zeros(len(DISTINCT), len(tokenizer)))
+        free = sum(t.free[step] for t in templates if step < len(t.token_ids))
+        within = sum(step < len(t.token_ids) for t in templates)
+        assert counts["reads"] - before == within + free
+    assert counts["copies"] == 0
+
+
+def test_vocabulary_tables_are_built_once_per_tokenizer(tiny: tuple[Any, Any]) -> None:
+    from molgen_grid.bench.vocabulary import vocabulary_tables
+
+    _, tokenizer = tiny
+    templates = build_templates(["CO"], tokenizer, TokenizerCache(False), workers=1).templates
+    python, tensor = both(templates, tokenizer, 5)
+    assert python.tables is tensor.tables is vocabulary_tables(tokenizer)
+    assert vocabulary_tables(merged_tokenizer()) is not python.tables
+    # the public project's sets: raw strings with < or >, the tags' pieces, BOS/EOS/PAD; `,`/`-`-only strings
+    strings = {i: t for t, i in tokenizer.get_vocab().items()}
+    assert {strings[i] for i in python.tables.blocked} == {"<", ">", "<s>", "</s>", "<pad>", "<unk>", "[SMILES]",
+                                                           "[/SMILES]", "[CONFORMER]", "[/CONFORMER]"}
+    assert {strings[i] for i in python.tables.comma_dash} == {",", "-"}

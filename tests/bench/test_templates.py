@@ -16,8 +16,8 @@ def test_copy_and_free_positions() -> None:
     free = "".join(t for t, f in zip(tokens, template.free) if f)
     assert free == "0.0000,0.0000,0.0000" * 2
     assert not any(f for t, f in zip(tokens, template.free) if t in "<>[]")
-    closes = [tokens[i] for i, c in enumerate(template.before_close) if c]
-    assert closes == ["0", "0"]  # the last digit of each block
+    closes = [tokens[i] for i, c in enumerate(template.block_comma_dash) if c]
+    assert closes == ["0", "0"]  # the last digit of each block: the next token, `>`, closes it
 
 
 def test_tokenizer_cache_counts_hits() -> None:
