@@ -16,9 +16,12 @@ from rdkit import Chem, RDConfig
 
 from molgen_grid.bench.encoding import canonical_of, quiet_rdkit
 from molgen_grid.errors import InputError
+from molgen_grid.words import plural
 
 RDKIT_PREFIX = "rdkit:"
 FORMATS = (".smi", ".csv", ".json", ".sdf")
+#: How many invalid rows a warning quotes.
+QUOTED_ROWS = 3
 
 
 @dataclass
@@ -26,7 +29,8 @@ class Molecules:
     source: str
     #: Canonical SMILES, unique, in file order.
     smiles: list[str]
-    invalid_rows: int
+    #: The rows that are not molecules: (line or item number, text).
+    invalid: list[tuple[int, str]]
     #: Reference conformers by canonical SMILES (from .sdf files).
     references: dict[str, list[Chem.Mol]] = field(default_factory=dict)
 
@@ -46,12 +50,13 @@ def existing_file(path: str) -> Path:
     return file
 
 
-def _smiles_rows(file: Path, column: str) -> Iterator[str]:
+def _smiles_rows(file: Path, column: str) -> Iterator[tuple[int, str]]:
+    """(where, text) of each row: the line number in .smi and .csv files, the item number in .json lists."""
     suffix = file.suffix.lower()
     if suffix == ".smi":
-        for line in file.read_text().splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                yield line.split()[0]
+        for line, text in enumerate(file.read_text().splitlines(), 1):
+            if text.strip() and not text.lstrip().startswith("#"):
+                yield line, text.split()[0]
     elif suffix == ".csv":
         with file.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -59,7 +64,7 @@ def _smiles_rows(file: Path, column: str) -> Iterator[str]:
                 raise InputError(f"data file {file} has no column {column!r}: set data.column= to one of "
                                  f"{', '.join(reader.fieldnames or [])}")
             for row in reader:
-                yield row[column] or ""
+                yield reader.line_num, row[column] or ""
     else:
         try:
             items = json.loads(file.read_text())
@@ -68,19 +73,21 @@ def _smiles_rows(file: Path, column: str) -> Iterator[str]:
         if not isinstance(items, list):
             raise InputError(f"data file {file} is not a JSON list: give a list of SMILES or of objects with "
                              f"{column!r}")
-        for item in items:
+        for index, item in enumerate(items, 1):
             value = item.get(column) if isinstance(item, dict) else item
-            yield value if isinstance(value, str) else ""
+            yield index, value if isinstance(value, str) else ""
 
 
-def records(file: Path, column: str) -> Iterator[Chem.Mol | None]:
-    """Each row of the file as an RDKit molecule (3D, hydrogens kept, for .sdf), or None where it does not parse."""
+def records(file: Path, column: str) -> Iterator[tuple[int, str, Chem.Mol | None]]:
+    """Each row of the file: where it is, its text, and its RDKit molecule (3D, hydrogens kept, for .sdf) or
+    None where it does not parse."""
     with quiet_rdkit():
         if file.suffix.lower() == ".sdf":
-            yield from Chem.SDMolSupplier(str(file), removeHs=False)
+            for index, mol in enumerate(Chem.SDMolSupplier(str(file), removeHs=False), 1):
+                yield index, f"record {index}", mol
         else:
-            for raw in _smiles_rows(file, column):
-                yield Chem.MolFromSmiles(raw) if raw.strip() else None
+            for where, raw in _smiles_rows(file, column):
+                yield where, raw, Chem.MolFromSmiles(raw) if raw.strip() else None
 
 
 def _no_valid(file: Path, invalid: int) -> InputError:
@@ -88,15 +95,28 @@ def _no_valid(file: Path, invalid: int) -> InputError:
                       "set data.path= to a file of molecules (and data.column= for .csv/.json)")
 
 
-def check_has_molecule(path: str, column: str) -> None:
-    """Stop at the first valid row: the preflight's cheap version of `load_molecules`."""
+def invalid_rows(path: str, column: str) -> tuple[Path, list[tuple[int, str]]]:
+    """The rows of the file that are not molecules (where, text); InputError when no row is one."""
     file = existing_file(path)
-    invalid = 0
-    for mol in records(file, column):
-        if mol is not None:
-            return
-        invalid += 1
-    raise _no_valid(file, invalid)
+    invalid, valid = [], 0
+    for where, raw, mol in records(file, column):
+        if mol is None:
+            invalid.append((where, raw))
+        else:
+            valid += 1
+    if not valid:
+        raise _no_valid(file, len(invalid))
+    return file, invalid
+
+
+def invalid_rows_warning(source: str | Path, invalid: list[tuple[int, str]]) -> str | None:
+    """One line telling how many rows were skipped, quoting the first few."""
+    if not invalid:
+        return None
+    quoted = ", ".join(f"line {where}: {text!r}" for where, text in invalid[:QUOTED_ROWS])
+    more = f" and {len(invalid) - QUOTED_ROWS} more" if len(invalid) > QUOTED_ROWS else ""
+    verb = "is not a valid SMILES and is" if len(invalid) == 1 else "are not valid SMILES and are"
+    return f"{plural(len(invalid), 'row')} of {source} {verb} skipped ({quoted}{more})"
 
 
 def load_molecules(path: str, column: str = "smiles", sample_size: int | None = None) -> Molecules:
@@ -104,10 +124,10 @@ def load_molecules(path: str, column: str = "smiles", sample_size: int | None = 
     file = existing_file(path)
     smiles: list[str] = []
     references: dict[str, list[Chem.Mol]] = {}
-    invalid = 0
-    for mol in records(file, column):
+    invalid: list[tuple[int, str]] = []
+    for where, raw, mol in records(file, column):
         if mol is None:
-            invalid += 1
+            invalid.append((where, raw))
             continue
         key = canonical_of(mol)
         if key not in references:
@@ -116,6 +136,6 @@ def load_molecules(path: str, column: str = "smiles", sample_size: int | None = 
         if mol.GetNumConformers() and mol.GetConformer().Is3D():
             references[key].append(mol)
     if not smiles:
-        raise _no_valid(file, invalid)
+        raise _no_valid(file, len(invalid))
     chosen = smiles if sample_size is None else smiles[:int(sample_size)]
     return Molecules(str(file), chosen, invalid, {s: references[s] for s in chosen if references[s]})

@@ -38,6 +38,11 @@ class ConformerTextError(ValueError):
         self.kind = kind
 
 
+def prompt(smiles: str) -> str:
+    """The inference prompt; BOS is not written here: the tokenizer adds it, as it did in training."""
+    return f"{SMILES_OPEN}{smiles}{SMILES_CLOSE}"
+
+
 def format_coordinate(value: float) -> str:
     """Truncate toward zero to 4 decimals, always 4 digits.
 

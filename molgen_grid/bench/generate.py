@@ -1,31 +1,37 @@
-"""`generate()` over one batch with the cell's settings: prompts, sampling, KV cache, SDPA backend, logit processor.
+"""`generate()` over one batch with the cell's settings: sampling, KV cache, compile, SDPA backend, processor.
 
-Returns what the measurement needs: the generated text and real token count of each row, the wall time of the
-call and its time to first token.
+What each call really ran is read back from the objects generate() used, not from the config: the generation
+config and logits processors it built (`GenerateProbe`), the cache it returned, the processor's class. Tests
+and summaries compare those with the options, so an option that stops reaching generate() shows.
+
+The static cache has one size per cell (see workload.py) and one object per batch row count, allocated on its
+first call (in warm-up) and reset before every later one, so no timed pass allocates a cache. `static_compiled`
+compiles the decode step the same way on every device: the model's forward is wrapped so that one-token steps
+go through `torch.compile` (transformers' own CompileConfig) and the prefill runs eagerly, in greedy, sampling
+and beam search alike; transformers' automatic compile (CUDA only, and never in beam search) stays off.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Any, Iterator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import CompileConfig, LogitsProcessorList, StaticCache, StoppingCriteriaList
 
 from molgen_grid.bench.constraints import make_processor
-from molgen_grid.bench.encoding import SMILES_CLOSE, SMILES_OPEN
-from molgen_grid.bench.measure import FirstTokenClock
+from molgen_grid.bench.encoding import prompt
+from molgen_grid.bench.measure import StepClock
 from molgen_grid.bench.templates import Template
+from molgen_grid.bench.workload import Batch
 from molgen_grid.errors import InputError
 
 #: `attention.sdpa_backend` values: short names, or torch's SDPBackend member names in any case.
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION",
                  "math": "MATH"}
-
-
-def prompt(smiles: str) -> str:
-    """The inference prompt; BOS is not written here: the tokenizer adds it, as it did in training."""
-    return f"{SMILES_OPEN}{smiles}{SMILES_CLOSE}"
+#: The sampling settings generate() received, read back from its generation config and warpers.
+GENERATION_KEYS = ("do_sample", "num_beams", "temperature", "top_p", "min_p", "max_new_tokens", "min_new_tokens")
 
 
 def sampling_kwargs(sampling: Any) -> dict[str, Any]:
@@ -53,57 +59,140 @@ def sdpa_backend(name: str | None) -> Iterator[None]:
         yield
 
 
+class DecodeStepCompiler:
+    """The model's forward, with its one-token (decode) calls routed through torch.compile; prefills stay eager.
+
+    It counts the calls each way, so a summary can show that the compiled step really ran.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.config = getattr(model.generation_config, "compile_config", None) or CompileConfig()
+        self.eager = model.forward
+        self.compiled = torch.compile(self.eager, **self.config.to_dict())
+        self.calls = {"compiled": 0, "eager": 0}
+        model.forward = self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ids = kwargs.get("input_ids")
+        decode = ids is not None and ids.shape[1] == 1
+        self.calls["compiled" if decode else "eager"] += 1
+        return (self.compiled if decode else self.eager)(*args, **kwargs)
+
+
+@dataclass
+class GenerateProbe:
+    """Records what generate() built for its last call: its generation config and its logits processors."""
+
+    model: Any
+    seen: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        build: Callable[..., Any] = self.model._get_logits_processor
+
+        def recording(generation_config: Any, *args: Any, **kwargs: Any) -> Any:
+            processors = build(generation_config, *args, **kwargs)
+            self.seen = {"generation_config": generation_config, "processors": list(processors)}
+            return processors
+
+        self.model._get_logits_processor = recording
+
+    def applied(self) -> dict[str, Any]:
+        """The settings and processors of the last call, as the objects hold them."""
+        config = self.seen["generation_config"]
+        processors = self.seen["processors"]
+        out: dict[str, Any] = {k: getattr(config, k, None) for k in GENERATION_KEYS}
+        # What the warpers really apply: transformers adds one only where it changes something, so a sampling
+        # call without a temperature or top-p warper samples at temperature 1 from the whole distribution.
+        neutral = {"temperature": 1.0, "top_p": 1.0, "min_p": None} if config.do_sample else dict.fromkeys(out)
+        for name in ("temperature", "top_p", "min_p"):
+            out[name] = next((getattr(p, name) for p in processors if hasattr(p, name)), neutral[name])
+        out["processors"] = [type(p).__name__ for p in processors]
+        return out
+
+
+def static_shape(cache: Any) -> list[int] | None:
+    """(rows, kv heads, length, head dim) of a static cache's allocated keys, as the tensors hold it."""
+    layers = getattr(cache, "layers", None) or []
+    keys = getattr(layers[0], "keys", None) if layers else None
+    return list(keys.shape) if isinstance(cache, StaticCache) and keys is not None else None
+
+
 @dataclass
 class BatchRun:
     texts: list[str]
     tokens_per_row: list[int]
     seconds: float
     ttft_s: float | None
+    #: Decoding steps generate() ran (its loop's iterations), whatever rows ended early.
+    steps: int
+    #: Seconds to build the batch's logits processor (inside the pass, outside generate()).
+    build_s: float
+    #: What really ran: the generation settings, processors and cache generate() used.
+    applied: dict[str, Any]
 
 
 class Generator:
     """Runs one batch of prompt rows through generate() with the cell's settings."""
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: Any, device: torch.device) -> None:
+    def __init__(self, model: Any, tokenizer: Any, cfg: Any, device: torch.device, cache_length: int) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.kwargs: dict[str, Any] = {
             **sampling_kwargs(cfg.sampling),
-            "max_new_tokens": int(cfg.max_new_tokens),
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
-            # transformers compiles the decode step by itself on CUDA with a static cache: only when asked for.
-            "disable_compile": not bool(cfg.kv_cache.get("compile", False)),
+            # The decode step is compiled here (static_compiled), never by transformers behind our back.
+            "disable_compile": True,
+            "return_dict_in_generate": True,
         }
-        if cfg.kv_cache.implementation == "static":
-            self.kwargs["cache_implementation"] = "static"
+        self.static = cfg.kv_cache.implementation == "static"
+        self.cache_length = cache_length
+        self.caches: dict[int, StaticCache] = {}
+        self.compiler = DecodeStepCompiler(model) if cfg.kv_cache.get("compile", False) else None
         self.logit_processor = str(cfg.logit_processor.kind)
-        self.constrained = self.logit_processor != "none"
         self.num_beams = int(self.kwargs.get("num_beams", 1))
         self.sdpa_backend = cfg.attention.get("sdpa_backend")
-        self.clock = FirstTokenClock(device)
+        self.clock = StepClock(device)
+        self.probe = GenerateProbe(model)
 
-    def encode(self, smiles: list[str]) -> dict[str, torch.Tensor]:
+    def encode(self, smiles: tuple[str, ...]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer([prompt(s) for s in smiles], return_tensors="pt", padding=True)
         return {k: v.to(self.device) for k, v in encoded.items()}
 
-    def run(self, smiles: list[str], templates: list[Template] | None) -> BatchRun:
-        """One generate() call over `smiles` (one row each), following `templates` when constrained."""
-        inputs = self.encode(smiles)
-        processors = LogitsProcessorList()
+    def cache(self, rows: int) -> StaticCache:
+        """The cell's static cache for `rows` rows (beams included), emptied for a new call."""
+        if rows not in self.caches:
+            self.caches[rows] = StaticCache(config=self.model.config, max_cache_len=self.cache_length)
+        cache = self.caches[rows]
+        cache.reset()
+        return cache
+
+    def run(self, batch: Batch, templates: list[Template] | None) -> BatchRun:
+        """One generate() call over the batch (one row per SMILES), following `templates` when constrained."""
+        inputs = self.encode(batch.smiles)
+        building = time.perf_counter()
         processor = make_processor(self.logit_processor, templates, self.tokenizer, inputs["input_ids"].shape[1],
                                    rows_per_template=self.num_beams, device=self.device)
-        if processor is not None:
-            processors.append(processor)
-        # Last in the list: its first call marks the first token's logits, after every other processor's work.
-        processors.append(self.clock.logits_hook())
+        build_s = time.perf_counter() - building
+        steps: dict[str, Any] = {"max_new_tokens": batch.max_new_tokens}
+        if batch.min_new_tokens is not None:
+            steps["min_new_tokens"] = batch.min_new_tokens
         with torch.inference_mode(), sdpa_backend(self.sdpa_backend):
+            if self.static:  # reset inside inference mode: the cache's tensors were made there
+                steps["cache"] = self.cache(len(batch.smiles) * self.num_beams)
             self.clock.start()
-            output = self.model.generate(**inputs, **self.kwargs, logits_processor=processors)
+            output = self.model.generate(
+                **inputs, **self.kwargs, **steps,
+                logits_processor=LogitsProcessorList([processor] if processor is not None else []),
+                stopping_criteria=StoppingCriteriaList([self.clock]),
+            )
             seconds, ttft_s = self.clock.stop()
-        new = output[:, inputs["input_ids"].shape[1]:].tolist()
+        new = output.sequences[:, inputs["input_ids"].shape[1]:].tolist()
         counts = count_generated(new, self.tokenizer.eos_token_id)
         texts = [self.decode(row[:n]) for row, n in zip(new, counts)]
-        return BatchRun(texts, counts, seconds, ttft_s)
+        applied = {**self.probe.applied(), "cache": type(output.cache).__name__,
+                   "cache_shape": static_shape(output.cache),
+                   "logit_processor": type(processor).__name__ if processor is not None else None}
+        return BatchRun(texts, counts, seconds, ttft_s, self.clock.steps, build_s, applied)
 
     def decode(self, ids: list[int]) -> str:
         """The generated text with the tags kept (they are the format) and BOS/EOS/PAD removed."""

@@ -1,4 +1,12 @@
-"""Clocks and figures: time to first token, spread over repeats, the memory of this process."""
+"""Clocks and figures: decode steps and time to first token, spread over repeats, the memory of this process.
+
+The step clock is a stopping criterion because that is the one hook generate() calls once per decoding step
+*after* the step's token was chosen, in every decoding mode: transformers runs custom logits processors before
+its own warpers (temperature, top-p, min-p), so a logits-processor hook would see the first token's scores
+before they were finished. Its first call therefore marks the first token, everything included (prefill, every
+processor and warper, the sampling or beam selection); its call count is the number of decoding steps, which
+does not depend on how many rows of the batch ended early.
+"""
 from __future__ import annotations
 
 import resource
@@ -7,20 +15,19 @@ import time
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor
+from transformers import StoppingCriteria
 
 #: Above this relative spread ((max - min) / median) a figure is flagged as too noisy to trust.
 NOISY_SPREAD = 0.3
 
 
-class FirstTokenClock:
-    """One generate() call's wall time and time to first token, with no host sync per generated token.
+class StepClock(StoppingCriteria):
+    """One generate() call's wall time, time to first token and decoding steps, with no host sync per step.
 
-    `logits_hook()` is a logits processor (generate() calls it at every step of every decoding mode); its first
-    call after `start()` marks the first token's logits (the prefill done, just before the first token is
-    chosen). On a CPU the mark is the host clock. On CUDA it records a timing event on the device's current
-    stream, so it covers the device's work up to that point without waiting for it; both events are resolved
-    once in `stop()`, after the one synchronize that ends the call.
+    On a CPU the first token's mark is the host clock. On CUDA it records a timing event on the device's
+    current stream, so it covers the device's work up to that point without waiting for it; both events are
+    resolved once in `stop()`, after the one synchronize that ends the call. It never stops generation: it
+    answers with a cached all-False tensor of the rows' shape.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -28,55 +35,45 @@ class FirstTokenClock:
         self.cuda = device.type == "cuda"
         self.started = 0.0
         self.first: float | None = None
-        self._marked = False
+        self.steps = 0
         self._events: tuple[Any, Any] | None = None
+        self._never: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def start(self) -> None:
         """Wait for the device (earlier work is not this call's), then start both clocks."""
         synchronize(self.device)
-        self.first, self._marked = None, False
+        self.first, self.steps = None, 0
         if self.cuda:
             self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             self._events[0].record(torch.cuda.current_stream(self.device))
         self.started = time.perf_counter()
 
-    def mark(self) -> None:
-        if self._marked:
-            return
-        self._marked = True
-        if self._events is not None:
-            self._events[1].record(torch.cuda.current_stream(self.device))
-        else:
-            self.first = time.perf_counter()
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        self.steps += 1
+        if self.steps == 1:
+            if self._events is not None:
+                self._events[1].record(torch.cuda.current_stream(self.device))
+            else:
+                self.first = time.perf_counter()
+        key = (input_ids.shape[0], input_ids.device)
+        if key not in self._never:
+            self._never[key] = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self._never[key]
 
     def stop(self) -> tuple[float, float | None]:
-        """Wait for the device once; the call's seconds and its time to first token (None if never marked)."""
+        """Wait for the device once; the call's seconds and its time to first token (None if no step ran)."""
         synchronize(self.device)
         seconds = time.perf_counter() - self.started
-        return seconds, self.seconds
+        return seconds, self.ttft_s
 
     @property
-    def seconds(self) -> float | None:
-        """Seconds from `start()` to the first mark; on CUDA only valid after `stop()`."""
-        if not self._marked:
+    def ttft_s(self) -> float | None:
+        """Seconds from `start()` to the first token; on CUDA only valid after `stop()`."""
+        if self.steps == 0:
             return None
         if self._events is not None:
             return self._events[0].elapsed_time(self._events[1]) / 1000
         return self.first - self.started
-
-    def logits_hook(self) -> LogitsProcessor:
-        return _FirstLogits(self)
-
-
-class _FirstLogits(LogitsProcessor):
-    """Marks its clock and hands the scores on unchanged (no device work, no sync)."""
-
-    def __init__(self, clock: FirstTokenClock) -> None:
-        self.clock = clock
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.clock.mark()
-        return scores
 
 
 def synchronize(device: torch.device) -> None:
@@ -109,7 +106,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_gpu_mem_mb(device: torch.device) -> float | None:
+def peak_gpu_memory_mb(device: torch.device) -> tuple[float | None, float | None]:
+    """Peak CUDA memory allocated and reserved by this process (None, None off CUDA)."""
     if device.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(device) / 2**20
+        return None, None
+    return torch.cuda.max_memory_allocated(device) / 2**20, torch.cuda.max_memory_reserved(device) / 2**20

@@ -97,10 +97,3 @@ def load(model_cfg: Any, attention_cfg: Any, device: torch.device, dtype: torch.
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer
-
-
-def compile_decode(model: Any, device: torch.device) -> None:
-    """torch.compile the decode step where transformers would not: it compiles by itself only on accelerators
-    (generate()'s `disable_compile=False` with a static cache), so on the CPU the forward is compiled here."""
-    if device.type == "cpu":
-        model.forward = torch.compile(model.forward, dynamic=False)

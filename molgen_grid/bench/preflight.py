@@ -1,7 +1,7 @@
 """Cheap checks of a cell's inputs before anything is launched.
 
 The engine calls this for every cell of a grid in its own process, so it imports neither torch nor
-transformers (seconds each) and reads each data file once, stopping at its first valid molecule.
+transformers (seconds each) and reads each data file once.
 """
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from molgen_grid.bench.data import check_has_molecule
+from molgen_grid.bench.data import invalid_rows, invalid_rows_warning
 from molgen_grid.errors import InputError
 
 
 @functools.lru_cache(maxsize=64)
-def _check_data(path: str, column: str) -> None:
-    check_has_molecule(path, column)
+def _check_data(path: str, column: str) -> str | None:
+    file, invalid = invalid_rows(path, column)
+    return invalid_rows_warning(file, invalid)
 
 
 def _check_checkpoint(key: str, value: Any, needs: tuple[str, ...]) -> None:
@@ -27,11 +28,13 @@ def _check_checkpoint(key: str, value: Any, needs: tuple[str, ...]) -> None:
         raise InputError(f"{key} {path} has no {' or '.join(needs)}: point it at a Hugging Face checkpoint directory")
 
 
-def check_inputs(cfg: Any) -> None:
-    """Raise InputError (one line: the problem and the fix) for a missing or empty data file or checkpoint."""
-    _check_data(str(cfg.data.path), str(cfg.data.get("column") or "smiles"))
+def check_inputs(cfg: Any) -> list[str]:
+    """Raise InputError (one line: the problem and the fix) for a missing or empty data file or checkpoint;
+    return warnings for the console (rows of the data file that are not molecules)."""
+    warning = _check_data(str(cfg.data.path), str(cfg.data.get("column") or "smiles"))
     if cfg.model.get("path") is not None:
         _check_checkpoint("model.path", cfg.model.path, ("config.json",))
     tokenizer_path = cfg.model.get("tokenizer_path") or cfg.model.get("path")
     if tokenizer_path is not None:
         _check_checkpoint("model.tokenizer_path", tokenizer_path, ("tokenizer_config.json", "tokenizer.json"))
+    return [warning] if warning else []

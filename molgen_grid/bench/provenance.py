@@ -1,6 +1,7 @@
 """What produced a cell's figures: the host, library versions and the device (the engine adds git and Slurm)."""
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import socket
@@ -35,6 +36,8 @@ def provenance(device: torch.device) -> dict[str, str | None]:
         "transformers": transformers.__version__,
         "rdkit": rdkit.__version__,
         "device": str(device),
+        # What the cell's process was allowed to see (the launching shell's, for local cells).
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "gpu_name": torch.cuda.get_device_name(device) if cuda else None,
         "cuda": torch.version.cuda if cuda else None,
         "gpu_driver": gpu_driver() if cuda else None,

@@ -59,7 +59,7 @@ def quality(checks: list[Check], rmsd: dict[str, Any] | None = None) -> dict:
         "valid": valid,
         "valid_fraction": valid / len(checks) if checks else None,
         "issues": {kind: issues.get(kind, 0) for kind in ISSUE_KINDS},
-        "rmsd": rmsd if rmsd is not None else _rmsd_block([], 0, RMSD_THRESHOLD_A),
+        "rmsd": rmsd if rmsd is not None else _rmsd_block([], RMSD_THRESHOLD_A),
     }
 
 
@@ -79,57 +79,61 @@ def rmsd_quality(rows: list[str], checks: list[Check], references: dict[str, lis
     """Each generation's minimum RMSD to its molecule's reference conformers, and the `rmsd` quality block.
 
     `rows` are the prompts' canonical SMILES (the keys of `references`, as `data.load_molecules` gives them).
-    Only valid generations of molecules with references are aligned (heavy atoms: hydrogens are removed from
-    the references, the format has none). Per molecule, COV-R is the share of references whose best generation
-    is within `threshold`, MAT-R the mean over references of that best RMSD; COV-P and MAT-P are the same from
-    the generations' side. The block reports their means over the molecules with at least one generation
-    aligned (`molecules`); its figures are None when there is none.
+    Coverage and matching follow the conformer-generation papers (GEOM-Drugs): per molecule with references,
+    every generation counts, an invalid one (or one RDKit cannot align) as a miss; COV-R is the share of
+    references whose best generation is within `threshold`, COV-P the share of generations within `threshold`
+    of their best reference, MAT-R and MAT-P the mean of those best RMSDs over the references and over the
+    aligned generations. The block averages each over every molecule with references (a molecule with no valid
+    generation covers nothing; its MAT terms do not exist and `molecules_matched` says how many had one).
+    Heavy atoms only: hydrogens are removed from the references, the format has none.
     """
     per_generation: list[float | None] = [None] * len(rows)
     matrices: dict[str, list[list[float | None]]] = {}
     heavy: dict[str, list[Chem.Mol]] = {}
     with quiet_rdkit():
         for index, (smiles, check) in enumerate(zip(rows, checks)):
-            if not check.valid or not references.get(smiles):
+            if not references.get(smiles):
                 continue
             if smiles not in heavy:
                 heavy[smiles] = [Chem.RemoveHs(mol) for mol in references[smiles]]
-            row = [best_rms(check.mol, reference, max_matches) for reference in heavy[smiles]]
+            row = [best_rms(check.mol, reference, max_matches) if check.valid else None
+                   for reference in heavy[smiles]]
             known = [value for value in row if value is not None]
-            if known:
-                per_generation[index] = min(known)
-                matrices.setdefault(smiles, []).append(row)
-    with_references = len({s for s in rows if references.get(s)})
+            per_generation[index] = min(known) if known else None
+            matrices.setdefault(smiles, []).append(row)
     figures = [_coverage_matching(matrix, threshold) for matrix in matrices.values()]
-    return per_generation, _rmsd_block(figures, with_references, threshold)
+    return per_generation, _rmsd_block(figures, threshold)
 
 
 def _coverage_matching(matrix: list[list[float | None]], threshold: float) -> tuple[float, float, float | None,
-                                                                                    float]:
-    """COV-R, COV-P, MAT-R, MAT-P of one molecule from its generations x references RMSD matrix.
+                                                                                    float | None]:
+    """COV-R, COV-P, MAT-R, MAT-P of one molecule from its generations x references RMSD matrix (None: a miss)."""
+    def best(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return min(known) if known else None
 
-    A reference no generation could be aligned to is not covered and has no MAT-R term (None when no reference
-    has one); every row holds at least one RMSD.
-    """
-    by_reference = [[row[j] for row in matrix if row[j] is not None] for j in range(len(matrix[0]))]
-    recall = [min(column) for column in by_reference if column]
-    precision = [min(value for value in row if value is not None) for row in matrix]
-    return (sum(value <= threshold for value in recall) / len(by_reference),
-            sum(value <= threshold for value in precision) / len(precision),
-            statistics.fmean(recall) if recall else None,
-            statistics.fmean(precision))
+    recall = [best([row[j] for row in matrix]) for j in range(len(matrix[0]))]
+    precision = [best(row) for row in matrix]
+
+    def covered(values: list[float | None]) -> float:
+        return sum(v is not None and v <= threshold for v in values) / len(values)
+
+    def matching(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.fmean(known) if known else None
+
+    return covered(recall), covered(precision), matching(recall), matching(precision)
 
 
-def _rmsd_block(figures: list[tuple[float, float, float | None, float]], with_references: int,
-                threshold: float) -> dict[str, Any]:
+def _rmsd_block(figures: list[tuple[float, float, float | None, float | None]], threshold: float) -> dict[str, Any]:
     def mean(position: int) -> float | None:
         values = [f[position] for f in figures if f[position] is not None]
         return statistics.fmean(values) if values else None
 
     return {
         "threshold_A": threshold,
-        "molecules": len(figures),
-        "molecules_with_references": with_references,
+        "molecules_with_references": len(figures),
+        "molecules_matched": sum(1 for f in figures if f[2] is not None),
         "coverage_recall": mean(0),
         "coverage_precision": mean(1),
         "matching_recall_A": mean(2),

@@ -45,3 +45,17 @@ def tiny(model_cache: Path) -> tuple[Any, Any]:
 
     cfg = compose()
     return load(cfg.model, cfg.attention, torch.device("cpu"), torch.float32)
+
+
+def generate_batch(model: Any, tokenizer: Any, cfg: DictConfig, smiles: list[str],
+                   templates: list[Any] | None = None) -> Any:
+    """One generate() call over `smiles` as one batch, planned and run as a cell runs its batches."""
+    import torch
+
+    from molgen_grid.bench.generate import Generator
+    from molgen_grid.bench.workload import plan_workload
+
+    workload = plan_workload(list(smiles), len(smiles), tokenizer, str(cfg.logit_processor.kind),
+                             str(cfg.workload), int(cfg.max_new_tokens))
+    generator = Generator(model, tokenizer, cfg, torch.device("cpu"), workload.cache_length)
+    return generator.run(workload.batches[0], templates)

@@ -12,7 +12,7 @@ from molgen_grid.bench.validate import ISSUE_KINDS
 
 from .conftest import compose
 
-FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "chars_per_s")
+FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "step_ms", "chars_per_s", "processor_build_s")
 
 
 @pytest.fixture
@@ -33,9 +33,12 @@ def test_run_cell_end_to_end(two_molecules: Path) -> None:
         figure = metrics[name]
         assert set(figure) == {"median", "min", "max", "values"} and len(figure["values"]) == 2
         assert figure["min"] > 0 and figure["min"] <= figure["median"] <= figure["max"]
-    assert metrics["wall_s"] > 0 and metrics["peak_rss_mb"] > 0 and metrics["peak_gpu_mem_mb"] is None
+    assert metrics["wall_s"] > 0 and metrics["peak_rss_mb"] > 0
+    assert metrics["peak_gpu_mem_mb"] is None and metrics["peak_gpu_reserved_mb"] is None
     assert metrics["template_s"]["median"] > 0 and metrics["tokenize_s"]["median"] > 0
     assert metrics["tokenizer_cache"] == {"enabled": True, "hits": 2, "misses": 2}  # each molecule twice
+    assert metrics["recompiles"] == 0 and metrics["compile_s"] is None and metrics["warmup_shapes"] == 1
+    assert set(metrics["load"]) >= {"loadavg_before", "loadavg_after", "other_cores"}
 
     tokenizer = build_tokenizer()
     expected = {s: len(build_template(s, tokenizer, TokenizerCache(False)).token_ids) + 1 for s in ("CO", "CCCCO")}
@@ -45,6 +48,8 @@ def test_run_cell_end_to_end(two_molecules: Path) -> None:
     assert [g["generated_tokens"] for g in generations] == [expected[g["smiles"]] for g in generations]
     assert metrics["generated_tokens"] == sum(expected[g["smiles"]] for g in generations)
     assert metrics["generated_tokens_per_pass"] == [metrics["generated_tokens"]] * 2
+    # One batch: generate() ran as many steps as its longest row needs (CCCCO's template and EOS).
+    assert metrics["decode_steps"] == expected["CCCCO"] and metrics["decode_steps_per_pass"] == [expected["CCCCO"]] * 2
 
     quality = out["quality"]
     assert quality["generations"] == 4 and set(quality["issues"]) == set(ISSUE_KINDS)
@@ -55,12 +60,59 @@ def test_run_cell_end_to_end(two_molecules: Path) -> None:
 
 
 def test_unconstrained_sampling_and_static_cache() -> None:
-    cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1",
+    cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1", "workload=free",
                   logit_processor="none", sampling="top_p_sampling4", kv_cache="static")
     out = run_cell(cfg, cpus=2)
     assert out["status"] == "ok"
     assert out["metrics"]["template_s"]["values"] == [0.0]
     assert 0 < out["generations"][0]["generated_tokens"] <= 12
+    assert out["metrics"]["cache_length"] == len(build_tokenizer()(f"[SMILES]{out['generations'][0]['smiles']}"
+                                                                   "[/SMILES]")["input_ids"]) + 12
+    assert any("one timed repeat" in w for w in out["metrics"]["warnings"])
+
+
+@pytest.mark.parametrize("workload", ["matched", "free"])
+def test_processor_on_and_off_run_equal_steps_when_matched(two_molecules: Path, workload: str) -> None:
+    settings = (f"data.path={two_molecules}", "sample_size=2", "batch_size=2", "max_new_tokens=300", "warmup=0",
+                "repeats=1", f"workload={workload}")
+    on, off = (run_cell(compose(*settings, logit_processor=kind), cpus=1)["metrics"] for kind in ("python", "none"))
+    longest = len(build_template("CCCCO", build_tokenizer(), TokenizerCache(False)).token_ids) + 1
+    assert on["decode_steps"] == longest
+    assert off["decode_steps"] == (longest if workload == "matched" else 300)
+    if workload == "matched":  # every unconstrained row runs every step: tokens count the same work
+        assert off["generated_tokens"] == 2 * longest
+
+
+def test_warm_up_runs_every_shape_and_nothing_recompiles_in_the_timed_passes(tmp_path: Path) -> None:
+    path = tmp_path / "three.smi"
+    path.write_text("CO\nCCCCO\nc1ccccc1\n")  # batches of 2 and 1 rows: two shapes
+    cfg = compose(f"data.path={path}", "sample_size=3", "batch_size=2", "max_new_tokens=40", "warmup=1",
+                  "repeats=2", logit_processor="tensor", kv_cache="static_compiled")
+    out = run_cell(cfg, cpus=2)
+    metrics, applied = out["metrics"], out["applied"]
+    assert metrics["warmup_shapes"] == 2 and metrics["recompiles"] == 0 and metrics["compile_s"] > 0
+    assert applied["cache"] == "StaticCache" and applied["cache_shape"][2] == metrics["cache_length"]
+    # Every decode step of every call went through the compiled forward, every prefill stayed eager: four
+    # passes over the two batches (warm-up, a warm call of each shape for compile_s, two timed passes).
+    assert applied["forward_calls"] == {"eager": 4 * 2, "compiled": 4 * (metrics["decode_steps"] - 2)}
+
+
+def test_a_cell_that_asked_for_cuda_and_sees_none_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1", "gpu.device=cuda")
+    with pytest.raises(RuntimeError, match=r"gpu.device=cuda but this process sees no CUDA device "
+                                           r"\(CUDA_VISIBLE_DEVICES=''\)"):
+        run_cell(cfg, cpus=1)
+
+
+def test_invalid_rows_are_told_in_the_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "some.smi"
+    path.write_text("CO\nnot_a_smiles\nC1CC\n")
+    out = run_cell(compose(f"data.path={path}", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1"),
+                   cpus=1)
+    assert out["data"]["invalid_rows"] == 2
+    assert f"2 rows of {path} are not valid SMILES and are skipped (line 2: 'not_a_smiles', line 3: 'C1CC')" \
+        in out["metrics"]["warnings"]
 
 
 @pytest.mark.parametrize("override, message", [

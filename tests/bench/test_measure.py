@@ -1,4 +1,5 @@
-"""The clocks and figures of a cell: time to first token from the logits hook, spread over repeats, noise flags."""
+"""The clocks and figures of a cell: steps and time to first token from the step clock, spread over repeats,
+noise flags."""
 from __future__ import annotations
 
 import time
@@ -7,19 +8,17 @@ from typing import Any
 import pytest
 import torch
 
-from molgen_grid.bench.generate import Generator
-from molgen_grid.bench.measure import NOISY_SPREAD, FirstTokenClock, noisy, spread
+from molgen_grid.bench.measure import NOISY_SPREAD, StepClock, noisy, spread
 from molgen_grid.bench.provenance import provenance
 
-from .conftest import compose
+from .conftest import compose, generate_batch
 
 
-@pytest.mark.parametrize("sampling", ["greedy", "beam_search"])
-def test_ttft_of_a_tiny_generate_is_within_the_call(sampling: str, tiny: tuple[Any, Any],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sampling", ["greedy", "beam_search", "top_p_sampling4"])
+def test_steps_and_first_token_of_a_tiny_generate(sampling: str, tiny: tuple[Any, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     model, tokenizer = tiny
-    cfg = compose("max_new_tokens=8", logit_processor="none", sampling=sampling)
-    generator = Generator(model, tokenizer, cfg, torch.device("cpu"))
+    cfg = compose("max_new_tokens=8", "workload=matched", logit_processor="none", sampling=sampling)
     seen: dict[str, Any] = {}
     generate = model.generate
 
@@ -28,26 +27,50 @@ def test_ttft_of_a_tiny_generate_is_within_the_call(sampling: str, tiny: tuple[A
         return generate(*args, **kwargs)
 
     monkeypatch.setattr(model, "generate", spy)
-    run = generator.run(["CCO"], None)
+    run = generate_batch(model, tokenizer, cfg, ["CCO", "c1ccccc1"])
     assert "streamer" not in seen  # no device->host copy per generated token
     assert run.ttft_s is not None and 0 < run.ttft_s < run.seconds
-    assert 0 < run.tokens_per_row[0] <= 8
+    # matched without a processor: every row runs exactly the steps, whatever it writes
+    assert run.steps == 8 and run.tokens_per_row == [8, 8]
 
 
-def test_the_clock_marks_only_its_first_call() -> None:
-    clock = FirstTokenClock(torch.device("cpu"))
-    hook = clock.logits_hook()
+def test_the_first_token_is_marked_after_every_warper(tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock's first mark comes after top-p and temperature have run on the first step's scores."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    model, tokenizer = tiny
+    order: list[str] = []
+
+    def recording(cls: type) -> None:
+        original = cls.__call__
+
+        def call(self: Any, input_ids: Any, scores: Any) -> Any:
+            order.append(cls.__name__)
+            return original(self, input_ids, scores)
+
+        monkeypatch.setattr(cls, "__call__", call)
+
+    for cls in (TemperatureLogitsWarper, TopPLogitsWarper, StepClock):
+        recording(cls)
+    cfg = compose("max_new_tokens=2", logit_processor="none", sampling="top_p_sampling10")  # temperature 1.2, top_p 0.8
+    generate_batch(model, tokenizer, cfg, ["CCO"])
+    assert order[:3] == ["TemperatureLogitsWarper", "TopPLogitsWarper", "StepClock"]
+
+
+def test_the_clock_counts_steps_and_marks_only_the_first() -> None:
+    clock = StepClock(torch.device("cpu"))
     clock.start()
-    assert clock.seconds is None
-    scores = torch.zeros(1, 3)
-    assert hook(torch.zeros(1, 1, dtype=torch.long), scores) is scores
-    first = clock.seconds
+    assert clock.ttft_s is None
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    answer = clock(ids, None)
+    assert answer.shape == (2,) and not answer.any()
+    first = clock.ttft_s
     time.sleep(0.01)
-    hook(torch.zeros(1, 1, dtype=torch.long), scores)
+    assert clock(ids, None) is answer  # cached: no allocation per step
     seconds, ttft = clock.stop()
-    assert ttft == first and 0 < ttft < seconds
+    assert ttft == first and 0 < ttft < seconds and clock.steps == 2
     clock.start()  # a new call starts unmarked
-    assert clock.stop()[1] is None
+    assert clock.stop()[1] is None and clock.steps == 0
 
 
 def test_spread_reports_median_min_max_and_every_value() -> None:

@@ -39,7 +39,10 @@ def test_bad_model_inputs(tmp_path: Path) -> None:
 
 
 def test_preflight(tmp_path: Path) -> None:
-    check_inputs(compose())
+    assert check_inputs(compose()) == []
+    (tmp_path / "some.smi").write_text("CCO\nnope\n")
+    assert check_inputs(compose(f"data.path={tmp_path / 'some.smi'}")) == [
+        f"1 row of {tmp_path / 'some.smi'} is not a valid SMILES and is skipped (line 2: 'nope')"]
     with pytest.raises(InputError, match="does not exist: set data.path="):
         check_inputs(compose(f"data.path={tmp_path / 'absent.smi'}"))
     (tmp_path / "empty.smi").write_text("nonsense\n")

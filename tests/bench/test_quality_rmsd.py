@@ -52,7 +52,7 @@ def test_the_references_themselves_are_covered_at_zero_rmsd(cdk2: dict[str, list
     assert all(c.valid for c in checks)
     assert all(r is not None and r < 1e-3 for r in per_generation)  # 4-decimal truncation only
     assert block["threshold_A"] == RMSD_THRESHOLD_A == 0.75
-    assert block["molecules"] == block["molecules_with_references"] == 5
+    assert block["molecules_matched"] == block["molecules_with_references"] == 5
     assert block["coverage_recall"] == block["coverage_precision"] == 1.0
     assert block["matching_recall_A"] < 1e-3 and block["matching_precision_A"] < 1e-3
 
@@ -61,7 +61,7 @@ def test_a_conformer_moved_by_one_and_a_half_angstrom_is_not_covered(cdk2: dict[
     smiles, (reference, *_) = next(iter(cdk2.items()))
     _, per_generation, block = evaluate([(smiles, perturbed(reference, seed=0))], cdk2)
     assert per_generation[0] > RMSD_THRESHOLD_A
-    assert block["molecules"] == block["molecules_with_references"] == 1  # the molecules prompted
+    assert block["molecules_matched"] == block["molecules_with_references"] == 1  # the molecules prompted
     assert block["coverage_recall"] == block["coverage_precision"] == 0.0
     assert block["matching_recall_A"] == block["matching_precision_A"] == pytest.approx(per_generation[0])
 
@@ -81,13 +81,14 @@ def test_no_references_or_no_valid_generation_gives_none(cdk2: dict[str, list[Ch
     # A .smi data set: no reference conformers at all.
     checks, per_generation, block = evaluate([(smiles, reference)], {})
     assert checks[0].valid and per_generation == [None]
-    assert block["molecules"] == block["molecules_with_references"] == 0
+    assert block["molecules_matched"] == block["molecules_with_references"] == 0
     assert all(block[name] is None for name in FIGURES)
-    # References, but the only generation is invalid.
+    # References, but the only generation is invalid: a miss, so nothing is covered and nothing matched.
     checks, per_generation, block = evaluate([(smiles, "no conformer here")], cdk2)
     assert not checks[0].valid and per_generation == [None]
-    assert block["molecules"] == 0 and block["molecules_with_references"] == 1
-    assert all(block[name] is None for name in FIGURES)
+    assert block["molecules_matched"] == 0 and block["molecules_with_references"] == 1
+    assert block["coverage_recall"] == block["coverage_precision"] == 0.0
+    assert block["matching_recall_A"] is None and block["matching_precision_A"] is None
     # quality() keeps its keys and carries the block (figures None when none was computed).
     assert quality(checks, block)["rmsd"] is block
     assert all(quality(checks)["rmsd"][name] is None for name in FIGURES)
@@ -110,3 +111,23 @@ def test_symmetric_atoms_swapped_still_align_with_bounded_matches() -> None:
     positions.SetAtomPosition(2, first)
     assert best_rms(swapped, mol, max_matches=100) == pytest.approx(0.0, abs=1e-6)
     assert best_rms(Chem.MolFromSmiles("CCO"), mol) is None  # another molecule: no mapping
+
+
+def test_every_generation_counts_and_every_molecule_with_references(cdk2: dict[str, list[Chem.Mol]]) -> None:
+    """GEOM-Drugs convention: invalid generations are misses on the precision side, molecules whose every
+    generation failed cover nothing and still count in the coverage means."""
+    (first, (reference, *_)), (second, _) = list(cdk2.items())[:2]
+    far = perturbed(reference, seed=2, scale=3.0)
+    references = {first: [reference, perturbed(reference, seed=3, scale=1.5)], second: cdk2[second]}
+    generations = [(first, reference), (first, "not a conformer"), (first, "[CONFORMER]oops"), (first, far),
+                   (second, "nothing")]
+    checks, per_generation, block = evaluate(generations, references)
+    assert [c.valid for c in checks] == [True, False, False, True, False]
+    exact, missed_a, missed_b, off, _ = per_generation
+    assert exact < 1e-3 and missed_a is missed_b is None and off > RMSD_THRESHOLD_A
+    # First molecule: reference 0 is covered by the exact copy, reference 1 (1.5 A away) by nothing;
+    # 1 of its 4 generations is within the threshold.
+    assert block["molecules_with_references"] == 2 and block["molecules_matched"] == 1
+    assert block["coverage_recall"] == pytest.approx((1 / 2 + 0) / 2)
+    assert block["coverage_precision"] == pytest.approx((1 / 4 + 0) / 2)
+    assert block["matching_precision_A"] == pytest.approx((exact + off) / 2)

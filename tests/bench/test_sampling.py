@@ -1,15 +1,18 @@
-"""Every sampling configuration of the public project (conf/sampling/) runs a cell."""
+"""Every sampling configuration of the public project (conf/sampling/) reaches generate(): the settings its
+generation config and warpers hold, read back from the objects generate() built, equal the option's."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from molgen_grid.bench.cell import run_cell
 
 from .conftest import compose
 
-SAMPLING = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "sampling").glob("*.yaml"))
+CONF = Path(__file__).resolve().parents[2] / "conf" / "sampling"
+SAMPLING = sorted(p.stem for p in CONF.glob("*.yaml"))
 
 
 def test_the_public_projects_configurations_are_all_there() -> None:
@@ -18,10 +21,28 @@ def test_the_public_projects_configurations_are_all_there() -> None:
     assert {f"min_p_sampling{i}" for i in range(1, 13)} <= set(SAMPLING)
 
 
+def expected(option: dict) -> dict:
+    """What generate() applies: the warpers transformers builds for these settings (none for a neutral one)."""
+    sample = option["do_sample"]
+    return {
+        "do_sample": sample,
+        "num_beams": option["num_beams"],
+        "temperature": (option["temperature"] if option["temperature"] is not None else 1.0) if sample else None,
+        "top_p": (option["top_p"] if option["top_p"] is not None else 1.0) if sample else None,
+        "min_p": option["min_p"] if sample else None,
+    }
+
+
 @pytest.mark.parametrize("sampling", SAMPLING)
-def test_each_sampling_configuration_generates(sampling: str, tiny) -> None:
+def test_each_sampling_configuration_reaches_generate(sampling: str, tiny) -> None:
     cfg = compose("sample_size=2", "batch_size=2", "max_new_tokens=24", "warmup=0", "repeats=1",
                   sampling=sampling)
     out = run_cell(cfg, cpus=1)
     assert out["status"] == "ok"
     assert out["metrics"]["generated_tokens"] == sum(g["generated_tokens"] for g in out["generations"]) > 0
+    applied = out["applied"]
+    assert {k: applied[k] for k in ("do_sample", "num_beams", "temperature", "top_p", "min_p")} == expected(
+        yaml.safe_load((CONF / f"{sampling}.yaml").read_text()))
+    warpers = {"TemperatureLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper"}
+    assert bool(warpers & set(applied["processors"])) == (applied["do_sample"] and (
+        applied["temperature"] != 1.0 or applied["top_p"] != 1.0 or applied["min_p"] is not None))

@@ -36,4 +36,4 @@ def test_quality_counts_every_kind() -> None:
     assert set(report["issues"]) == set(ISSUE_KINDS)
     assert report["issues"]["missing_conformer_block"] == 2 and sum(report["issues"].values()) == 2
     # No references given: the RMSD block is there, its figures None.
-    assert report["rmsd"]["molecules"] == 0 and report["rmsd"]["coverage_recall"] is None
+    assert report["rmsd"]["molecules_matched"] == 0 and report["rmsd"]["coverage_recall"] is None
