@@ -155,3 +155,58 @@ def test_a_cell_does_not_outlive_its_sweep(tool: Tool) -> None:
     assert not cell_processes(cell_dir)
     assert not (cell_dir / "summary.json").exists()
     assert tool.states(*args) == {cell_dir.name: "failed"}
+
+
+def test_sweeps_of_different_grids_never_overlap_on_the_cpu(tool: Tool, tmp_path: Path) -> None:
+    locks = f"grid.device_locks={tmp_path / 'locks'}"
+    sweeps = [tool.popen(*FAST, locks, f"kv_cache={kv}", "attention=eager,sdpa") for kv in ("dynamic", "static")]
+    outputs = [s.communicate(timeout=600)[0] for s in sweeps]
+    assert all(s.returncode == 0 for s in sweeps), outputs
+    spans = sorted((s["started_at"], s["finished_at"]) for s in
+                   (json.loads((d / "summary.json").read_text()) for d in tool.cell_dirs()))
+    assert len(spans) == 4
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:])), spans
+    assert all(json.loads((d / "summary.json").read_text())["metrics"]["load"]["other_cores"] is not None
+               for d in tool.cell_dirs())
+
+
+def test_a_cell_waiting_for_its_device_says_so(tool: Tool, tmp_path: Path) -> None:
+    import fcntl
+
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    held = open(locks / "cpu.lock", "w")
+    held.write("pid 1 on a test\n")
+    held.flush()
+    fcntl.flock(held, fcntl.LOCK_EX)
+    sweep = tool.popen(*FAST, f"grid.device_locks={locks}", "kv_cache=dynamic")
+    lines: list[str] = []
+    for line in sweep.stdout:
+        lines.append(line)
+        if "waiting for the cpu (in use by pid 1 on a test)" in line:
+            break
+    assert not tool.cell_dirs() or not attempts(tool.cell_dirs()[0])  # nothing started meanwhile
+    held.close()  # releases the lock
+    rest = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 0 and "1 run" in rest, "".join(lines) + rest
+
+
+@pytest.mark.parametrize("visible", ["7", "", None])
+def test_a_local_cell_sees_the_launching_shells_gpus_faked_variable(tool: Tool, visible: str | None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A faked CUDA_VISIBLE_DEVICES (no GPU here): the cell's process sees what the shell set, not submitit's
+    empty list."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if visible is not None:
+        tool.extra_env["CUDA_VISIBLE_DEVICES"] = visible
+    tool.cli(*FAST, "kv_cache=dynamic")
+    (cell,) = tool.cell_dirs()
+    provenance = json.loads((cell / "summary.json").read_text())["provenance"]
+    assert provenance["cuda_visible_devices"] == visible and provenance["device"] == "cpu"
+
+
+def test_invalid_rows_are_told_on_the_console(tool: Tool, tmp_path: Path) -> None:
+    data = tmp_path / "mols.smi"
+    data.write_text("CCO ethanol\nnot_a_smiles bad\n")
+    done = tool.cli(*FAST, "kv_cache=dynamic", f"data.path={data}")
+    assert f"warning: 1 row of {data} is not a valid SMILES and is skipped (line 2: 'not_a_smiles')" in done.stdout

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from molgen_grid.errors import InputError
 from molgen_grid.grid import slurm
 from molgen_grid.grid.cluster import ClusterView, cluster_view, slurm_answers
+from molgen_grid.grid.devices import device_lock, local_device
 from molgen_grid.grid.gitinfo import git_provenance
 from molgen_grid.grid.local import start_local, wait_local
 from molgen_grid.grid.plan import Entry, make_plan, slurm_jobs, why_run
@@ -193,8 +194,9 @@ class GridLauncher(Launcher):
             raise InputError(f"{names} needs a Slurm cluster and no Slurm controller answers here (scontrol ping):"
                              " start one (bash sbatch/test-cluster.sh start) or use gpu=local")
         check = load_task(spec.settings.preflight)
-        for _, resolved in todo:
-            check(OmegaConf.create(resolved))
+        warnings = dict.fromkeys(w for _, resolved in todo for w in check(OmegaConf.create(resolved)) or [])
+        for warning in warnings:
+            self.console.print(f"[yellow]warning: {warning}[/]")
 
     def prepare(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any]) -> CellJob:
         """Write the cell's config for a new attempt. Its previous outcome stays until the attempt starts (then
@@ -268,7 +270,10 @@ class GridLauncher(Launcher):
     def run_local(self, spec: GridSpec, entry: Entry, resolved: dict[str, Any], provenance: dict[str, Any],
                   forced: bool, counter: str) -> None:
         store = entry.store
-        with store.locked() as got:
+        device = local_device(str(resolved["gpu"].get("device", "auto")))
+        locks = Path(spec.settings.device_locks)
+        with device_lock(locks, device, lambda why: self.console.print(f"{counter} {entry.cell.name}: {why}")), \
+                store.locked() as got:
             if not got:
                 self.outcome.busy += 1
                 self.console.print(f"{counter} {entry.cell.name}: [yellow]running elsewhere, left to it[/]")
@@ -283,7 +288,7 @@ class GridLauncher(Launcher):
             started = time.time()
             handle = start_local(job, float(resolved["gpu"].get("timeout_min", 120)))
             store.append_attempt({"executor": LOCAL, "job_id": str(handle.job_id), "host": socket.gethostname(),
-                                  "log": str(handle.paths.stdout), "why": entry.why})
+                                  "log": str(handle.paths.stdout), "why": entry.why, "device": device})
             failure = wait_local(handle)
             self.report_local(store, counter, entry.cell.name, failure, time.time() - started)
 

@@ -6,21 +6,26 @@ the same CPUs or GPU would measure each other.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import submitit
 
+from molgen_grid.grid.devices import gpu_environment
 from molgen_grid.grid.worker import CellJob, execute
 
 
 def start_local(job: CellJob, timeout_min: float) -> submitit.Job:
     executor = submitit.LocalExecutor(folder=Path(job.cell_dir) / "logs")
-    executor.update_parameters(timeout_min=timeout_min)
+    executor.update_parameters(timeout_min=timeout_min, setup=gpu_environment())
     return executor.submit(execute, job)
 
 
-def wait_local(handle: submitit.Job) -> str | None:
-    """Wait for the cell's process; None when it succeeded, else the reason it failed."""
+def wait_local(handle: submitit.Job, poll_s: float = 0.1) -> str | None:
+    """Wait for the cell's process (polled finely: submitit's own wait sleeps whole seconds); None when it
+    succeeded, else the reason it failed."""
+    while not handle.done():
+        time.sleep(poll_s)
     try:
         handle.result()
     except submitit.core.utils.FailedJobError as exc:

@@ -19,6 +19,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.plan import Entry, make_plan, setting_keys
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE
+from molgen_grid.grid import statistics
 from molgen_grid.grid.status import short_labels
 
 MEDIAN, LOW, HIGH = "", "_min", "_max"
@@ -26,31 +27,52 @@ MEDIAN, LOW, HIGH = "", "_min", "_max"
 
 @dataclass
 class Figure:
-    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max}) or a number."""
+    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}) or a
+    number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
 
     path: str
+    lower_is_better: bool = False
 
     @property
     def name(self) -> str:
         return self.path.rsplit(".", 1)[-1]
 
-    def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
+    def node(self, summary: dict) -> Any:
         node: Any = summary
         for part in self.path.split("."):
             node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
+        node = self.node(summary)
         if isinstance(node, dict):
             return node.get("median"), node.get("min"), node.get("max")
         return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
+
+    def values(self, summary: dict) -> list[float | None]:
+        """Every timed repeat's value (a plain number counts as one)."""
+        node = self.node(summary)
+        if isinstance(node, dict):
+            return list(node.get("values") or [])
+        return [node] if isinstance(node, (int, float)) else []
+
+
+def figures_of(settings: Any) -> list[Figure]:
+    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction."""
+    lower = set(settings.report.get("lower_is_better") or [])
+    return [Figure(p, p in lower) for p in settings.report.figures]
 
 
 def varying(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     return [k for k in keys if frame[k].nunique() > 1]
 
 
-def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]) -> pd.DataFrame:
-    """One row per done or unsupported cell: its name, state, reason, every setting, every figure."""
+def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
+                 ) -> tuple[pd.DataFrame, dict[str, list[float | None]]]:
+    """One row per done or unsupported cell (its name, state, reason, every setting, every figure), and the
+    primary figure's repeat values by cell (for the statistics)."""
     keys = setting_keys(entries)
-    rows = []
+    rows, values = [], {}
     for e in entries:
         if e.state.state not in COMPLETE:
             continue
@@ -60,9 +82,12 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]) ->
         for figure in figures:
             median, low, high = figure.read(summary)
             row.update({figure.name + MEDIAN: median, figure.name + LOW: low, figure.name + HIGH: high})
+        values[e.cell.name] = figures[0].values(summary)
+        row["timed_repeats"] = len(values[e.cell.name])
         rows.append(row)
-    columns = ["cell", "state", "reason", *keys] + [f.name + s for f in figures for s in (MEDIAN, LOW, HIGH)]
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["cell", "state", "reason", *keys] + [f.name + s for f in figures for s in (MEDIAN, LOW, HIGH)] \
+        + ["timed_repeats"]
+    return pd.DataFrame(rows, columns=columns), values
 
 
 def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -76,20 +101,35 @@ def median_changes(pairs: pd.DataFrame) -> str:
     return ", ".join(f"{c} {pairs[c].median():.3g}" for c in pairs.columns if "/" in str(c))
 
 
-def with_speedup(frame: pd.DataFrame, primary: Figure, baseline: str) -> pd.DataFrame:
-    """Speed-up of each cell's primary figure over the baseline's, and whether it is inside the noise (the
-    cell's min-max range overlaps the baseline's)."""
-    base = frame[frame["cell"] == baseline]
+SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
+
+
+def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], primary: Figure,
+                 baseline: str) -> pd.DataFrame:
+    """Each cell's speed-up in the primary figure over the baseline, with its 95% interval, the rank test's
+    p-value over the repeats, and whether the difference is within the noise (see statistics.py)."""
     out = frame.copy()
-    if base.empty or pd.isna(base.iloc[0][primary.name]):
-        out["speedup"], out["within_noise"] = None, None
-        return out
-    b = base.iloc[0]
-    name = primary.name
-    overlap = (out[name + LOW] <= b[name + HIGH]) & (out[name + HIGH] >= b[name + LOW])
-    out["speedup"] = out[name] / b[name]
-    out["within_noise"] = overlap.astype(object).where(out[name].notna(), None)
+    results = [statistics.compare(values.get(cell), values.get(baseline), primary.lower_is_better)
+               for cell in out["cell"]]
+    for column in SPEEDUP_COLUMNS:
+        attribute = "speedup" if column == "speedup" else column.removeprefix("speedup_")
+        out[column] = pd.Series([None if r is None else getattr(r, attribute) for r in results],
+                                index=out.index, dtype=object)
     return out
+
+
+def speedup_text(row: pd.Series) -> str:
+    """`1.23x [1.10, 1.35]`, `~` when within the noise, `(1 repeat)` when no test could judge it."""
+    value = row.get("speedup")
+    if value is None or pd.isna(value):
+        return ""
+    low, high = row.get("speedup_low"), row.get("speedup_high")
+    text = f"{value:.2f}x"
+    if low is not None and not pd.isna(low):
+        text += f" [{low:.2f}, {high:.2f}]"
+    if row.get("p_value") is None or pd.isna(row.get("p_value")):
+        return text + " (1 repeat)"
+    return text + (" ~" if _true(row.get("within_noise")) else "")
 
 
 def _true(flag: Any) -> bool:
@@ -141,15 +181,14 @@ class Report:
 
 
 def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
-    figures = [Figure(p) for p in spec.settings.report.figures]
-    frame = report_frame(spec, entries, figures)
+    figures = figures_of(spec.settings)
+    frame, values = report_frame(spec, entries, figures)
     keys = setting_keys(entries)
     cells = [e.cell for e in entries]
     baseline = spec.resolve_names([spec.settings.baseline], cells)[0].name if spec.settings.baseline else \
         cells[0].name
-    frame = with_speedup(frame, figures[0], baseline)
-    done = frame[frame["state"] == DONE].dropna(subset=[figures[0].name])
-    best = done.loc[done[figures[0].name].idxmax()] if len(done) else None
+    frame = with_speedup(frame, values, figures[0], baseline)
+    best = best_row(frame, figures[0])
     pending: dict[str, int] = {}
     for e in entries:
         if e.state.state not in COMPLETE:
@@ -158,8 +197,17 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
                   {text: compare(frame, keys, figures, text) for text in compares}, pending)
 
 
+def best_row(frame: pd.DataFrame, primary: Figure) -> pd.Series | None:
+    """The done cell with the best primary figure."""
+    done = frame[frame["state"] == DONE].dropna(subset=[primary.name])
+    if done.empty:
+        return None
+    ranked = done[primary.name].astype(float)
+    return done.loc[ranked.idxmin() if primary.lower_is_better else ranked.idxmax()]
+
+
 def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
-    figures = [Figure(p) for p in spec.settings.report.figures]
+    figures = figures_of(spec.settings)
     primary = figures[0].name
     frame, labels = report.frame, report.labels
     lines = [f"# {spec.experiment}", "", spec.settings.description or "", ""]
@@ -174,8 +222,16 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
         if best["cell"] == report.baseline:
             speed, noise = " (the baseline itself)", ""
         else:
-            speed = f", {best['speedup']:.2f}x the baseline" if pd.notna(best.get("speedup")) else ""
-            noise = " (within the noise of the baseline)" if _true(best.get("within_noise")) else ""
+            speed, noise = "", ""
+            if best.get("speedup") is not None and pd.notna(best.get("speedup")):
+                speed = f", {best['speedup']:.2f}x the baseline"
+                if best.get("p_value") is None or pd.isna(best.get("p_value")):
+                    noise = " (one timed repeat: no test can judge it)"
+                elif _true(best.get("within_noise")):
+                    noise = f" (within the noise of the baseline: p = {best['p_value']:.2g})"
+                else:
+                    noise = f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, " \
+                            f"p = {best['p_value']:.2g})"
         lines += ["", f"**Best cell:** `{labels[best.name]}`: {primary} {best[primary]:.4g} "
                       f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}{noise}."]
     table = pd.DataFrame({"cell": labels, "state": frame["state"]})
@@ -183,12 +239,15 @@ def markdown(spec: GridSpec, report: Report, plots: list[str]) -> str:
         f = figure.name
         table[f] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" if pd.notna(m) and lo != hi else (f"{m:.4g}" if pd.notna(m) else "")
                     for m, lo, hi in zip(frame[f], frame[f + LOW], frame[f + HIGH])]
-    table["speed-up"] = [("" if pd.isna(s) else f"{s:.2f}x" + (" ~" if _true(n) else ""))
-                         for s, n in zip(frame.get("speedup", []), frame.get("within_noise", []))]
+    table["speed-up"] = [speedup_text(row) for _, row in frame.iterrows()]
     table["reason"] = frame["reason"].fillna("")
+    direction = "baseline / cell" if figures[0].lower_is_better else "cell / baseline"
     lines += ["", table.to_markdown(index=False), "",
-              f"Figures are medians over the timed repeats, [min, max] in brackets. `~`: the cell's range overlaps "
-              f"the baseline's, so its speed-up is inside the noise.", ""]
+              f"Figures are medians over the timed repeats, [min, max] in brackets. Speed-up: {primary} as "
+              f"{direction} (above 1: better than the baseline), with its 95% bootstrap interval over the repeats; "
+              f"`~`: a two-sided Mann-Whitney U test over the repeats finds no difference from the baseline "
+              f"(p >= {statistics.ALPHA}), so the speed-up is within the noise; `(1 repeat)`: a figure from one "
+              "timed repeat, which no test can judge.", ""]
     for text, pairs in report.comparisons.items():
         lines += [f"## {text}", ""]
         if pairs.empty:
@@ -207,7 +266,7 @@ def plot(spec: GridSpec, report: Report, out: Path, heatmap: list[str]) -> list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    primary = Figure(spec.settings.report.figures[0]).name
+    primary = figures_of(spec.settings)[0].name
     frame, labels = report.frame, report.labels
     done = frame[(frame["state"] == DONE) & frame[primary].notna()]
     made: list[str] = []
@@ -288,11 +347,10 @@ def experiment_map(loader: Any, config_name: str, artifacts: Path, results: Path
         csv = artifacts / name / "report.csv"
         if csv.exists():
             frame = pd.read_csv(csv)
-            primary = Figure(spec.settings.report.figures[0]).name
-            ranked = frame[frame["state"] == DONE].dropna(subset=[primary])
-            if len(ranked):
-                top = ranked.loc[ranked[primary].idxmax()]
-                best = f"{label(frame, spec.axes)[top.name]} ({primary} {top[primary]:.4g})"
+            primary = figures_of(spec.settings)[0]
+            top = best_row(frame, primary)
+            if top is not None:
+                best = f"{label(frame, spec.axes)[top.name]} ({primary.name} {top[primary.name]:.4g})"
             link = f"[report]({name}/report.md)"
         lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(cells)} cells | {complete} of "
                      f"{len(cells)} | {best} | {link} |")

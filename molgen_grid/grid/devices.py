@@ -1,0 +1,70 @@
+"""One benchmark per device at a time, across every sweep on this machine.
+
+Two local cells on the same CPU or GPU measure each other (two sweeps on one laptop ran at a fifth of their
+speed). Each local cell first takes a machine-wide lock named for its device, an `flock` on a file in a shared
+directory (the kernel drops it if its holder dies), so sweeps of any experiment, started by anyone, queue for
+the device instead of overlapping. The CPU counts as one device; each visible GPU is one.
+
+Local cells run with the launching shell's view of the GPUs: submitit's LocalExecutor would otherwise hide
+every GPU (it sets CUDA_VISIBLE_DEVICES to its own, empty, list), so the cell's environment restores it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shlex
+import socket
+from pathlib import Path
+from typing import Callable, Iterator
+
+_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs a process started from here may use (CUDA_VISIBLE_DEVICES' entries, else every NVIDIA GPU)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    return [str(i) for i in range(len(list(_NVIDIA_GPUS.iterdir())))] if _NVIDIA_GPUS.is_dir() else []
+
+
+def local_device(requested: str) -> str:
+    """The device a local cell of `gpu.device=requested` runs on, as a lock name: `cpu` or `cuda-<id>`."""
+    if requested == "cpu":
+        return "cpu"
+    gpus = visible_gpus()
+    if not gpus:
+        return "cpu"  # auto without a GPU; a cell that asked for cuda fails by itself, saying so
+    index = int(requested.partition(":")[2] or 0) if requested.startswith("cuda") else 0
+    return f"cuda-{gpus[min(index, len(gpus) - 1)]}"
+
+
+def gpu_environment() -> list[str]:
+    """Shell lines that give a submitit local job the launching shell's CUDA_VISIBLE_DEVICES (or none)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return ["unset CUDA_VISIBLE_DEVICES"]
+    return [f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
+
+
+@contextlib.contextmanager
+def device_lock(directory: Path, device: str, waiting: Callable[[str], None]) -> Iterator[None]:
+    """Hold the machine-wide lock of `device` (waiting for it, after calling `waiting` with who holds it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        directory.chmod(0o1777)  # every user of the machine queues on the same files
+    path = directory / f"{device}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text().strip() or "another sweep"
+            waiting(f"waiting for the {device} (in use by {holder})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

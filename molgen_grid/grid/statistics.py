@@ -1,0 +1,62 @@
+"""Is a cell really faster than the baseline? A rank test over the timed repeats and an interval for the ratio.
+
+Each cell reports every timed repeat's value of a figure. Two cells differ beyond the noise when a two-sided
+Mann-Whitney U test over those values says so (p < ALPHA); the speed-up is the ratio of medians with a 95%
+bootstrap interval (percentile method, a fixed seed so reports are reproducible). With fewer than two repeats
+on either side nothing can be said, and the comparison is marked as resting on one repeat.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    #: cell / baseline when higher is better, baseline / cell when lower is: above 1 the cell is better.
+    speedup: float
+    low: float | None
+    high: float | None
+    p_value: float | None
+
+    @property
+    def one_repeat(self) -> bool:
+        return self.p_value is None
+
+    @property
+    def within_noise(self) -> bool | None:
+        return None if self.p_value is None else self.p_value >= ALPHA
+
+
+def _finite(values: list[float | None] | None) -> list[float]:
+    return [float(v) for v in values or [] if v is not None and math.isfinite(v)]
+
+
+def compare(cell: list[float | None] | None, baseline: list[float | None] | None,
+            lower_is_better: bool = False) -> Comparison | None:
+    """The cell's speed-up over the baseline from their repeats' values; None when either has no value."""
+    a, b = _finite(cell), _finite(baseline)
+    if not a or not b or min(statistics.median(a), statistics.median(b)) <= 0:
+        return None
+    if lower_is_better:
+        a, b = b, a
+    ratio = statistics.median(a) / statistics.median(b)
+    if len(a) < 2 or len(b) < 2:
+        return Comparison(ratio, None, None, None)
+    p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        return Comparison(ratio, ratio, ratio, p_value)
+    interval = stats.bootstrap((np.array(a), np.array(b)), lambda x, y, axis: np.median(x, axis=axis)
+                               / np.median(y, axis=axis), vectorized=True, paired=False, n_resamples=RESAMPLES,
+                               confidence_level=CONFIDENCE, method="percentile",
+                               rng=np.random.default_rng(SEED)).confidence_interval
+    return Comparison(ratio, float(interval.low), float(interval.high), p_value)
