@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from molgen_grid.errors import front_door
 from molgen_grid.grid.preflight import INFO_FLAGS, check_command_line
 
 
@@ -31,10 +32,14 @@ def as_sweep(argv: list[str]) -> list[str]:
     """A plain run becomes a one-cell sweep: multirun, with the experiment's grid left out."""
     if any(a in MULTIRUN_FLAGS for a in argv) or any(a.split("=")[0] in INFO_FLAGS for a in argv):
         return argv
-    return [argv[0], "--multirun", "hydra.sweeper.params={}", *argv[1:]]
+    return [argv[0], "--multirun", "hydra.sweeper.single=true", *argv[1:]]
 
 
-if __name__ == "__main__":
+def run() -> None:
     sys.argv = as_sweep(sys.argv)
     check_command_line(CONF_DIR, "config", sys.argv)
     main()
+
+
+if __name__ == "__main__":
+    front_door(run)

@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from molgen_grid.grid.store import safe_component
-from molgen_grid.errors import InputError, fail
+from molgen_grid.errors import InputError, fail, front_door
 
 EPILOG = """\
 examples:
@@ -71,7 +71,7 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
     if args.limit is not None:
         if args.limit < 1:
             raise InputError(f"--limit {args.limit}: give a positive number of molecules")
-        argv.append(f"sample_size={args.limit}")
+        argv += [f"sample_size={args.limit}", f"hydra.launcher.limit={args.limit}"]
     return argv + args.overrides
 
 
@@ -98,7 +98,11 @@ def split_force(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    rest, force = split_force(sys.argv[1:] if argv is None else argv)
+    front_door(lambda: run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> None:
+    rest, force = split_force(argv)
     args = parser().parse_intermixed_args(rest)
     args.force = force
     if args.json and not args.status:

@@ -1,12 +1,16 @@
-"""The one exception both halves raise for bad user input, and how the front doors show it.
+"""How the front doors end: bad input, an interrupt, a closed pipe, each as one line and an exit status.
 
-Its message is shown to the user as a single line, so it names the problem and the fix; the front door
-turns it into a non-zero exit before anything in the results tree is touched.
+`InputError` is the one exception both halves raise for bad user input. Its message is shown to the user as a
+single line, so it names the problem and the fix; the front door turns it into exit status 2 before anything in
+the results tree is touched. Ctrl-C and SIGTERM end with one line and 130 or 143 (128 + the signal), and a
+reader that closes the pipe (`| head`) ends the command quietly with status 0, as `git log | head` does.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 
 class InputError(Exception):
@@ -17,3 +21,43 @@ def fail(message: str) -> NoReturn:
     """One line on stderr, whitespace folded, and exit status 2."""
     print(f"molgen-grid: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(2)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: what was running stops, is recorded as interrupted, and the command ends."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends the command as Ctrl-C does (Python's default would end it without a word)."""
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted(signum: int, detail: str) -> NoReturn:
+    """One line on stderr and exit status 128 + the signal's number."""
+    print(f"molgen-grid: interrupted ({signal.Signals(signum).name}): {' '.join(detail.split())}", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def closed_pipe() -> NoReturn:
+    """The reader went away: stop writing, quietly, with status 0 (later writes go nowhere)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+def front_door(run: Callable[[], None]) -> None:
+    """Run a command: SIGTERM as Ctrl-C, and either of them or a closed pipe end it with one line (or none)."""
+    interrupt_on_sigterm()
+    try:
+        run()
+    except BrokenPipeError:
+        closed_pipe()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        interrupted(getattr(exc, "signum", signal.SIGINT), "nothing was launched")

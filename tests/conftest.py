@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from molgen_grid.grid.store import CellStore
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
 FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
@@ -55,8 +57,8 @@ class Tool:
 
 
 def attempts(cell_dir: Path) -> list[dict]:
-    path = cell_dir / "attempts.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The cell's attempts as the engine reads them (each claim completed by its launch's update lines)."""
+    return CellStore(cell_dir.parent, cell_dir.name).attempts()
 
 
 @pytest.fixture

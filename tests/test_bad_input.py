@@ -23,7 +23,8 @@ def refuse(tool: Tool, *args: str, match: str, hydra: bool = False) -> None:
 
 
 @pytest.mark.parametrize("args, match", [
-    (["attention=flashy"], "unknown option attention=flashy: choose one of eager, flash_attention_2, sdpa"),
+    (["attention=flashy"], "unknown option attention=flashy: did you mean sdpa_flash? choose one of eager, "
+                           "flash_attention_2, sdpa"),
     (["attention=eager,flashy"], "unknown option attention=flashy"),
     (["batch_sizee=4"], "unknown key 'batch_sizee': did you mean batch_size?"),
     (["--experiment", "../x"], "experiment name '../x' is not a safe directory name"),

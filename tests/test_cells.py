@@ -1,8 +1,12 @@
 """Cell names: pure, order-independent, defaults elided, reversible, bounded."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.utils import create_config_search_path
 from hydra.core.global_hydra import GlobalHydra
 
 from molgen_grid.__main__ import CONF_DIR
@@ -55,9 +59,12 @@ def test_unsafe_or_long_values_are_hashed_and_names_bounded() -> None:
     assert "data.path=/some/dir/mols.smi" in cell.overrides
 
 
-def test_unknown_options_and_keys_are_refused(spec: GridSpec) -> None:
-    with pytest.raises(InputError, match="attention=flashy: choose one of eager, flash_attention_2, sdpa"):
+def test_unknown_options_and_keys_are_refused_with_a_suggestion(spec: GridSpec) -> None:
+    with pytest.raises(InputError, match="attention=flashy: did you mean sdpa_flash[?] choose one of eager, "
+                                         "flash_attention_2, sdpa"):
         spec.cell(["attention=flashy"])
+    with pytest.raises(InputError, match="attention=zzz: choose one of eager"):  # nothing close: no suggestion
+        spec.cell(["attention=zzz"])
     with pytest.raises(InputError, match="did you mean batch_size"):
         spec.cell(["batch_sise=3"])
 
@@ -76,10 +83,10 @@ def test_force_by_name_rebuilds_a_cell_outside_the_grid(spec: GridSpec) -> None:
 def test_keys_of_a_chosen_option_compare_with_that_option(spec: GridSpec) -> None:
     # top_p_sampling4 samples: turning sampling off is not a default and must stay in the cell
     assert spec.cell(["sampling=top_p_sampling4", "sampling.do_sample=false"]).name.endswith(
-        ",sampling=top_p_sampling4,sampling.do_sample=False")
-    # gpu=h100 has time_min 120: typing it changes nothing, typing 30 does
-    assert spec.cell(["gpu=h100", "gpu.time_min=120"]).name == spec.cell(["gpu=h100"]).name
-    assert spec.cell(["gpu=h100", "gpu.time_min=30"]).name.endswith(",gpu.time_min=30")
+        ",sampling=top_p_sampling4,sampling.do_sample=false")
+    # gpu=h100's sampling-like keys: a value of its own option file is a default
+    assert spec.cell(["gpu=h100", "gpu.device=auto"]).name == spec.cell(["gpu=h100"]).name
+    assert spec.cell(["gpu=h100", "gpu.device=cpu"]).name.endswith(",gpu.device=cpu")
 
 
 def test_a_hashed_name_is_forced_through_its_recorded_overrides(spec: GridSpec, tmp_path) -> None:
@@ -88,3 +95,58 @@ def test_a_hashed_name_is_forced_through_its_recorded_overrides(spec: GridSpec, 
     (tmp_path / cell.name).mkdir()
     (tmp_path / cell.name / "overrides.json").write_text(__import__("json").dumps(cell.overrides))
     assert spec.resolve_names([cell.name], [], tmp_path) == [cell]
+
+
+# --- One configuration, one cell (a test per rule) --------------------------------------------------------------
+
+
+def test_prefixes_do_not_make_another_cell(spec: GridSpec) -> None:
+    plain = spec.cell(["gpu=h100", "gpu.device=cpu"])
+    assert spec.cell(["gpu=h100", "++gpu.device=cpu"]).name == plain.name
+    assert spec.cell(["gpu=h100", "+gpu.device=cpu"]).name == plain.name
+    assert spec.cell(["batch_size=8"]).name == spec.cell(["++batch_size=8"]).name
+
+
+@pytest.mark.parametrize("one, other", [
+    ("sampling.top_p=0.4", "sampling.top_p=0.40"),
+    ("sampling.do_sample=true", "sampling.do_sample=True"),
+    ("batch_size=8", "batch_size=8"),
+    ("max_new_tokens=1000", "max_new_tokens=1_000"),
+    ("sampling.temperature=1e-3", "sampling.temperature=0.001"),
+])
+def test_value_spellings_do_not_make_another_cell(spec: GridSpec, one: str, other: str) -> None:
+    assert spec.cell([one]).name == spec.cell([other]).name
+    cell = spec.cell([one])
+    assert spec.cell(parse_cell_name(cell.name)) == cell  # the one spelling reads back as the same value
+
+
+def test_a_string_that_reads_as_a_number_keeps_its_quotes(spec: GridSpec) -> None:
+    cell = spec.cell(["+note='1.0'"])
+    assert "+note='1.0'" not in cell.overrides and "++note='1.0'" in cell.overrides
+    assert spec.cell(cell.overrides) == cell
+
+
+@pytest.mark.parametrize("override", ["gpu.time_min=30", "gpu.mem_gb=8", "gpu.cpus_per_task=2",
+                                      "gpu.partition=other", "gpu.gres=gpu:h100:2", "gpu.timeout_min=5"])
+def test_how_a_cell_is_run_is_not_its_identity(spec: GridSpec, override: str) -> None:
+    base = spec.cell(["gpu=h100"])
+    cell = spec.cell(["gpu=h100", override])
+    assert cell.name == base.name and cell == base
+    assert cell.run_overrides == [f"++{override}"] and override not in cell.overrides
+    assert spec.fingerprint_config(cell) == spec.fingerprint_config(base)
+
+
+def test_group_scoped_key_of_another_option(tmp_path) -> None:
+    """A key only some options of a group have, set for a cell whose option lacks it: the options that have it
+    are named; `++` adds it anyway."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "gpu" / "h100.yaml").write_text((conf / "gpu" / "h100.yaml").read_text() + "only_here: 1\n")
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf)))
+    spec = GridSpec(loader, "config", "default")
+    assert spec.cell(["gpu=h100", "gpu.only_here=2"]).name.endswith(",gpu.only_here=2")
+    with pytest.raises(InputError, match=r"gpu.only_here is a key of gpu=h100, not of gpu=local: choose one "
+                                         r"of those options, or write \+\+gpu.only_here=... to add it"):
+        spec.cell(["gpu.only_here=2"])
+    added = spec.cell(["++gpu.only_here=2"])
+    assert "++gpu.only_here=2" in added.overrides

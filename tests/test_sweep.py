@@ -55,7 +55,17 @@ def test_hydra_multirun_makes_two_cells_then_none(tool: Tool) -> None:
     second = tool.hydra("-m", "kv_cache=static,dynamic", *FAST)
     assert "2 cells, 0 to run" in second.stdout and "0 run" in second.stdout
     single = tool.hydra("kv_cache=static", *FAST)
-    assert "1 cells, 0 to run" in single.stdout
+    assert "1 cell, 0 to run" in single.stdout
+
+
+def test_a_plain_hydra_run_runs_exactly_one_cell(tool: Tool) -> None:
+    """`python -m molgen_grid OVERRIDES` is one cell (the experiment's grid cleared); `-m` sweeps it."""
+    single = tool.hydra("attention=eager", *FAST)
+    assert "experiment default: 1 cell, 1 to run" in single.stdout and "1 run" in single.stdout
+    (cell,) = tool.cell_dirs()
+    assert "attention=eager,kv_cache=dynamic" in cell.name
+    swept = tool.hydra("-m", "attention=eager", *FAST)
+    assert "experiment default: 2 cells, 1 to run, 1 done" in swept.stdout
 
 
 def test_kill_9_mid_cell_is_never_done_and_reruns(tool: Tool) -> None:
@@ -185,7 +195,13 @@ def test_a_cell_waiting_for_its_device_says_so(tool: Tool, tmp_path: Path) -> No
         lines.append(line)
         if "waiting for the cpu (in use by pid 1 on a test)" in line:
             break
-    assert not tool.cell_dirs() or not attempts(tool.cell_dirs()[0])  # nothing started meanwhile
+    args = [*FAST, f"grid.device_locks={locks}", "kv_cache=dynamic"]
+    deadline = time.time() + 120
+    while (cell := tool.status(*args)["cells"][0])["reason"] != "waiting for its device":
+        assert time.time() < deadline, cell
+        time.sleep(0.2)
+    assert cell["state"] == "queued"
+    assert not any(a.get("started_at") for a in attempts(tool.cell_dirs()[0]))  # nothing started meanwhile
     held.close()  # releases the lock
     rest = sweep.communicate(timeout=600)[0]
     assert sweep.returncode == 0 and "1 run" in rest, "".join(lines) + rest

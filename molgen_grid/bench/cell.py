@@ -17,11 +17,11 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from molgen_grid.bench import machine
-from molgen_grid.bench.data import invalid_rows_warning, load_molecules
+from molgen_grid.bench.data import existing_file, invalid_rows_warning, load_molecules
 from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.generate import BatchRun, Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import load, resolve_device, resolve_dtype
+from molgen_grid.bench.model import checkpoint_files, load, resolve_device, resolve_dtype
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.templates import TokenizerCache, build_templates, resolve_workers
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
@@ -188,7 +188,7 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
         if reason is None:
             raise
         return {"status": "unsupported", "reason": reason, "metrics": {}, "quality": {},
-                "provenance": provenance(device), "data": data, "generations": []}
+                "provenance": provenance(device), "data": data, "generations": [], "inputs": inputs(cfg)}
     load_block, load_warnings = machine.competition(before, machine.snapshot(device.type == "cuda"))
     per_pass = [p.figures() for p in passes]
     metrics: dict[str, Any] = {name: spread([f[name] for f in per_pass]) for name in FIGURES}
@@ -244,4 +244,9 @@ def run_cell(cfg: Any, *, cpus: int) -> dict[str, Any]:
                    for s, t, n, c, r in zip(rows, last.texts, last.tokens_per_row, checks, min_rmsd)]
     return {"status": "ok", "reason": None, "metrics": metrics, "applied": applied,
             "quality": quality(checks, rmsd), "provenance": provenance(device), "data": data,
-            "generations": generations}
+            "generations": generations, "inputs": inputs(cfg)}
+
+
+def inputs(cfg: Any) -> dict[str, list[str]]:
+    """The files a result depends on beyond the config and the code: the data file, the checkpoint's files."""
+    return {"data": [str(existing_file(str(cfg.data.path)))], "checkpoint": checkpoint_files(cfg.model)}

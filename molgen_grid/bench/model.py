@@ -84,6 +84,16 @@ def _directory(key: str, value: Any) -> Path:
     return path
 
 
+def checkpoint_files(model_cfg: Any) -> list[str]:
+    """The files a cell's model and tokenizer come from: what its result depends on (its fingerprint)."""
+    if model_cfg.path is None:
+        directories = [embedded_dir(dict(model_cfg.embedded))]
+    else:
+        directories = [Path(str(model_cfg.path)).expanduser(),
+                       Path(str(model_cfg.get("tokenizer_path") or model_cfg.path)).expanduser()]
+    return sorted({str(p) for d in directories for p in d.iterdir() if p.is_file()})
+
+
 def load(model_cfg: Any, attention_cfg: Any, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     """(model, tokenizer) ready for generate(): eval mode, on `device`, tokenizer padding on the left."""
     if model_cfg.path is None:

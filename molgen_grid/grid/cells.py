@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 MAX_NAME_BYTES = 200
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,48}$")
@@ -23,16 +24,29 @@ def short_hash(text: str, length: int = 10) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One cell of a grid: its axis choices, its other (non-default) overrides and its name."""
+    """One cell of a grid: its axis choices, its other (non-default) overrides and its name.
+
+    `run` holds the overrides that only say how the cell is run (a time limit, memory): applied, never part of
+    its name or fingerprint. `added` names the keys of `extra` that the cell's own options do not have (a key
+    of another option of a swept group): they are applied with `++`, which adds a key.
+    """
 
     axes: tuple[tuple[str, str], ...]
     extra: tuple[tuple[str, str], ...]
     name: str = field(compare=False)
+    run: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    added: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def overrides(self) -> list[str]:
         """The Hydra overrides that reproduce this cell on top of its experiment."""
-        return [f"{k}={v}" for k, v in self.axes + self.extra]
+        return [f"{k}={v}" for k, v in self.axes] + [f"{'++' if k in self.added else ''}{k}={v}"
+                                                     for k, v in self.extra]
+
+    @property
+    def run_overrides(self) -> list[str]:
+        """The overrides of how it is run, each added or replaced (`++`) whatever its options hold."""
+        return [f"++{k}={v}" for k, v in self.run]
 
     @property
     def axis_choices(self) -> dict[str, str]:
@@ -43,13 +57,15 @@ def _name_value(value: str) -> str:
     return value if _SAFE_VALUE.match(value) else _HASH_MARK + short_hash(value)
 
 
-def make_cell(axes: list[tuple[str, str]], extra: dict[str, str]) -> Cell:
-    """Build a cell from its axis choices (in axis order) and its non-default overrides."""
+def make_cell(axes: list[tuple[str, str]], extra: dict[str, str], run: dict[str, str] | None = None,
+              added: frozenset[str] = frozenset()) -> Cell:
+    """Build a cell from its axis choices (in axis order), its non-default overrides and how it is run."""
     items = list(axes) + sorted(extra.items())
     name = ",".join(f"{k}={_name_value(v)}" for k, v in items)
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
-    return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name)
+    return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name,
+                run=tuple(sorted((run or {}).items())), added=added & set(extra))
 
 
 def parse_cell_name(name: str) -> list[str]:
@@ -66,3 +82,23 @@ def parse_cell_name(name: str) -> list[str]:
             raise ValueError(f"{name!r} is not a cell name (expected key=value,key=value,...)")
         overrides.append(f"{key}={value}")
     return overrides
+
+
+def canonical(value: Any, reads_back: Callable[[str, Any], bool]) -> str:
+    """One spelling per value, as a name and an override write it: 0.40 and 0.4 are `0.4`, True and true are
+    `true`; a string that would read back as another type is quoted. `reads_back(text, value)` tells whether
+    Hydra reads `text` as `value`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(canonical(v, reads_back) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{canonical(v, reads_back)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if reads_back(text, value):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -48,6 +48,22 @@ def gpu_environment() -> list[str]:
     return [f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
 
 
+def device_lock_holder(directory: Path, device: str) -> str | None:
+    """Who holds `device` now (as its lock file says), or None when it is free: a probe that takes nothing."""
+    path = directory / f"{device}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return path.read_text().strip() or "another sweep"
+    finally:
+        os.close(fd)
+    return None
+
+
 @contextlib.contextmanager
 def device_lock(directory: Path, device: str, waiting: Callable[[str], None]) -> Iterator[None]:
     """Hold the machine-wide lock of `device` (waiting for it, after calling `waiting` with who holds it)."""

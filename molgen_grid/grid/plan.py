@@ -1,23 +1,28 @@
-"""From cells to a plan: each cell's state, and whether it runs and why."""
+"""From cells to a plan: each cell's state (every executor asked once for all its jobs), whether it runs, why."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from molgen_grid.grid.cells import Cell
+from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, MISSING, STALE, CellState, read_state
-from molgen_grid.grid.cluster import ClusterView, cluster_view
+from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, JobView, \
+    read_state
 from molgen_grid.grid.store import SUMMARY, CellStore
 
 FORCED = "forced"
+#: What a plain run does with a stale cell (`grid.stale`).
+STALE_POLICIES = ("rerun", "keep")
 
 
 @dataclass
 class Entry:
     cell: Cell
     store: CellStore
-    spec_hash: str
+    #: The config part of the cell's fingerprint, as its config files and overrides are now.
+    config_part: dict[str, str]
     state: CellState
     why: str | None
 
@@ -26,15 +31,15 @@ class Entry:
         return self.why is not None
 
 
-def why_run(state: CellState, forced: bool) -> str | None:
-    """The reason a cell runs (missing, failed, stale, forced), or None when it is left alone."""
+def why_run(state: CellState, forced: bool, stale_policy: str = "rerun") -> str | None:
+    """The reason a cell runs (missing, failed, interrupted, stale, forced), or None when it is left alone."""
     if state.state in IN_FLIGHT:
         return None
     if forced:
         return FORCED
-    if state.state in COMPLETE:
+    if state.state in COMPLETE or (state.state == STALE and stale_policy == "keep"):
         return None
-    return {MISSING: MISSING, FAILED: FAILED, STALE: STALE}[state.state]
+    return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, STALE: STALE}[state.state]
 
 
 def setting_keys(entries: list[Entry]) -> list[str]:
@@ -42,28 +47,41 @@ def setting_keys(entries: list[Entry]) -> list[str]:
     return list(dict.fromkeys(k for e in entries for k, _ in e.cell.axes + e.cell.extra))
 
 
-def slurm_jobs(stores: list[CellStore], histories: list[list[dict]]) -> list[str]:
-    """The last Slurm job of each cell that has no summary yet or was submitted again since its summary (a forced
-    rerun): all that the cluster must be asked about. `histories`: each store's attempts, read once by the caller."""
-    jobs = []
+def jobs_to_ask(stores: list[CellStore], histories: list[list[dict]]) -> dict[str, list[dict]]:
+    """By executor, the last attempt of each cell that has no summary yet or was launched again since its
+    summary (a forced rerun): all that an executor must be asked about. `histories`: each store's attempts."""
+    out: dict[str, list[dict]] = {}
     for store, attempts in zip(stores, histories):
-        last = attempts[-1] if attempts else {}
-        if last.get("executor") != "slurm" or not last.get("job_id"):
+        if not attempts:
             continue
+        last = attempts[-1]
         summary = store.path(SUMMARY)
-        if not summary.exists() or last.get("when", 0) > summary.stat().st_mtime:
-            jobs.append(str(last["job_id"]))
-    return jobs
+        try:
+            newer = last.get("when", 0) > summary.stat().st_mtime
+        except OSError:
+            newer = True
+        if newer:
+            out.setdefault(last.get("executor", ""), []).append(last)
+    return out
 
 
-def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str]) -> tuple[list[Entry], ClusterView]:
-    """Each cell's state (the cluster asked once for all of them) and whether it runs."""
+def ask(executors: Mapping[str, object], stores: list[CellStore],
+        histories: list[list[dict]]) -> dict[str, JobView]:
+    """Each executor's view of its jobs, one batched call each."""
+    wanted = jobs_to_ask(stores, histories)
+    return {name: executor.view(wanted.get(name, [])) for name, executor in executors.items()}
+
+
+def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str], executors: Mapping[str, object],
+              current: Current, stale_policy: str = "rerun") -> tuple[list[Entry], dict[str, JobView]]:
+    """Each cell's state (every executor asked once for all of its jobs) and whether it runs."""
     stores = [CellStore(root, cell.name) for cell in cells]
     histories = [store.attempts() for store in stores]
-    view = cluster_view(slurm_jobs(stores, histories))
+    views = ask(executors, stores, histories)
     entries = []
     for cell, store, attempts in zip(cells, stores, histories):
-        spec_hash = spec.spec_hash(cell)
-        state = read_state(store, spec_hash, view, attempts=attempts)
-        entries.append(Entry(cell, store, spec_hash, state, why_run(state, cell.name in forced)))
-    return entries, view
+        part = spec.fingerprint_config(cell)
+        state = read_state(store, lambda summary, part=part: current.stale(summary.get("fingerprint"), part),
+                           views, attempts=attempts)
+        entries.append(Entry(cell, store, part, state, why_run(state, cell.name in forced, stale_policy)))
+    return entries, views

@@ -1,31 +1,37 @@
-"""A sweep's cells, named and fingerprinted from one composed config, never one composition per cell.
+"""A sweep's cells, named and checked from one composed config, never one composition per cell.
 
 Hydra's sweeper hands the launcher each cell as a list of `key=value` strings. Everything the plan needs of a
-cell (its name, whether its overrides are legal, the fingerprint that tells a stale result) is derived from
-those strings, the experiment's base config (composed once) and the option files it selects (read once each).
-Composing every cell would cost about 100 ms each; a 3,000-cell status must answer in about a second.
+cell (its name, whether its overrides are legal, the config part of its fingerprint, the resources its `gpu`
+option asks for) is derived from those strings, the experiment's base config (composed once) and the option
+files it selects (read once each). Composing every cell would cost about 100 ms each; a 10,000-cell status
+must answer in about a second, and a cell's own process composes its config when it runs.
+
+One configuration gets one name: override prefixes (`+`, `++`) are dropped and values are spelled one way
+(`0.40` is `0.4`, `True` is `true`) before naming, and keys that only say how a cell is run
+(`grid.not_identity`: time limits, memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
 import difflib
-import functools
-import hashlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cells import Cell, make_cell, parse_cell_name
+from molgen_grid.grid.cells import Cell, canonical, make_cell, parse_cell_name
+from molgen_grid.grid.fingerprint import digest
 
 _ABSENT = object()
 #: Overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
 ENGINE_KEYS = ("hydra.", "hydra/", "grid.")
+#: Sections of a config file that are not the cell's config: Hydra's, the engine's, the defaults list.
+NOT_CELL_SECTIONS = ("hydra", "grid", "defaults")
 
 
 def steers_the_engine(key: str) -> bool:
@@ -33,22 +39,10 @@ def steers_the_engine(key: str) -> bool:
     return key == "experiment" or key.lstrip("+~").startswith(ENGINE_KEYS)
 
 
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def code_fingerprint(task: str) -> str:
-    """A hash of the source of the package that holds the cell's code: a code change makes results stale."""
-    package = task.rsplit(".", 2)[0]
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise InputError(f"grid.task {task!r} is not importable: name a function as package.module.function")
-    root = Path(spec.origin).parent
-    return _digest(*(f"{p.relative_to(root)}:{p.read_bytes().hex()}" for p in sorted(root.rglob("*.py"))))
+def close_match(word: str, choices: Iterable[str]) -> str:
+    """`did you mean X? ` when one choice is close to `word`, else nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 class GridSpec:
@@ -60,85 +54,109 @@ class GridSpec:
         self.config_name = config_name
         experiments = config_loader.get_group_options("experiment")
         if experiment not in experiments:
-            raise InputError(f"unknown experiment {experiment!r}: choose one of {', '.join(experiments)} "
-                             "(conf/experiment/)")
+            raise InputError(f"unknown experiment {experiment!r}: {close_match(experiment, experiments)}"
+                             f"choose one of {', '.join(experiments)} (conf/experiment/)")
         self.experiment = experiment
+        self.hydra_overrides = list(hydra_overrides)
         self.base = config_loader.load_configuration(
-            config_name=config_name,
-            overrides=list(hydra_overrides) + [f"experiment={experiment}"],
+            config_name=config_name, overrides=self.hydra_overrides + [f"experiment={experiment}"],
             run_mode=RunMode.RUN,
         )
         #: The engine's settings (`grid:`), as the command line left them.
         self.settings = settings if settings is not None else self.base.grid
         self.axes: list[str] = list(self.settings.axes)
+        self.not_identity: set[str] = set(self.settings.get("not_identity") or [])
         self.choices: dict[str, str] = {
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
         self._parser = OverridesParser.create(config_loader=config_loader)
-        self._parsed: dict[str, tuple[str, Any, bool]] = {}
+        self._parsed: dict[str, tuple[str, str, bool, bool]] = {}
         self._defaults: dict[tuple[str, str, str | None], bool] = {}
         self._options: dict[str, list[str]] = {}
+        self._files: dict[str, DictConfig | None] = {}
         self._file_hash: dict[str, str] = {}
-    @functools.cached_property
-    def _common(self) -> str:
-        """The part of every cell's fingerprint that its overrides do not change."""
-        return _digest(
-            self._config_text(self.config_name),
-            self._config_text(f"experiment/{self.experiment}"),
-            code_fingerprint(self.settings.task),
-        )
+        self._readback: dict[str, Any] = {}
 
-    def _config_text(self, path: str) -> str:
-        """A hash of one config file as it feeds a cell: Hydra's and the engine's sections (`hydra:`, `grid:`,
-        which hold the grid, its description and baseline) are left out, so editing them stales nothing."""
-        if path not in self._file_hash:
-            result = self.loader.repository.load_config(path)
-            cfg = result.config if result is not None else OmegaConf.create()
-            cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in ("hydra", "grid", "defaults")])
-            self._file_hash[path] = _digest(OmegaConf.to_yaml(cfg))
-        return self._file_hash[path]
+    # --- the config files -----------------------------------------------------------------------------------
 
     def group_options(self, group: str) -> list[str]:
         if group not in self._options:
             self._options[group] = self.loader.get_group_options(group)
         return self._options[group]
 
-    def _parse(self, override: str) -> tuple[str, Any, bool]:
-        """(key, value as a string, is it a group choice), validated once per distinct override."""
+    def config_file(self, path: str) -> DictConfig | None:
+        """One config file as written (`group/option` or the primary config's name), read once."""
+        if path not in self._files:
+            result = self.loader.repository.load_config(path)
+            self._files[path] = None if result is None else result.config
+        return self._files[path]
+
+    def _file_part(self, path: str) -> str:
+        """A hash of one config file as it feeds a cell: parsed (comments and layout do not count), less its
+        Hydra and engine sections and the keys that only say how a cell is run."""
+        if path not in self._file_hash:
+            cfg = self.config_file(path) or OmegaConf.create()
+            group = path.split("/")[0] if "/" in path else None
+            dropped = {k.partition(".")[2] if group and k.startswith(group + ".") else k for k in self.not_identity}
+            kept = [k for k in cfg.keys() if k not in NOT_CELL_SECTIONS and k not in dropped]
+            self._file_hash[path] = digest(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, kept)))
+        return self._file_hash[path]
+
+    def fingerprint_config(self, cell: Cell) -> dict[str, str]:
+        """The config part of a cell's fingerprint: each file its config is made of, and its own overrides."""
+        choices = self.cell_choices(cell)
+        files = [self.config_name, f"experiment/{self.experiment}"] + [
+            f"{g}/{o}" for g, o in sorted(choices.items()) if g != "experiment"]
+        return {**{f"{path}.yaml": self._file_part(path) for path in files},
+                "overrides": digest(json.dumps(cell.extra))}
+
+    # --- overrides --------------------------------------------------------------------------------------------
+
+    def _reads_back(self, text: str, value: Any) -> bool:
+        if text not in self._readback:
+            try:
+                self._readback[text] = self._parser.parse_override(f"k={text}").value()
+            except HydraException:
+                self._readback[text] = _ABSENT
+        back = self._readback[text]
+        return type(back) is type(value) and back == value
+
+    def _parse(self, override: str) -> tuple[str, str, bool, bool]:
+        """(key without prefix, value in its one spelling, is it a group choice, did it force-add), validated
+        once per distinct override."""
         if override in self._parsed:
             return self._parsed[override]
         parsed = self._parser.parse_override(override)
-        key = parsed.get_key_element()
-        value = parsed.get_value_element_as_str()
-        group = parsed.key_or_group
+        key = parsed.key_or_group
+        group = key
         if group in self.choices:
+            value = parsed.get_value_element_as_str()
             options = self.group_options(group)
             if value not in options:
-                raise InputError(
-                    f"unknown option {group}={value}: choose one of {', '.join(options)} (conf/{group}/)"
-                )
-            result = (key, value, True)
+                raise InputError(f"unknown option {group}={value}: {close_match(value, options)}"
+                                 f"choose one of {', '.join(options)} (conf/{group}/)")
+            result = (key, value, True, False)
         else:
-            if not key.startswith("+") and not self._key_exists(key):
-                close = difflib.get_close_matches(key, self._known_keys(), n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                raise InputError(f"unknown key {key!r}: {hint}(to add a new key, write +{key}=...)")
-            result = (key, value, False)
+            adds = parsed.is_add() or parsed.is_force_add()
+            if not adds and not self._key_exists(key):
+                raise InputError(f"unknown key {key!r}: {close_match(key, self._known_keys())}"
+                                 f"(to add a new key, write +{key}=...)")
+            result = (key, canonical(parsed.value(), self._reads_back), False, adds)
         self._parsed[override] = result
         return result
 
     def _key_exists(self, key: str) -> bool:
         """In the base config, or (`gpu.mem_gb`) in some option of the group it starts with."""
-        if OmegaConf.select(self.base, key, default=_ABSENT) is not _ABSENT:
-            return True
+        return OmegaConf.select(self.base, key, default=_ABSENT) is not _ABSENT or bool(self.options_with(key))
+
+    def options_with(self, key: str) -> list[str]:
+        """The options of the group `key` starts with that have it (`gpu.time_min`: a100, h100, rtx3070)."""
         group, _, rest = key.partition(".")
         if group not in self.choices or not rest:
-            return False
-        for option in self.group_options(group):
-            result = self.loader.repository.load_config(f"{group}/{option}")
-            if result is not None and OmegaConf.select(result.config, rest, default=_ABSENT) is not _ABSENT:
-                return True
-        return False
+            return []
+        return [o for o in self.group_options(group)
+                if OmegaConf.select(self.config_file(f"{group}/{o}") or OmegaConf.create(), rest,
+                                    default=_ABSENT) is not _ABSENT]
 
     def _known_keys(self) -> list[str]:
         container = OmegaConf.to_container(self.base, resolve=False)
@@ -157,17 +175,16 @@ class GridSpec:
     def _default_of(self, key: str, choices: dict[str, str]) -> Any:
         """The value `key` has in a cell with these group choices and no override of it: from the option file
         of its group when the cell chose another option than the experiment (`gpu.time_min` under gpu=h100)."""
-        bare = key.lstrip("+~")
-        group, _, rest = bare.partition(".")
+        group, _, rest = key.partition(".")
         if rest and group in choices and choices[group] != self.choices.get(group):
-            result = self.loader.repository.load_config(f"{group}/{choices[group]}")
-            value = _ABSENT if result is None else OmegaConf.select(result.config, rest, default=_ABSENT)
+            value = OmegaConf.select(self.config_file(f"{group}/{choices[group]}") or OmegaConf.create(), rest,
+                                     default=_ABSENT)
         else:
-            value = OmegaConf.select(self.base, bare, default=_ABSENT)
+            value = OmegaConf.select(self.base, key, default=_ABSENT)
         return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
     def _is_default(self, key: str, value: str, choices: dict[str, str]) -> bool:
-        group = key.lstrip("+~").partition(".")[0]
+        group = key.partition(".")[0]
         memo = (key, value, choices.get(group))
         if memo not in self._defaults:
             default = self._default_of(key, choices)
@@ -175,22 +192,44 @@ class GridSpec:
             self._defaults[memo] = default is not _ABSENT and default == typed
         return self._defaults[memo]
 
+    def _check_scoped(self, key: str, choices: dict[str, str]) -> None:
+        """A key of some options of a group, set for a cell whose option lacks it, names the options that have
+        it (the fix: choose one of them, or add it everywhere with `++`)."""
+        group = key.partition(".")[0]
+        if group not in choices:
+            return
+        having = self.options_with(key)
+        if having and choices[group] not in having:
+            raise InputError(f"{key} is a key of {group}={', '.join(having)}, not of {group}={choices[group]}: "
+                             f"choose one of those options, or write ++{key}=... to add it to every option")
+
+    # --- cells ------------------------------------------------------------------------------------------------
+
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
         parsed = [self._parse(o) for o in overrides]
-        parsed = [(k, v, g) for k, v, g in parsed if not steers_the_engine(k)]
+        parsed = [p for p in parsed if not steers_the_engine(p[0])]
         choices = dict(self.choices)
-        choices.update({k: v for k, v, is_group in parsed if is_group})
+        choices.update({k: v for k, v, is_group, _ in parsed if is_group})
         extra: dict[str, str] = {}
-        for key, value, is_group in parsed:
+        run: dict[str, str] = {}
+        added: set[str] = set()
+        for key, value, is_group, adds in parsed:
             if key in self.axes:
                 continue
+            if key in self.not_identity:
+                run[key] = value
+                continue
+            if not adds:
+                self._check_scoped(key, choices)
             default = self.choices.get(key) == value if is_group else self._is_default(key, value, choices)
             if default:
                 extra.pop(key, None)
-            else:
-                extra[key] = value
-        return make_cell([(a, choices[a]) for a in self.axes], extra)
+                continue
+            extra[key] = value
+            if adds and self._default_of(key, choices) is _ABSENT:
+                added.add(key)
+        return make_cell([(a, choices[a]) for a in self.axes], extra, run, frozenset(added))
 
     @classmethod
     def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
@@ -249,6 +288,12 @@ class GridSpec:
             out.append(c)
         return list({c.name: c for c in out}.values())
 
+    def cell_choices(self, cell: Cell) -> dict[str, str]:
+        """The option of every group in this cell (its axes' and any other group it chose)."""
+        choices = dict(self.choices)
+        choices.update({k: v for k, v in cell.axes + cell.extra if k in choices})
+        return choices
+
     def settings_of(self, cell: Cell, keys: Iterable[str]) -> dict[str, str]:
         """The cell's value for each key as a name writes it, the experiment's default where it has none."""
         own = dict(cell.axes + cell.extra)
@@ -259,23 +304,23 @@ class GridSpec:
             elif key in self.choices:
                 out[key] = self.choices[key]
             else:
-                value = OmegaConf.select(self.base, key, default=None)
-                out[key] = "null" if value is None else str(value)
+                value = self._default_of(key, self.cell_choices(cell))
+                out[key] = canonical(None if value is _ABSENT else value, self._reads_back)
         return out
 
-    def spec_hash(self, cell: Cell) -> str:
-        """What a result depends on: overrides, the option files selected, the primary config, the code."""
-        choices = dict(self.choices)
-        for key, value in cell.axes + cell.extra:
-            if key in choices:
-                choices[key] = value
-        files = [self._config_text(f"{g}/{o}") for g, o in sorted(choices.items()) if g != "experiment"]
-        return _digest(self._common, json.dumps(cell.extra), *files)
+    def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
+        """One group's config in this cell (its option file and the cell's overrides of its keys), without
+        composing the cell: what the executors need (`gpu`: where and how it runs)."""
+        node = self.config_file(f"{group}/{self.cell_choices(cell)[group]}") or OmegaConf.create()
+        prefix = group + "."
+        dotlist = [f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix)]
+        merged = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
+        return OmegaConf.to_container(merged, resolve=True)
 
     def compose(self, cell: Cell) -> DictConfig:
-        """The full config of one cell; only for cells that are about to run."""
+        """The full config of one cell: what the cell's own process does before it runs."""
         return self.loader.load_configuration(
             config_name=self.config_name,
-            overrides=[f"experiment={self.experiment}"] + cell.overrides,
+            overrides=self.hydra_overrides + [f"experiment={self.experiment}"] + cell.overrides + cell.run_overrides,
             run_mode=RunMode.RUN,
         )

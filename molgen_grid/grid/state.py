@@ -1,26 +1,33 @@
-"""What state a cell is in, read from its directory alone (no config composition, no torch)."""
+"""What state a cell is in, read from its directory (no config composition, no torch) and its executor's view.
+
+The results tree says what finished (a summary, an error record) and what was launched (the attempts); the
+executor of the last attempt says what became of it (a live local process, a Slurm job's state). Each executor
+reads its jobs in one batched call per plan (`executors.*.view`), never one call per cell.
+"""
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol
 
-from molgen_grid.grid.cluster import FAILED_STATES, ClusterView
 from molgen_grid.grid.store import SUMMARY, CellStore
 
-DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, FAILED, STALE, MISSING = (
-    "done", "unsupported", "queued", "running", "requeued", "failed", "stale", "missing",
+DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILED, STALE, MISSING = (
+    "done", "unsupported", "queued", "running", "requeued", "held", "interrupted", "failed", "stale", "missing",
 )
+STATES = (DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILED, STALE, MISSING)
 #: States whose cell needs no new run.
 COMPLETE = {DONE, UNSUPPORTED}
-#: States whose cell is being handled by a live process or job.
-IN_FLIGHT = {QUEUED, RUNNING, REQUEUED}
-
-#: How long a just-submitted job may be missing from sacct before the cell reads as failed.
-ACCOUNTING_GRACE_S = 600
+#: States whose cell is being handled by a live process or job (never launched again meanwhile).
+IN_FLIGHT = {QUEUED, RUNNING, REQUEUED, HELD}
 SUMMARY_KEYS = (
-    "experiment", "cell", "status", "reason", "axes", "config", "config_hash", "spec_hash",
+    "experiment", "cell", "status", "reason", "axes", "config", "config_hash", "fingerprint",
     "metrics", "quality", "provenance",
 )
+#: How long a claim from another host (whose process cannot be checked) counts as alive.
+CLAIM_GRACE_S = 600
 
 
 @dataclass
@@ -37,6 +44,43 @@ class CellState:
         return None if self.since is None else max(0.0, time.time() - self.since)
 
 
+class JobView(Protocol):
+    """An executor's view of its jobs, read once per plan."""
+
+    #: None when the view is complete; else why it is partial (said on status).
+    partial: str | None
+
+    def job_state(self, attempt: dict, error: dict | None) -> CellState:
+        """The state of the cell whose last attempt is `attempt` and has no valid summary since; `error`: its
+        error record written after that attempt began, if any."""
+
+
+def alive(pid: int | None, host: str | None, since: float | None) -> bool:
+    """Whether process `pid` of `host` lives: checked on this host, trusted for a while on another."""
+    if host != socket.gethostname() or not pid:
+        return time.time() - (since or 0) < CLAIM_GRACE_S
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claimer_alive(attempt: dict) -> bool:
+    """Whether the sweep that claimed an attempt is still alive (it submits or starts the cell next)."""
+    return alive(attempt.get("claimed_by"), attempt.get("host"), attempt.get("when"))
+
+
+def recorded_outcome(attempt: dict, error: dict | None) -> CellState | None:
+    """The state an error record gives the attempt (interrupted, or failed with its reason)."""
+    if error is None:
+        return None
+    state = INTERRUPTED if error.get("interrupted") else FAILED
+    return CellState(state, error.get("reason") or error.get("message"), attempt.get("job_id"), error.get("when"))
+
+
 def summary_problem(summary: dict | None) -> str | None:
     """Why a summary.json does not count as done, or None when it does."""
     if summary is None:
@@ -49,81 +93,54 @@ def summary_problem(summary: dict | None) -> str | None:
     return None
 
 
-def read_state(store: CellStore, spec_hash: str, view: ClusterView | None = None,
+def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping[str, JobView],
                lock_held: bool = False, attempts: list[dict] | None = None) -> CellState:
-    """The cell's state: done/unsupported (maybe stale), queued/running/requeued, failed with a reason, missing.
+    """The cell's state: done/unsupported (maybe stale), in flight, interrupted, failed with a reason, missing.
 
-    `view`: the cluster's view of the cells' Slurm jobs (None: no cell of this plan went to Slurm).
-    `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
+    `stale(summary)`: why a valid summary is stale now (None when it is not). `views`: each executor's view of
+    its jobs. `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
     `attempts`: the cell's attempts when the caller has read them already.
     """
     if not store.dir.is_dir():
         return CellState(MISSING)
     attempts = store.attempts() if attempts is None else attempts
     last = attempts[-1] if attempts else {}
-    state = _state(store, spec_hash, view, lock_held, attempts, last)
+    state = _state(store, stale, views, lock_held, attempts, last)
     state.log = last.get("log")
     return state
 
 
-def _state(store: CellStore, spec_hash: str, view: ClusterView | None, lock_held: bool, attempts: list[dict],
-           last: dict) -> CellState:
+def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping[str, JobView], lock_held: bool,
+           attempts: list[dict], last: dict) -> CellState:
     locked = (lambda: False) if lock_held else store.is_locked
     job_id = last.get("job_id")
+    view = views.get(last.get("executor", ""))
     if store.path(SUMMARY).exists():
         summary = store.summary()
         problem = summary_problem(summary)
         if problem is None:
             since = summary.get("finished_at")
-            rerun = _queued_rerun(last, since, view)
-            if rerun is not None:
-                return rerun
-            if summary.get("spec_hash") != spec_hash:
-                return CellState(STALE, "configuration or code changed since it ran", job_id, since)
+            if view is not None and last.get("when", 0) > (since or 0):  # forced again since: its new attempt
+                rerun = view.job_state(last, None)
+                if rerun.state in IN_FLIGHT:
+                    return rerun
+            why = stale(summary)
+            if why is not None:
+                return CellState(STALE, why, job_id, since)
             if summary["status"] == UNSUPPORTED:
                 return CellState(UNSUPPORTED, summary.get("reason"), job_id, since)
             return CellState(DONE, None, job_id, since)
         if not locked():
             return CellState(FAILED, problem, job_id, last.get("when"))
-    if locked():
-        return CellState(RUNNING, None, job_id, last.get("when"))
     if not attempts:
-        return CellState(MISSING)
+        return CellState(RUNNING if locked() else MISSING)
     error = store.error()
-    recorded = error if isinstance(error, dict) and error.get("when", 0) >= last.get("when", 0) else None
-    if last.get("executor") == "slurm":
-        return _slurm_state(last, recorded, view or ClusterView({}, "no cluster view"))
-    if recorded is not None:
-        return CellState(FAILED, recorded.get("reason") or recorded.get("message"), job_id, recorded.get("when"))
-    return CellState(FAILED, "killed: the attempt ended without a summary or an error record", job_id, last.get("when"))
-
-
-def _queued_rerun(last: dict, finished_at: float | None, view: ClusterView | None) -> CellState | None:
-    """A done cell forced again: its new Slurm job, while that waits or runs (the old summary moves on start)."""
-    if view is None or last.get("executor") != "slurm" or last.get("when", 0) <= (finished_at or 0):
-        return None
-    state = _slurm_state(last, None, view)
-    return state if state.state in IN_FLIGHT else None
-
-
-def _slurm_state(last: dict, recorded: dict | None, view: ClusterView) -> CellState:
-    """A Slurm cell without a summary, from its last job's state (or its error record once the job ended)."""
-    job_id, since = last.get("job_id"), last.get("when")
-    job = view.jobs.get(job_id)
-    own_reason = recorded.get("reason") if recorded else None
-    if job is None:
-        if recorded is None and view.blind:
-            return CellState(QUEUED, "state unknown: Slurm does not answer", job_id, since)
-        if recorded is None and view.partial is None:
-            if time.time() - (since or 0) < ACCOUNTING_GRACE_S:
-                return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
-            return CellState(FAILED, f"job {job_id} is not in the cluster's accounting (purged, or another cluster)",
-                             job_id, since)
-        return CellState(FAILED, own_reason or f"ended without a summary ({view.partial})", job_id, since)
-    if job.state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
-        return CellState(REQUEUED if job.requeued else QUEUED, None, job_id, since)
-    if job.state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"):
-        return CellState(RUNNING, "requeued before" if job.requeued else None, job_id, since)
-    if job.state in FAILED_STATES and job.state != "FAILED":
-        return CellState(FAILED, job.state + (f": {own_reason}" if own_reason else ""), job_id, since)
-    return CellState(FAILED, own_reason or f"job {job.state} (exit {job.exit_code}) without a summary", job_id, since)
+    recorded = error if error is not None and error.get("when", 0) >= last.get("when", 0) else None
+    if locked():
+        if last.get("started_at"):
+            return CellState(RUNNING, None, job_id, last["started_at"])
+        return CellState(QUEUED, "waiting for its device", job_id, last.get("when"))
+    if view is None:
+        return recorded_outcome(last, recorded) or CellState(
+            FAILED, f"unknown executor {last.get('executor')!r} in attempts.jsonl", job_id, last.get("when"))
+    return view.job_state(last, recorded)

@@ -12,7 +12,7 @@ from molgen_grid.grid.spec import GridSpec
 
 _STYLE = {
     "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
-    "failed": "red", "stale": "magenta", "missing": "dim",
+    "held": "yellow", "interrupted": "red", "failed": "red", "stale": "magenta", "missing": "dim",
 }
 
 

@@ -1,11 +1,15 @@
 """The results tree: one directory per cell, crash-safe writes, attempts, and the per-cell lock.
 
-`summary.json` is written last and atomically; its presence (valid and complete) is what "done" means, so a
-cell killed at any moment is never shown as done. The lock is an `flock` on a file in the cell directory:
-the kernel drops it when its holder dies, so a dead sweep can never keep a cell locked.
+`summary.json` is written last, atomically and durably (fsync); its presence (valid and complete) is what
+"done" means, so a cell killed at any moment is never shown as done. The other files are written atomically
+but not fsynced: they can be rebuilt, and a thousand fsyncs would cost a large submission seconds. The lock is
+an `flock` on a file in the cell directory: the kernel drops it when its holder dies, so a dead sweep can never
+keep a cell locked. Files follow the umask (a group-writable tree stays group-writable), and a tree someone
+else owns can be read: a status probes locks through read-only descriptors and writes nothing.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -13,10 +17,9 @@ import re
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-
-from contextlib import contextmanager
 
 from molgen_grid.errors import InputError
 
@@ -29,33 +32,38 @@ RESULTS = "results.json"
 LOCK = ".lock"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-#: How long a run waits for a cell's lock that a status probe may hold for an instant.
+#: How long a run waits for a cell's lock that a status probe or a claim holds for an instant.
 LOCK_WAIT_S = 3.0
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
+#: flock's errors on a file system that does not implement it (some NFS and Lustre mounts).
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, fsync, rename: readers see all or nothing."""
+def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
+    """Write through a temporary file in the same directory and rename: readers see all or nothing.
+    `durable` also fsyncs the file and the directory, so the write survives a crash of the machine."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: results are shared on a cluster
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", durable)
 
 
 def read_json(path: Path) -> Any:
@@ -75,29 +83,43 @@ def safe_component(name: str, what: str) -> str:
     return name
 
 
+def _flock(fd: int, path: Path, flags: int) -> None:
+    """flock, or one line naming the problem when the file system cannot lock."""
+    try:
+        fcntl.flock(fd, flags)
+    except OSError as exc:
+        if exc.errno in _NO_FLOCK:
+            raise InputError(f"file locks (flock) do not work on the file system of {path.parent} "
+                             f"({os.strerror(exc.errno)}): put grid.results_dir on a file system with flock "
+                             "(a local disk, or NFS/Lustre mounted with locking)") from None
+        raise
+
+
 class CellLock:
-    """A non-blocking exclusive lock on one cell, held for as long as the cell runs."""
+    """An exclusive lock on one cell, held for as long as the cell is claimed or runs."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._fd: int | None = None
 
-    def acquire(self, record: bool = True, wait_s: float = 0.0) -> bool:
-        """Take the lock if nobody holds it (retrying for `wait_s`); `record` writes host and pid into it."""
+    def acquire(self, wait_s: float = 0.0) -> bool:
+        """Take the lock if nobody holds it (retrying for `wait_s`), and write our host and pid into it."""
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock(fd, self._path, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     return False
                 time.sleep(0.05)
-        if record:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+            except BaseException:
+                os.close(fd)
+                raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
         self._fd = fd
         return True
 
@@ -105,6 +127,17 @@ class CellLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _fold(lines: list[dict]) -> list[dict]:
+    """Attempts from attempts.jsonl: an `update` line completes the attempt before it (a claim, then its job id)."""
+    attempts: list[dict] = []
+    for line in lines:
+        if line.get("update") and attempts:
+            attempts[-1] = {**attempts[-1], **{k: v for k, v in line.items() if k not in ("update", "when")}}
+        else:
+            attempts.append(line)
+    return attempts
 
 
 class CellStore:
@@ -122,9 +155,11 @@ class CellStore:
         return data if isinstance(data, dict) else None
 
     def error(self) -> dict | None:
-        return read_json(self.path(ERROR))
+        data = read_json(self.path(ERROR))
+        return data if isinstance(data, dict) else None
 
     def attempts(self) -> list[dict]:
+        """Every launch of the cell, oldest first (each claim with what its executor added since)."""
         try:
             lines = self.path(ATTEMPTS).read_text().splitlines()
         except OSError:
@@ -132,21 +167,27 @@ class CellStore:
         out = []
         for line in lines:
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue
-        return out
+            if isinstance(record, dict):
+                out.append(record)
+        return _fold(out)
 
     def is_locked(self) -> bool:
-        """Whether a live process holds this cell's lock (a probe: take it for an instant, write nothing; a run
-        that meets the probe waits for it, see LOCK_WAIT_S)."""
-        if not self.path(LOCK).exists():
+        """Whether a live process holds this cell's lock: a probe through a read-only descriptor that takes
+        the lock for an instant and writes nothing (so it works on a tree this user cannot write)."""
+        try:
+            fd = os.open(self.path(LOCK), os.O_RDONLY)
+        except OSError:
             return False
-        probe = CellLock(self.path(LOCK))
-        if probe.acquire(record=False):
-            probe.release()
-            return False
-        return True
+        try:
+            _flock(fd, self.path(LOCK), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
@@ -160,12 +201,11 @@ class CellStore:
             lock.release()
 
     def append_attempt(self, record: dict) -> None:
-        """One JSON line per launch; O_APPEND keeps concurrent writers' lines whole."""
+        """One JSON line (`update` lines complete the last attempt); O_APPEND keeps concurrent lines whole."""
         line = json.dumps({"when": time.time(), **record}, default=str) + "\n"
-        fd = os.open(self.path(ATTEMPTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path(ATTEMPTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, line.encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -6,6 +6,7 @@ It also turns bad input into one line on stderr and exit status 2, instead of a 
 """
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -15,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from molgen_grid.errors import InputError, fail
+from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupted
 
 
 @dataclass
@@ -25,10 +26,16 @@ class GridSweeperConf:
     max_batch_size: Optional[int] = None
     #: The experiment's grid: `axis: option,option`, merged under the command line's overrides.
     params: Optional[Dict[str, str]] = None
-
+    #: A plain `python -m molgen_grid OVERRIDES`: one cell, the experiment's grid left out. (Setting `params`
+    #: to `{}` on the command line cannot clear it: Hydra merges a dict override into the experiment's dict.)
+    single: bool = False
 
 
 class GridSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 single: bool = False) -> None:
+        super().__init__(max_batch_size, None if single else params)
+
     def sweep(self, arguments: List[str]) -> Any:
         assert self.hydra_context is not None and self.launcher is not None
         try:
@@ -40,6 +47,24 @@ class GridSweeper(BasicSweeper):
             fail(str(exc))
         except (HydraException, OmegaConfBaseException) as exc:
             fail(str(exc).strip().splitlines()[0])
-        if getattr(self.launcher, "outcome", None) is not None and self.launcher.outcome.failed:
+        except BrokenPipeError:
+            closed_pipe()
+        except (KeyboardInterrupt, Interrupted) as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            interrupted(signum, self._interruption(signum))
+        outcome = getattr(self.launcher, "outcome", None)
+        if outcome is not None and outcome.failed:
             sys.exit(1)
         return []
+
+    def _interruption(self, signum: int) -> str:
+        """What the interrupt stopped, and what it left running (Slurm jobs already submitted)."""
+        outcome = getattr(self.launcher, "outcome", None)
+        running = outcome.running if outcome is not None else None
+        line = (f"cell {running} stopped and is recorded as interrupted; the next run reruns it" if running
+                else "no cell was running")
+        jobs = outcome.jobs if outcome is not None else []
+        if jobs:
+            line += (f"; Slurm jobs already submitted keep going ({', '.join(jobs)}): follow them with --status "
+                     f"or --wait, cancel them with scancel {' '.join(jobs)}")
+        return line

@@ -1,8 +1,8 @@
 """The cluster's view of the cells' jobs: one batched sacct call (squeue when accounting is down).
 
-Slurm's words map onto the cell states: PENDING is queued, RUNNING running, a job that was requeued and waits
-again is requeued, and TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL, PREEMPTED, FAILED end a cell as failed
-with that reason. Never one call per cell, and never a hang: every call has a time limit.
+Each job's latest run (sacct -D lists every run of a requeued job) with its state word, exit code and Slurm's
+reason (a pending job's hold shows only there), and whether it ran before. `executors.slurm` maps these onto
+cell states. Never one call per cell, and never a hang: every call has a time limit.
 """
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
 
 @dataclass(frozen=True)
 class JobView:
-    """One job as the cluster sees it: Slurm's state word and whether it was requeued before."""
+    """One job as the cluster sees it: Slurm's state word, whether it was requeued before, its exit code and
+    Slurm's reason (`JobHeldUser`, `Resources`, ...)."""
 
     state: str
     requeued: bool = False
     exit_code: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -68,15 +70,15 @@ def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
     """Every run of each job (-D: requeues too) with its steps: a job whose step was killed for memory reads
     FAILED at the job level, OUT_OF_MEMORY at the step, and the step's word is the one that explains it."""
     mains = sorted({j.split("_")[0] for j in job_ids})
-    out = _run(["sacct", "-D", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(mains)])
+    out = _run(["sacct", "-D", "-n", "-P", "-o", "JobID,State,ExitCode,Reason", "-j", ",".join(mains)])
     if out is None:
         return None
     history: dict[str, list[list]] = {}
     for line in out.splitlines():
         fields = line.split("|")
-        if len(fields) < 3:
+        if len(fields) < 4:
             continue
-        job_id, state, exit_code = fields[0], fields[1].split()[0], fields[2]
+        job_id, state, exit_code, reason = fields[0], fields[1].split()[0], fields[2], fields[3]
         parent, _, step = job_id.partition(".")
         if step:
             for run in (history.get(one, [[None]])[-1] for one in _expand(parent)):
@@ -84,15 +86,15 @@ def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
                     run[2].append(state)
             continue
         for one in _expand(job_id):
-            history.setdefault(one, []).append([state, exit_code, []])
+            history.setdefault(one, []).append([state, exit_code, [], reason if reason not in ("", "None") else None])
     views = {}
     for job_id, runs in history.items():
-        state, exit_code, steps = runs[-1]
+        state, exit_code, steps, reason = runs[-1]
         if state == "FAILED":
             state = next((s for s in steps if s in FAILED_STATES and s != "FAILED"), state)
         earlier = {run[0] for run in runs[:-1]}
         requeued = bool(earlier & {"REQUEUED", "PREEMPTED", "TIMEOUT", "NODE_FAIL"}) or state == "REQUEUED"
-        views[job_id] = JobView(state, requeued, exit_code)
+        views[job_id] = JobView(state, requeued, exit_code, reason)
     return views
 
 
@@ -102,9 +104,9 @@ def _from_squeue(job_ids: list[str]) -> dict[str, JobView] | None:
         return None
     views = {}
     for line in out.splitlines():
-        job_id, state, _reason = (line.split("|") + ["", ""])[:3]
+        job_id, state, reason = (line.split("|") + ["", ""])[:3]
         for one in _expand(job_id):
-            views[one] = JobView(state, state == "REQUEUED")
+            views[one] = JobView(state, state == "REQUEUED", None, reason if reason not in ("", "None") else None)
     return views
 
 

@@ -1,0 +1,51 @@
+"""Claiming a cell before it is launched: one protocol for every executor.
+
+Take the cell's lock, read its state again under the lock (another sweep may have launched it meanwhile),
+prepare its directory (its overrides, so that `--force NAME` can rebuild it), record the attempt (who claimed
+it, where, why) and release the lock. The executor then launches the job and completes the attempt with its id.
+While the attempt has no job id yet, the cell reads as queued for as long as the claiming sweep lives, so a
+second sweep never launches it too; the lock is held for an instant per cell, so a sweep of thousands of cells
+never holds thousands of files open.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from molgen_grid.grid.executors.base import Claim
+from molgen_grid.grid.plan import Entry, why_run
+from molgen_grid.grid.state import JobView, read_state
+from molgen_grid.grid.store import OVERRIDES, atomic_write_json
+from molgen_grid.grid.worker import CellJob
+
+BUSY, SETTLED = "busy", "settled"
+
+
+@dataclass
+class Claimer:
+    """Claims cells for one executor of one sweep."""
+
+    executor: str
+    views: Mapping[str, JobView]
+    stale: Callable[[Entry, dict], str | None]
+    make_job: Callable[[Entry], CellJob]
+    forced: set[str]
+    stale_policy: str = "rerun"
+
+    def __call__(self, entry: Entry, resources: dict[str, Any]) -> Claim | str:
+        """The claim, or why there is none: BUSY (another process holds the cell) or SETTLED (launched or
+        finished meanwhile)."""
+        store = entry.store
+        with store.locked() as got:
+            if not got:
+                return BUSY
+            state = read_state(store, lambda summary: self.stale(entry, summary), self.views, lock_held=True)
+            why = why_run(state, entry.cell.name in self.forced, self.stale_policy)
+            if why is None:
+                return SETTLED
+            atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
+            store.append_attempt({"executor": self.executor, "host": socket.gethostname(),
+                                  "claimed_by": os.getpid(), "why": why})
+            return Claim(entry, self.make_job(entry), resources)

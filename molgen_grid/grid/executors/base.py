@@ -1,0 +1,62 @@
+"""One interface for every way a cell runs, as submitit splits its core from its `local` and `slurm` folders.
+
+An executor launches claimed cells (`claim.py` takes each cell's lock, rechecks its state, records the attempt
+and releases the lock, the same for every executor) and reads back, in one batched call per plan, what became
+of the jobs it launched. The executor of a cell is its `gpu` option's `executor` key; `grid.executors` maps
+that name to a class, so another scheduler is one new module and one line of config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.state import JobView
+from molgen_grid.grid.worker import CellJob, load_task
+
+
+@dataclass
+class Claim:
+    """A cell this sweep claimed: its plan entry, the job its process will run, and its `gpu` resources."""
+
+    entry: Entry
+    job: CellJob
+    resources: dict[str, Any]
+
+
+class Events(Protocol):
+    """What an executor tells the sweep as it goes (the sweep prints it)."""
+
+    def waiting(self, claim: Claim, why: str) -> None: ...
+
+    def started(self, claim: Claim) -> None: ...
+
+    def finished(self, claim: Claim, failure: str | None, seconds: float) -> None: ...
+
+    def submitted(self, where: str, job_id: str, claims: list[Claim]) -> None: ...
+
+
+class Executor(Protocol):
+    """Launches claimed cells and reads back their jobs."""
+
+    #: The `gpu.executor` value that selects it; also what attempts.jsonl records.
+    name: str
+    #: Whether `launch` returns only when its cells ended (local) or as soon as they are queued (a scheduler).
+    blocking: bool
+
+    def launch(self, claims: list[Claim], events: Events) -> None:
+        """Run or submit these cells; each launch completes its claim's attempt (job id, log)."""
+
+    def view(self, attempts: list[dict]) -> JobView:
+        """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""
+
+    def check(self, claims: list[Claim]) -> None:
+        """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed."""
+
+
+def executors(settings: DictConfig, root: Path) -> dict[str, Executor]:
+    """Every executor of `grid.executors`, by name, for the experiment whose results are under `root`."""
+    return {name: load_task(path)(settings, root) for name, path in settings.executors.items()}

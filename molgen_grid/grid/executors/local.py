@@ -1,0 +1,129 @@
+"""The local executor: each cell in a fresh process on this machine, one after another, through submitit.
+
+A fresh process per cell means a crash or an out-of-memory kill in one cell never takes the sweep down, and
+each cell's memory figures are its own. Cells run one at a time, and one per device across every sweep of the
+machine (the cell's process takes its device's lock, devices.py), because they are benchmarks: two at once on
+the same CPU or GPU would measure each other. The cell's process sees the launching shell's GPUs.
+
+Ctrl-C or SIGTERM while a cell runs stops its process, which records itself as interrupted, and the sweep
+raises on (the front door says what happened and exits 130 or 143).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import submitit
+from omegaconf import DictConfig
+
+from molgen_grid.grid.devices import device_lock_holder, gpu_environment, local_device
+from molgen_grid.grid.executors.base import Claim, Events
+from molgen_grid.grid.state import FAILED, QUEUED, RUNNING, CellState, alive, claimer_alive, recorded_outcome
+from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
+from molgen_grid.grid.worker import error_record, execute
+
+NAME = "local"
+#: How often the sweep looks at its cell's process (submitit's own wait sleeps whole seconds).
+POLL_S = 0.1
+#: How long a stopped cell's process may take to record itself as interrupted.
+STOP_WAIT_S = 30.0
+
+
+class LocalView:
+    partial: str | None = None
+
+    def job_state(self, attempt: dict, error: dict | None) -> CellState:
+        """A local attempt whose cell is not locked: starting, ended with a record, or killed."""
+        job_id, since = attempt.get("job_id"), attempt.get("when")
+        recorded = recorded_outcome(attempt, error)
+        if recorded is not None:
+            return recorded
+        if job_id is None:
+            if claimer_alive(attempt):
+                return CellState(QUEUED, f"claimed by the sweep pid {attempt.get('claimed_by')}", None, since)
+            return CellState(FAILED, "killed: its sweep ended before starting it", None, since)
+        if alive(int(job_id), attempt.get("host"), since) and attempt.get("started_at") is None:
+            return CellState(QUEUED, "starting", job_id, since)
+        return CellState(FAILED, "killed: the attempt ended without a summary or an error record", job_id, since)
+
+
+class LocalExecutor:
+    name = NAME
+    blocking = True
+
+    def __init__(self, settings: DictConfig, root: Path) -> None:
+        self.locks = Path(settings.device_locks)
+
+    def check(self, resources: list[dict[str, Any]]) -> None:
+        """Anything runs here."""
+
+    def view(self, attempts: list[dict]) -> LocalView:
+        return LocalView()
+
+    def launch(self, claims: list[Claim], events: Events) -> None:
+        for claim in claims:
+            self._run(claim, events)
+
+    def _run(self, claim: Claim, events: Events) -> None:
+        device = local_device(str(claim.resources.get("device", "auto")))
+        job = replace(claim.job, owner_pid=os.getpid(), device_lock=(str(self.locks), device))
+        holder = device_lock_holder(self.locks, device)
+        if holder:
+            events.waiting(claim, f"waiting for the {device} (in use by {holder})")
+        store = claim.entry.store
+        executor = submitit.LocalExecutor(folder=store.dir / "logs")
+        executor.update_parameters(timeout_min=float(claim.resources.get("timeout_min", 120)),
+                                   setup=gpu_environment())
+        started = time.time()
+        handle = executor.submit(execute, job)
+        store.append_attempt({"update": True, "job_id": str(handle.job_id), "log": str(handle.paths.stdout),
+                              "device": device})
+        events.started(claim)
+        try:
+            failure = wait(handle)
+        except BaseException as exc:
+            stop(handle)
+            record_interruption(store, exc)
+            raise
+        events.finished(claim, failure, time.time() - started)
+
+
+def wait(handle: submitit.Job) -> str | None:
+    """Wait for the cell's process, polled finely; None when it succeeded, else the reason it failed."""
+    while not handle.done():
+        time.sleep(POLL_S)
+    try:
+        handle.result()
+    except submitit.core.utils.FailedJobError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        return lines[-1] if lines else "failed"
+    except submitit.core.utils.UncompletedJobError as exc:
+        return f"killed: {str(exc).splitlines()[0]}"
+    return None
+
+
+def stop(handle: submitit.Job) -> None:
+    """End the cell's process and wait for it, so that it records itself as interrupted before the sweep
+    reports and exits. Ctrl-C reached it already with the terminal's process group; a SIGTERM to the sweep
+    alone is passed on here, to submitit's controller (its job id is its pid), which passes it to the cell."""
+    deadline = time.monotonic() + STOP_WAIT_S
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(handle.job_id), signal.SIGTERM)
+    while not handle.done() and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    if not handle.done():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(handle.job_id), signal.SIGKILL)
+
+
+def record_interruption(store: CellStore, exc: BaseException) -> None:
+    """The cell's process records its own interruption; if it was killed before it could, the sweep does."""
+    error = store.error()
+    attempt = (store.attempts() or [{}])[-1]
+    if store.summary() is None and (error is None or error.get("when", 0) < attempt.get("when", 0)):
+        atomic_write_json(store.path(ERROR), error_record(exc))

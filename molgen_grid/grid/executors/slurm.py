@@ -1,0 +1,188 @@
+"""The Slurm executor: cells grouped by their resources, each group one job array, submit and return.
+
+Cells that differ in `gpu` go to different partitions; cells that share every resource setting go out as one
+`sbatch --array` (split where the cluster's MaxArraySize requires), throttled by `array_parallelism`. A job
+that reaches its time limit or is preempted is requeued through submitit's checkpointing, up to
+`max_requeues` times; any other failure is left for the next run to resubmit.
+
+Slurm's states map onto cell states: pending is queued; a requeued job waiting again is requeued; held,
+suspended or stopped jobs are held (never resubmitted), with the command that releases them; TIMEOUT,
+OUT_OF_MEMORY, CANCELLED, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, FAILED end a cell as failed with that word.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import submitit
+from omegaconf import DictConfig, OmegaConf
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid.executors.base import Claim, Events
+from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
+from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
+    recorded_outcome
+from molgen_grid.grid.worker import CellJob, execute
+
+NAME = "slurm"
+DEFAULT_MAX_ARRAY_SIZE = 1001
+#: How long a just-submitted job may be missing from sacct before the cell reads as failed.
+ACCOUNTING_GRACE_S = 600
+RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"}
+PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_FED"}
+HOLD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
+#: Held job states and how to let each go on.
+HELD_STATES = {
+    "REQUEUE_HOLD": "release it with: scontrol release {job}",
+    "SPECIAL_EXIT": "release it with: scontrol release {job}",
+    "RESV_DEL_HOLD": "release it with: scontrol release {job}",
+    "SUSPENDED": "resume it with: scontrol resume {job}",
+    "STOPPED": "continue it with: scancel --signal=CONT {job}",
+}
+
+
+class CellRunner(submitit.helpers.Checkpointable):
+    """A cell's code under Slurm, requeued by submitit on timeout or preemption (its checkpoint is a rerun)."""
+
+    def __call__(self, job: CellJob) -> str:
+        return execute(job)
+
+
+@dataclass
+class SlurmView:
+    cluster: ClusterView
+
+    @property
+    def partial(self) -> str | None:
+        return self.cluster.partial
+
+    def job_state(self, attempt: dict, error: dict | None) -> CellState:
+        """A Slurm cell without a summary since its last attempt, from its job's state."""
+        job_id, since = attempt.get("job_id"), attempt.get("when")
+        if job_id is None:
+            if claimer_alive(attempt):
+                return CellState(QUEUED, "being submitted", None, since)
+            return CellState(FAILED, "its sweep ended before submitting it", None, since)
+        job = self.cluster.jobs.get(job_id)
+        own = recorded_outcome(attempt, error)
+        if job is None:
+            if own is not None:
+                return own
+            if self.cluster.blind:
+                return CellState(QUEUED, "state unknown: Slurm does not answer", job_id, since)
+            if self.cluster.partial is None:
+                if time.time() - (since or 0) < ACCOUNTING_GRACE_S:
+                    return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
+                return CellState(FAILED, f"job {job_id} is not in the cluster's accounting (purged, or another "
+                                         "cluster)", job_id, since)
+            return CellState(FAILED, f"ended without a summary ({self.cluster.partial})", job_id, since)
+        return self._from_job(job_id, job, own, since)
+
+    @staticmethod
+    def _from_job(job_id: str, job: Any, own: CellState | None, since: float | None) -> CellState:
+        if job.state in HELD_STATES:
+            how = HELD_STATES[job.state].format(job=job_id)
+            return CellState(HELD, f"{job.state.lower().replace('_', ' ')}: {how}", job_id, since)
+        if job.state in PENDING_STATES:
+            if job.reason in HOLD_REASONS:
+                return CellState(HELD, f"held ({job.reason}): release it with: scontrol release {job_id}", job_id,
+                                 since)
+            return CellState(REQUEUED if job.requeued else QUEUED, None, job_id, since)
+        if job.state in RUNNING_STATES:
+            return CellState(RUNNING, "requeued before" if job.requeued else None, job_id, since)
+        own_reason = own.reason if own is not None else None
+        if job.state in FAILED_STATES and job.state != "FAILED":
+            return CellState(FAILED, job.state + (f": {own_reason}" if own_reason else ""), job_id, since)
+        if own is not None:
+            return own
+        return CellState(FAILED, f"job {job.state} (exit {job.exit_code}) without a summary", job_id, since)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What sbatch is asked for: cells with equal resources share one job array."""
+
+    partition: str
+    gres: str | None
+    cpus_per_task: int
+    mem_gb: float
+    time_min: int
+    additional: str
+
+    @classmethod
+    def of(cls, gpu: dict[str, Any]) -> "Resources":
+        return cls(
+            partition=str(gpu["partition"]), gres=gpu.get("gres"), cpus_per_task=int(gpu.get("cpus_per_task", 1)),
+            mem_gb=float(gpu.get("mem_gb", 4)), time_min=int(gpu.get("time_min", 60)),
+            additional=json.dumps(gpu.get("additional") or {}, sort_keys=True),
+        )
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (arrays of more tasks are split)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return DEFAULT_MAX_ARRAY_SIZE
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+    return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SlurmExecutor:
+    name = NAME
+    blocking = False
+
+    def __init__(self, settings: DictConfig, root: Path) -> None:
+        self.settings = OmegaConf.to_container(settings.slurm)
+        self.folder = root / ".slurm"
+
+    def check(self, resources: list[dict[str, Any]]) -> None:
+        if resources and not slurm_answers():
+            names = ", ".join(sorted({f"gpu={r.get('partition')}" for r in resources}))
+            raise InputError(f"{names} needs a Slurm cluster and no Slurm controller answers here (scontrol ping):"
+                             " start one (bash sbatch/test-cluster.sh start) or use gpu=local")
+
+    def view(self, attempts: list[dict]) -> SlurmView:
+        return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")]))
+
+    def launch(self, claims: list[Claim], events: Events) -> None:
+        """Every cell out as job arrays (one sbatch per resource group and MaxArraySize chunk); returns when
+        sbatch took them. sbatch's refusal becomes an InputError naming the partition."""
+        groups: dict[Resources, list[Claim]] = {}
+        for claim in claims:
+            groups.setdefault(Resources.of(claim.resources), []).append(claim)
+        limit = max(1, max_array_size() - 1)
+        for resources, members in groups.items():
+            executor = submitit.SlurmExecutor(folder=self.folder / "%j",
+                                              max_num_timeout=int(self.settings["max_requeues"]))
+            executor.update_parameters(
+                partition=resources.partition, gres=resources.gres, cpus_per_task=resources.cpus_per_task,
+                mem=f"{int(resources.mem_gb * 1024)}M", time=resources.time_min,
+                array_parallelism=int(self.settings["array_parallelism"]),
+                signal_delay_s=int(self.settings["signal_delay_s"]),
+                additional_parameters=json.loads(resources.additional), job_name="molgen-grid",
+            )
+            for chunk in _chunks(members, limit):
+                try:
+                    handles = executor.map_array(CellRunner(), [c.job for c in chunk])
+                except submitit.core.utils.FailedJobError as exc:
+                    lines = [line for line in str(exc).splitlines() if line.strip()]
+                    raise InputError(f"sbatch refused the {len(chunk)} cells for partition {resources.partition}: "
+                                     f"{lines[-1] if lines else exc} (see conf/gpu/ or override gpu.*)") from None
+                for claim, handle in zip(chunk, handles):
+                    claim.entry.store.append_attempt({
+                        "update": True, "job_id": str(handle.job_id), "partition": resources.partition,
+                        "log": str(handle.paths.stdout),
+                    })
+                events.submitted(resources.partition, str(handles[0].job_id).split("_")[0], chunk)
+

@@ -1,0 +1,64 @@
+"""From a finished grid to an answer under artifacts/: report.csv, report.md, plots, summary copies, the map.
+
+tables.py computes (pandas, scipy), markdown.py and plots.py present, artifacts.py writes and tidies; this
+module checks the request (`--compare`, `--heatmap`) before anything is written and says what it wrote, with
+paths relative to the project.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.report import artifacts, plots, tables
+from molgen_grid.grid.report.markdown import markdown
+from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.store import atomic_write_text
+from molgen_grid.words import plural
+
+__all__ = ["report"]
+
+
+def shown(path: Path, cwd: Path) -> str:
+    """A path as a person reads it: relative to the project when it is inside it."""
+    return os.path.relpath(path, cwd) if path.is_relative_to(cwd) else str(path)
+
+
+def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, artifacts_dir: Path,
+           compares: list[str], heatmap: list[str], limit: int | None, experiments: list[str],
+           plan: Callable[[str], tuple[GridSpec, list[Entry]]]) -> None:
+    for text in compares:
+        tables.check_compare(text, spec, entries)
+    if heatmap:
+        tables.check_heatmap(heatmap, entries)
+    built = tables.build(spec, entries, compares)
+    out = artifacts.out_dir(artifacts_dir, spec.experiment, limit)
+    out.mkdir(parents=True, exist_ok=True)
+    title = spec.experiment + (f" (test mode: --limit {limit})" if limit else "")
+    drawn = [name for name, made in ((plots.THROUGHPUT, plots.throughput(built, title, out)),
+                                     (plots.HEATMAP, plots.heatmap(built, heatmap, title, out))) if made]
+    built.frame.to_csv(out / "report.csv", index=False)
+    atomic_write_text(out / "report.md", markdown(spec, built, drawn, limit))
+    copies = artifacts.copy_summaries(out, entries, set(built.frame["cell"]))
+    written = ["report.csv", "report.md", *drawn]
+    artifacts.replace_files(out, written + copies)
+    atomic_write_text(artifacts_dir / "README.md", artifacts.experiment_map(experiments, plan, artifacts_dir))
+
+    console.print(f"experiment {spec.experiment}: {plural(len(built.frame), 'cell')} reported"
+                  + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)" if built.pending else "")
+                  + (f", test mode (--limit {limit})" if limit else ""))
+    if built.baseline_note:
+        console.print(f"[yellow]{built.baseline_note}: speed-ups are over {built.baseline} instead[/]")
+    if built.best is not None:
+        console.print(f"best cell: {built.labels[built.best.name]}")
+    for text, pairs in built.comparisons.items():
+        console.print(f"\n{text}: {plural(len(pairs), 'matched pair')}")
+        if len(pairs):
+            console.print(pairs.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            console.print(f"median change: {tables.median_changes(pairs)}")
+    for name in written:
+        console.print(f"wrote {shown(out / name, cwd)}")
+    console.print(f"wrote {shown(artifacts_dir / 'README.md', cwd)}")

@@ -1,0 +1,79 @@
+"""report.md: what a person reads first, the best cell and every cell's figures against the baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from molgen_grid.grid import statistics
+from molgen_grid.grid.report.tables import HIGH, LOW, Report, is_true, median_changes, missing, speedup_text
+from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.state import DONE
+from molgen_grid.words import plural
+
+
+def best_line(report: Report) -> str:
+    best = report.best
+    primary = report.figures[0].name
+    speed = ""
+    if best["cell"] == report.baseline:
+        speed = " (the baseline itself)"
+    elif not missing(best.get("speedup")):
+        speed = f", {best['speedup']:.2f}x the baseline"
+        if missing(best.get("p_value")):
+            speed += " (one timed repeat: no test can judge it)"
+        elif is_true(best.get("within_noise")):
+            speed += f" (within the noise of the baseline: p = {best['p_value']:.2g})"
+        else:
+            speed += (f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, "
+                      f"p = {best['p_value']:.2g})")
+    return (f"**Best cell:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
+            f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}.")
+
+
+def figure_text(median: float | None, low: float | None, high: float | None) -> str:
+    if missing(median):
+        return ""
+    return f"{median:.4g}" if low == high else f"{median:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None) -> str:
+    figures = report.figures
+    primary = figures[0].name
+    frame, labels = report.frame, report.labels
+    title = f"# {spec.experiment}" + (f" (test mode: --limit {limit}, {plural(limit, 'molecule')} per cell)"
+                                      if limit else "")
+    done = int((frame["state"] == DONE).sum())
+    lines = [title, "", spec.settings.description or "", "",
+             f"{plural(len(frame), 'cell')} reported ({done} done, {len(frame) - done} other)"
+             + ("; not in the report: " + ", ".join(f"{n} {s}" for s, n in report.pending.items())
+                if report.pending else "") + "."]
+    if report.baseline is not None:
+        base_label = labels[frame["cell"] == report.baseline]
+        shown = base_label.iloc[0] if len(base_label) else report.baseline
+        note = f" ({report.baseline_note}: compared with this cell instead)" if report.baseline_note else ""
+        lines.append(f"Baseline: `{shown}`{note}.")
+    if report.best is not None:
+        lines += ["", best_line(report)]
+    table = pd.DataFrame({"cell": labels, "state": frame["state"]})
+    for figure in figures:
+        f = figure.name
+        table[f] = [figure_text(m, lo, hi) for m, lo, hi in zip(frame[f], frame[f + LOW], frame[f + HIGH])]
+    table["speed-up"] = [speedup_text(row) for _, row in frame.iterrows()]
+    table["reason"] = frame["reason"].fillna("")
+    direction = "baseline / cell" if figures[0].lower_is_better else "cell / baseline"
+    lines += ["", table.to_markdown(index=False), "",
+              f"Figures are medians over the timed repeats, [min, max] in brackets. Speed-up: {primary} as "
+              f"{direction} (above 1: better than the baseline), with its 95% bootstrap interval over the repeats; "
+              f"`~`: a two-sided Mann-Whitney U test over the repeats finds no difference from the baseline "
+              f"(p >= {statistics.ALPHA}), so the speed-up is within the noise; `(1 repeat)`: a figure from one "
+              "timed repeat, which no test can judge.", ""]
+    for text, pairs in report.comparisons.items():
+        lines += [f"## {text}", ""]
+        if pairs.empty:
+            lines += ["No matched pairs among the done cells.", ""]
+            continue
+        lines += [pairs.to_markdown(index=False, floatfmt=".4g"), ""]
+        lines += [f"Median change over pairs: {median_changes(pairs)}", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"

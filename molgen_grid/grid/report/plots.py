@@ -1,0 +1,76 @@
+"""The report's pictures: each cell's primary figure with its spread, and a heatmap over two settings.
+
+Both are laid out so that every label stays inside the image (long axis titles are wrapped, the figure is
+saved with a tight bounding box) and every number on the heatmap is readable on its colour (black on light
+cells, white on dark ones).
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+
+from molgen_grid.grid.report.tables import HIGH, LOW, Report
+
+THROUGHPUT, HEATMAP = "throughput.png", "heatmap.png"
+#: Above this luminance (0..1) of a heatmap cell its number is written in black.
+LIGHT = 0.5
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def throughput(report: Report, title: str, out: Path) -> bool:
+    """Each ranked cell's primary figure (median, min-max bars, the baseline in orange); False when none."""
+    primary = report.figures[0].name
+    frame = report.frame
+    done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
+    if done.empty:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(done) + 1.8))
+    errors = [done[primary] - done[primary + LOW], done[primary + HIGH] - done[primary]]
+    colors = ["tab:orange" if c == report.baseline else "tab:blue" for c in done["cell"]]
+    ax.barh(report.labels[done.index], done[primary], xerr=errors, color=colors, capsize=3)
+    better = "lower is better" if report.figures[0].lower_is_better else "higher is better"
+    ax.set_xlabel("\n".join(textwrap.wrap(
+        f"{primary} ({better}): median over the timed repeats, bars from min to max; orange: the baseline", 70)))
+    ax.set_title(title)
+    ax.invert_yaxis()
+    fig.savefig(out / THROUGHPUT, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def heatmap(report: Report, keys: list[str], title: str, out: Path) -> bool:
+    """The primary figure over two settings (mean of the cells' medians); False when there are not two."""
+    primary = report.figures[0].name
+    frame = report.frame
+    done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
+    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
+    if len(keys) != 2 or done.empty:
+        return False
+    pivot = done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.7 * len(pivot.columns) + 3, 0.7 * len(pivot.index) + 2))
+    image = ax.imshow(pivot.values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(pivot.columns)), pivot.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(pivot.index)), pivot.index)
+    ax.set_xlabel(keys[1])
+    ax.set_ylabel(keys[0])
+    ax.set_title(title)
+    for (i, j), value in pd.DataFrame(pivot.values).stack().items():
+        red, green, blue, _ = image.cmap(image.norm(value))
+        luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+        ax.text(j, i, f"{value:.4g}", ha="center", va="center", color="black" if luminance > LIGHT else "white")
+    fig.colorbar(image, ax=ax, label=f"{primary} (mean of medians)")
+    fig.savefig(out / HEATMAP, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True

@@ -1,0 +1,254 @@
+"""The report's numbers: one row per finished cell, speed-ups over the baseline with their statistics, the
+best cell, and comparisons of matched pairs along one axis.
+
+The engine knows no molecules: the figures are dotted paths into summary.json named in the config
+(`grid.report.figures`; the first ranks the cells, `grid.report.lower_is_better` names the times and sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid import statistics
+from molgen_grid.grid.plan import Entry, setting_keys
+from molgen_grid.grid.spec import GridSpec, close_match
+from molgen_grid.grid.state import COMPLETE, DONE, STALE
+from molgen_grid.grid.status import short_labels
+
+MEDIAN, LOW, HIGH = "", "_min", "_max"
+SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
+
+
+@dataclass
+class Figure:
+    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}) or a
+    number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
+
+    path: str
+    lower_is_better: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    def node(self, summary: dict) -> Any:
+        node: Any = summary
+        for part in self.path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+    def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
+        node = self.node(summary)
+        if isinstance(node, dict):
+            return node.get("median"), node.get("min"), node.get("max")
+        return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
+
+    def values(self, summary: dict) -> list[float | None]:
+        """Every timed repeat's value (a plain number counts as one)."""
+        node = self.node(summary)
+        if isinstance(node, dict):
+            return list(node.get("values") or [])
+        return [node] if isinstance(node, (int, float)) else []
+
+
+def figures_of(settings: Any) -> list[Figure]:
+    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction."""
+    lower = set(settings.report.get("lower_is_better") or [])
+    return [Figure(p, p in lower) for p in settings.report.figures]
+
+
+def finished_states(settings: Any) -> set[str]:
+    """The states a report shows: done and unsupported, and stale cells where `grid.stale=keep` keeps them."""
+    return COMPLETE | ({STALE} if settings.stale == "keep" else set())
+
+
+def ranked_states(settings: Any) -> set[str]:
+    """The states whose figures rank and compare: done, and stale where kept."""
+    return {DONE} | ({STALE} if settings.stale == "keep" else set())
+
+
+def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
+                 ) -> tuple[pd.DataFrame, dict[str, list[float | None]]]:
+    """One row per finished cell (its name, state, reason, every setting, every figure), and the primary
+    figure's repeat values by cell (for the statistics)."""
+    keys = setting_keys(entries)
+    shown = finished_states(spec.settings)
+    rows, values = [], {}
+    for e in entries:
+        if e.state.state not in shown:
+            continue
+        summary = e.store.summary() or {}
+        row: dict[str, Any] = {"cell": e.cell.name, "state": e.state.state, "reason": e.state.reason,
+                               **spec.settings_of(e.cell, keys)}
+        for figure in figures:
+            median, low, high = figure.read(summary)
+            row.update({figure.name + MEDIAN: median, figure.name + LOW: low, figure.name + HIGH: high})
+        values[e.cell.name] = figures[0].values(summary)
+        row["timed_repeats"] = len(values[e.cell.name])
+        rows.append(row)
+    columns = ["cell", "state", "reason", *keys] + [f.name + s for f in figures for s in (MEDIAN, LOW, HIGH)] \
+        + ["timed_repeats"]
+    return pd.DataFrame(rows, columns=columns), values
+
+
+def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Each reported cell by the settings that vary among the reported cells."""
+    labels = short_labels(frame[keys].to_dict("records"), keys, list(frame["cell"]))
+    return pd.Series(labels, index=frame.index, dtype=object)
+
+
+def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], primary: Figure,
+                 baseline: str | None, ranked: set[str]) -> pd.DataFrame:
+    """Each cell's speed-up in the primary figure over the baseline, with its 95% interval, the rank test's
+    p-value over the repeats, and whether the difference is within the noise (see statistics.py)."""
+    out = frame.copy()
+    results = [statistics.compare(values.get(cell), values.get(baseline), primary.lower_is_better)
+               if state in ranked and baseline is not None else None
+               for cell, state in zip(out["cell"], out["state"])]
+    for column in SPEEDUP_COLUMNS:
+        attribute = "speedup" if column == "speedup" else column.removeprefix("speedup_")
+        out[column] = pd.Series([None if r is None else getattr(r, attribute) for r in results],
+                                index=out.index, dtype=object)
+    return out
+
+
+def is_true(flag: Any) -> bool:
+    return flag is not None and not pd.isna(flag) and bool(flag)
+
+
+def missing(value: Any) -> bool:
+    return value is None or pd.isna(value)
+
+
+def speedup_text(row: pd.Series) -> str:
+    """`1.23x [1.10, 1.35]`, `~` when within the noise, `(1 repeat)` when no test could judge it."""
+    value = row.get("speedup")
+    if missing(value):
+        return ""
+    text = f"{value:.2f}x"
+    if not missing(row.get("speedup_low")):
+        text += f" [{row['speedup_low']:.2f}, {row['speedup_high']:.2f}]"
+    if missing(row.get("p_value")):
+        return text + " (1 repeat)"
+    return text + (" ~" if is_true(row.get("within_noise")) else "")
+
+
+def best_row(frame: pd.DataFrame, primary: Figure, ranked: set[str]) -> pd.Series | None:
+    """The finished cell with the best primary figure."""
+    done = frame[frame["state"].isin(ranked)].dropna(subset=[primary.name])
+    if done.empty:
+        return None
+    scores = done[primary.name].astype(float)
+    return done.loc[scores.idxmin() if primary.lower_is_better else scores.idxmax()]
+
+
+def parse_compare(text: str) -> tuple[str, str, str]:
+    key, _, values = text.partition("=")
+    a, _, b = values.partition(":")
+    if not key or not a or not b:
+        raise InputError(f"--compare {text!r}: write AXIS=A:B, e.g. kv_cache=static:dynamic")
+    return key, a, b
+
+
+def check_compare(text: str, spec: GridSpec, entries: list[Entry]) -> None:
+    """An axis and options this grid has, or one line saying which ones it has."""
+    key, a, b = parse_compare(text)
+    keys = setting_keys(entries)
+    if key not in keys:
+        raise InputError(f"--compare {text!r}: {key} is not a setting of this grid: {close_match(key, keys)}"
+                         f"choose one of {', '.join(keys)}")
+    present = sorted({spec.settings_of(e.cell, [key])[key] for e in entries})
+    for value in (a, b):
+        if value not in present:
+            raise InputError(f"--compare {text!r}: this grid has no {key}={value}: "
+                             f"{close_match(value, present)}choose from {', '.join(present)}")
+
+
+def check_heatmap(keys: list[str], entries: list[Entry]) -> None:
+    grid_keys = setting_keys(entries)
+    if len(keys) != 2:
+        raise InputError(f"--heatmap {','.join(keys)}: name two settings, e.g. --heatmap attention,kv_cache")
+    for key in keys:
+        if key not in grid_keys:
+            raise InputError(f"--heatmap: {key} is not a setting of this grid: {close_match(key, grid_keys)}"
+                             f"choose two of {', '.join(grid_keys)}")
+
+
+def compare(frame: pd.DataFrame, keys: list[str], figures: list[Figure], text: str,
+            ranked: set[str]) -> pd.DataFrame:
+    """Pairs of finished cells equal in every setting but `key` (A vs B), with each figure's ratio A/B."""
+    key, a, b = parse_compare(text)
+    done = frame[frame["state"].isin(ranked)]
+    others = [k for k in keys if k != key]  # never empty: the axes are always settings
+    left = done[done[key] == a].set_index(others)
+    right = done[done[key] == b].set_index(others)
+    pairs = left.join(right, how="inner", lsuffix="_a", rsuffix="_b")
+    result = pd.DataFrame(index=pairs.index)
+    primary = figures[0].name
+    result[f"{primary} {a}"] = pairs[f"{primary}_a"]
+    result[f"{primary} {b}"] = pairs[f"{primary}_b"]
+    for figure in figures:
+        result[f"{figure.name} {a}/{b}"] = pairs[f"{figure.name}_a"] / pairs[f"{figure.name}_b"]
+    flat = result.reset_index()
+    shown = [k for k in others if flat[k].nunique() > 1] or others[:1]
+    return flat[shown + list(result.columns)]
+
+
+def median_changes(pairs: pd.DataFrame) -> str:
+    """The median over matched pairs of every A/B ratio of a comparison."""
+    return ", ".join(f"{c} {pairs[c].median():.3g}" for c in pairs.columns if "/" in str(c))
+
+
+def resolve_baseline(spec: GridSpec, entries: list[Entry]) -> tuple[str | None, str | None]:
+    """The baseline cell and, when the grid lacks the declared one, a note naming the cell used instead.
+
+    The declared baseline (`grid.baseline`, a full or partial name) means that cell with every other setting
+    at the experiment's default, whatever else the command line sweeps.
+    """
+    if not entries:
+        return None, None
+    keys = setting_keys(entries)
+    declared = spec.settings.baseline
+    wanted = dict(part.partition("=")[::2] for part in str(declared).split(",")) if declared else {}
+    ideal = {**spec.settings_of(spec.cell([]), keys), **{k: v for k, v in wanted.items() if k in keys}}
+    settings = [(e, spec.settings_of(e.cell, keys)) for e in entries]
+    exact = [e for e, s in settings if s == ideal]
+    if exact:
+        return exact[0].cell.name, None
+    partial = [e for e, s in settings if all(s.get(k) == v for k, v in wanted.items())] or [entries[0]]
+    described = ",".join(f"{k}={v}" for k, v in ideal.items())
+    return partial[0].cell.name, f"the baseline `{described}` is not in this grid"
+
+
+@dataclass
+class Report:
+    frame: pd.DataFrame
+    keys: list[str]
+    labels: pd.Series
+    baseline: str | None
+    baseline_note: str | None
+    best: pd.Series | None
+    comparisons: dict[str, pd.DataFrame]
+    pending: dict[str, int]
+    figures: list[Figure]
+    ranked: set[str]
+
+
+def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
+    figures = figures_of(spec.settings)
+    ranked = ranked_states(spec.settings)
+    frame, values = report_frame(spec, entries, figures)
+    keys = setting_keys(entries)
+    baseline, note = resolve_baseline(spec, entries)
+    frame = with_speedup(frame, values, figures[0], baseline, ranked)
+    shown = finished_states(spec.settings)
+    pending: dict[str, int] = {}
+    for e in entries:
+        if e.state.state not in shown:
+            pending[e.state.state] = pending.get(e.state.state, 0) + 1
+    return Report(frame, keys, label(frame, keys), baseline, note, best_row(frame, figures[0], ranked),
+                  {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
+                  ranked)
