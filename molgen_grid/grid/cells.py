@@ -8,6 +8,7 @@ long are replaced by a short hash; such a name is still unique but resolves only
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Cell:
         return dict(self.axes)
 
 
+@functools.lru_cache(maxsize=4096)
 def _name_value(value: str) -> str:
     return value if _SAFE_VALUE.match(value) else _HASH_MARK + short_hash(value)
 

@@ -4,16 +4,12 @@ Two local cells on the same CPU or GPU measure each other (two sweeps on one lap
 speed). Each local cell first takes a machine-wide lock named for its device, an `flock` on a file in a shared
 directory (the kernel drops it if its holder dies), so sweeps of any experiment, started by anyone, queue for
 the device instead of overlapping. The CPU counts as one device; each visible GPU is one.
-
-Local cells run with the launching shell's view of the GPUs: submitit's LocalExecutor would otherwise hide
-every GPU (it sets CUDA_VISIBLE_DEVICES to its own, empty, list), so the cell's environment restores it.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
-import shlex
 import socket
 from pathlib import Path
 from typing import Callable, Iterator
@@ -38,14 +34,6 @@ def local_device(requested: str) -> str:
         return "cpu"  # auto without a GPU; a cell that asked for cuda fails by itself, saying so
     index = int(requested.partition(":")[2] or 0) if requested.startswith("cuda") else 0
     return f"cuda-{gpus[min(index, len(gpus) - 1)]}"
-
-
-def gpu_environment() -> list[str]:
-    """Shell lines that give a submitit local job the launching shell's CUDA_VISIBLE_DEVICES (or none)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return ["unset CUDA_VISIBLE_DEVICES"]
-    return [f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
 
 
 def device_lock_holder(directory: Path, device: str) -> str | None:

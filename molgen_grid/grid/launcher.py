@@ -8,7 +8,6 @@ expansion of the grid.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
@@ -16,10 +15,10 @@ from typing import Any, Callable, List, Optional, Sequence
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
-from rich.console import Console
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.claim import Claimer
+from molgen_grid.grid.console import make_console
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
@@ -28,9 +27,10 @@ from molgen_grid.grid.paths import checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan
 from molgen_grid.grid.run import Runner, SweepOutcome
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.status import print_plan, print_status, status_json
+from molgen_grid.grid.status import print_plan, print_status, status_json, test_mode_hint
 from molgen_grid.grid.store import safe_component
-from molgen_grid.grid.worker import CellJob, load_task
+from molgen_grid.grid.dotted import load
+from molgen_grid.grid.worker import CellJob
 
 ACTIONS = ("run", "status", "dry_run", "report")
 ALL_CELLS = "*"
@@ -69,7 +69,7 @@ class GridLauncher(Launcher):
         self.compare = list(compare)
         self.heatmap = list(heatmap)
         self.limit = limit
-        self.console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+        self.console = make_console()
         self.outcome: SweepOutcome | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -82,6 +82,7 @@ class GridLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
+        spec.check_base()
         settings = spec.settings
         if settings.stale not in STALE_POLICIES:
             raise InputError(f"grid.stale={settings.stale!r}: choose one of {', '.join(STALE_POLICIES)}")
@@ -94,7 +95,7 @@ class GridLauncher(Launcher):
             cells = spec.resolve_names(self.force, cells, root)
         forced = {c.name for c in cells} if self.force else set()
         executors = load_executors(settings, root)
-        current = Current(settings.task, load_task(settings.versions))
+        current = Current(settings.task, load(settings.versions))
         entries, views = make_plan(spec, cells, root, forced, executors, current, settings.stale)
         current.hashes.save()
 
@@ -108,11 +109,14 @@ class GridLauncher(Launcher):
             if self.json:
                 print(status_json(spec.experiment, entries, partial))
             else:
-                print_status(self.console, spec, entries)
+                print_status(self.console, spec, entries, None if self.limit else test_mode_hint(spec, entries, root))
         elif self.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         elif self.action == "report":
             self.report(spec, entries, current)
+            hint = None if self.limit else test_mode_hint(spec, entries, root)
+            if hint:
+                self.console.print(f"{hint}; their report: --report --limit N")
         else:
             self.run(spec, entries, executors, views, current, forced, replan)
         return []

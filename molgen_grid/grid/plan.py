@@ -1,7 +1,9 @@
 """From cells to a plan: each cell's state (every executor asked once for all its jobs), whether it runs, why."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -21,14 +23,19 @@ STALE_POLICIES = ("rerun", "keep")
 class Entry:
     cell: Cell
     store: CellStore
-    #: The config part of the cell's fingerprint, as its config files and overrides are now.
-    config_part: dict[str, str]
-    state: CellState
-    why: str | None
+    spec: GridSpec = field(repr=False)
+    state: CellState = field(default_factory=lambda: CellState(MISSING))
+    why: str | None = None
 
     @property
     def runs(self) -> bool:
         return self.why is not None
+
+    @functools.cached_property
+    def config_part(self) -> dict[str, str]:
+        """The config part of the cell's fingerprint, as its config files and overrides are now (computed only
+        for cells that finished or run: a status of thousands of missing cells never needs it)."""
+        return self.spec.fingerprint_config(self.cell)
 
 
 def why_run(state: CellState, forced: bool, stale_policy: str = "rerun") -> str | None:
@@ -72,16 +79,27 @@ def ask(executors: Mapping[str, object], stores: list[CellStore],
     return {name: executor.view(wanted.get(name, [])) for name, executor in executors.items()}
 
 
+def existing(root: Path) -> set[str]:
+    """The cell directories under the experiment's root, listed once: a cell without one is missing, and its
+    state needs no file read at all."""
+    try:
+        return {entry.name for entry in os.scandir(root) if entry.is_dir()}
+    except OSError:
+        return set()
+
+
 def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str], executors: Mapping[str, object],
               current: Current, stale_policy: str = "rerun") -> tuple[list[Entry], dict[str, JobView]]:
     """Each cell's state (every executor asked once for all of its jobs) and whether it runs."""
-    stores = [CellStore(root, cell.name) for cell in cells]
-    histories = [store.attempts() for store in stores]
-    views = ask(executors, stores, histories)
-    entries = []
-    for cell, store, attempts in zip(cells, stores, histories):
-        part = spec.fingerprint_config(cell)
-        state = read_state(store, lambda summary, part=part: current.stale(summary.get("fingerprint"), part),
-                           views, attempts=attempts)
-        entries.append(Entry(cell, store, part, state, why_run(state, cell.name in forced, stale_policy)))
+    present = existing(root)
+    entries = [Entry(cell, CellStore(root, cell.name), spec) for cell in cells]
+    found = [e for e in entries if e.cell.name in present]
+    histories = [e.store.attempts() for e in found]
+    views = ask(executors, [e.store for e in found], histories)
+    for entry, attempts in zip(found, histories):
+        entry.state = read_state(entry.store, lambda summary, e=entry: current.stale(summary.get("fingerprint"),
+                                                                                    e.config_part),
+                                 views, attempts=attempts)
+    for entry in entries:
+        entry.why = why_run(entry.state, entry.cell.name in forced, stale_policy)
     return entries, views

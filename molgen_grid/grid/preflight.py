@@ -5,10 +5,12 @@ problem and the fix, and a non-zero exit, before anything is composed, launched 
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException
@@ -32,7 +34,9 @@ def overrides_of(argv: list[str]) -> list[str] | None:
 
 
 def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> None:
-    """Exit with one line on stderr (status 2) when an override names an unknown experiment, option or key."""
+    """Exit with one line on stderr (status 2) when an override cannot be read or names an unknown experiment,
+    option or key. One composition, as Hydra composes the sweep next; only when it fails is the cause sought
+    (each override checked, with a suggestion), so a valid command pays for nothing more."""
     if any(arg.split("=")[0] in INFO_FLAGS for arg in argv[1:]):
         return
     overrides = overrides_of(argv)
@@ -48,22 +52,36 @@ def check_command_line(conf_dir: Path, config_name: str, argv: list[str]) -> Non
                 except OverrideParseException:
                     raise InputError(f"cannot read override {line!r}: write key=value, a sweep as key=a,b "
                                      "(Hydra's override grammar)") from None
-            parsed = parser.parse_overrides(overrides)
-            experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), None)
-            hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
-            if experiment is None:
-                defaults = loader.load_configuration(config_name, hydra_overrides, run_mode=RunMode.RUN)
-                experiment = defaults.hydra.runtime.choices.get("experiment", "default")
-            GridSpec(loader, config_name, experiment, hydra_overrides).validate(overrides)
-            # The sweep's primary config, as Hydra composes it next (sweeps left out): what it rejects, say here.
-            loader.load_configuration(config_name, overrides, run_mode=RunMode.MULTIRUN)
+            try:
+                loader.load_configuration(config_name, overrides, run_mode=RunMode.MULTIRUN)
+            except (HydraException, OmegaConfBaseException) as exc:
+                raise InputError(diagnose(loader, config_name, overrides, exc)) from None
     except InputError as exc:
         fail(str(exc))
-    except (HydraException, OmegaConfBaseException) as exc:
-        message = " ".join(str(exc).split())
-        if message.startswith("Could not override"):
-            message += " (a key that only some options of a swept group have: write ++key=value)"
-        fail(message)
     finally:
         GlobalHydra.instance().clear()
 
+
+def diagnose(loader: ConfigLoader, config_name: str, overrides: list[str], exc: Exception) -> str:
+    """Why Hydra refused these overrides, in one line that names the fix."""
+    parser = OverridesParser.create(config_loader=loader)
+    parsed = parser.parse_overrides(overrides)
+    experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), "default")
+    hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
+    spec = GridSpec(loader, config_name, experiment, hydra_overrides)  # an unknown experiment is named here
+    spec.validate(overrides)  # an unknown option or key, with a suggestion
+    message = " ".join(str(exc).split())
+    scoped = re.match(r"Could not override '([^']+)'", message)
+    if scoped:
+        key = scoped.group(1)
+        group = key.partition(".")[0]
+        having = spec.options_with(key)
+        swept = any(o.key_or_group == group and o.is_sweep_override() for o in parsed)
+        if having and swept:
+            return (f"{key} is a key of {group}={', '.join(having)}, not of {group}={spec.choices.get(group)}, the "
+                    f"option Hydra composes first while {group} is swept: write ++{key}=... to add it to every "
+                    "option")
+        if having:
+            return (f"{key} is a key of {group}={', '.join(having)}, not of {group}={spec.choices.get(group)}: "
+                    f"choose one of those options ({group}=...), or write ++{key}=... to add it")
+    return message

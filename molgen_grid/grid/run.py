@@ -19,7 +19,7 @@ from molgen_grid.grid.executors.base import Claim, Executor
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
-from molgen_grid.grid.worker import load_task
+from molgen_grid.grid.dotted import load
 from molgen_grid.words import plural
 
 LOCAL = "local"
@@ -118,7 +118,7 @@ class Runner:
         for e in todo:
             signature = tuple((k, v) for k, v in e.cell.axes + e.cell.extra + e.cell.run if k.split(".")[0] in keys)
             representatives.setdefault(signature, e)
-        check = load_task(self.spec.settings.preflight)
+        check = load(self.spec.settings.preflight)
         warnings: dict[str, None] = {}
         for e in representatives.values():
             cfg = self.spec.compose(e.cell)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, canonical, make_cell, parse_cell_name
+from molgen_grid.grid.dotted import load
 from molgen_grid.grid.fingerprint import digest
+from molgen_grid.grid.resources import check_resource
 
 _ABSENT = object()
 #: Overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
@@ -70,12 +72,14 @@ class GridSpec:
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
         self._parser = OverridesParser.create(config_loader=config_loader)
-        self._parsed: dict[str, tuple[str, str, bool, bool]] = {}
+        self._parsed: dict[str, tuple[str, str, bool, bool] | None] = {}
         self._defaults: dict[tuple[str, str, str | None], bool] = {}
         self._options: dict[str, list[str]] = {}
         self._files: dict[str, DictConfig | None] = {}
         self._file_hash: dict[str, str] = {}
+        self._files_part: dict[tuple, dict[str, str]] = {}
         self._readback: dict[str, Any] = {}
+        self._checker: Callable[[str, Any], str | None] | None = None
 
     # --- the config files -----------------------------------------------------------------------------------
 
@@ -104,11 +108,12 @@ class GridSpec:
 
     def fingerprint_config(self, cell: Cell) -> dict[str, str]:
         """The config part of a cell's fingerprint: each file its config is made of, and its own overrides."""
-        choices = self.cell_choices(cell)
-        files = [self.config_name, f"experiment/{self.experiment}"] + [
-            f"{g}/{o}" for g, o in sorted(choices.items()) if g != "experiment"]
-        return {**{f"{path}.yaml": self._file_part(path) for path in files},
-                "overrides": digest(json.dumps(cell.extra))}
+        choices = tuple(sorted(self.cell_choices(cell).items()))
+        if choices not in self._files_part:
+            files = [self.config_name, f"experiment/{self.experiment}"] + [
+                f"{g}/{o}" for g, o in choices if g != "experiment"]
+            self._files_part[choices] = {f"{path}.yaml": self._file_part(path) for path in files}
+        return {**self._files_part[choices], "overrides": digest(json.dumps(cell.extra))}
 
     # --- overrides --------------------------------------------------------------------------------------------
 
@@ -121,15 +126,17 @@ class GridSpec:
         back = self._readback[text]
         return type(back) is type(value) and back == value
 
-    def _parse(self, override: str) -> tuple[str, str, bool, bool]:
+    def _parse(self, override: str) -> tuple[str, str, bool, bool] | None:
         """(key without prefix, value in its one spelling, is it a group choice, did it force-add), validated
-        once per distinct override."""
+        once per distinct override; None for an override that steers Hydra or the engine, not the cell."""
         if override in self._parsed:
             return self._parsed[override]
         parsed = self._parser.parse_override(override)
         key = parsed.key_or_group
         group = key
-        if group in self.choices:
+        if steers_the_engine(parsed.get_key_element()):
+            result = None
+        elif group in self.choices:
             value = parsed.get_value_element_as_str()
             options = self.group_options(group)
             if value not in options:
@@ -141,9 +148,35 @@ class GridSpec:
             if not adds and not self._key_exists(key):
                 raise InputError(f"unknown key {key!r}: {close_match(key, self._known_keys())}"
                                  f"(to add a new key, write +{key}=...)")
+            problem = self.check_value(key, parsed.value())
+            if problem:
+                raise InputError(problem)
             result = (key, canonical(parsed.value(), self._reads_back), False, adds)
         self._parsed[override] = result
         return result
+
+    def check_base(self) -> None:
+        """The experiment's own values (its file, the primary config, the default options), checked once."""
+        container = OmegaConf.to_container(OmegaConf.masked_copy(self.base, [k for k in self.base
+                                                                             if k not in NOT_CELL_SECTIONS]))
+
+        def walk(node: Any, prefix: str) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, f"{prefix}{k}.")
+                return
+            problem = self.check_value(prefix[:-1], node)
+            if problem:
+                raise InputError(f"{problem} (set in the config of experiment {self.experiment})")
+
+        walk(container, "")
+
+    def check_value(self, key: str, value: Any) -> str | None:
+        """Whether the value is one the setting takes: the engine's resource keys, then the cell code's
+        settings (`grid.check`); the reason when it is not."""
+        if self._checker is None:
+            self._checker = load(self.settings.check) if self.settings.get("check") else (lambda k, v: None)
+        return check_resource(key, value) or self._checker(key, value)
 
     def _key_exists(self, key: str) -> bool:
         """In the base config, or (`gpu.mem_gb`) in some option of the group it starts with."""
@@ -207,8 +240,7 @@ class GridSpec:
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
-        parsed = [self._parse(o) for o in overrides]
-        parsed = [p for p in parsed if not steers_the_engine(p[0])]
+        parsed = [p for p in map(self._parse, overrides) if p is not None]
         choices = dict(self.choices)
         choices.update({k: v for k, v, is_group, _ in parsed if is_group})
         extra: dict[str, str] = {}

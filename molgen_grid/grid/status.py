@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from molgen_grid.grid.plan import Entry, setting_keys
+from molgen_grid.errors import InputError
+from molgen_grid.grid.cells import parse_cell_name
+from molgen_grid.grid.plan import Entry, existing, setting_keys
 from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.store import SUMMARY
+from molgen_grid.words import plural
 
 _STYLE = {
     "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
@@ -42,8 +47,10 @@ def status_json(experiment: str, entries: list[Entry], partial: str | None = Non
         }
         for e in entries
     ]
-    return json.dumps({"experiment": experiment, "partial": partial, "cells": cells, "counts": counts(entries)},
-                      indent=1)
+    # One cell per line: readable, and written by the C encoder (an indented dump of 10,000 cells takes a second).
+    head = json.dumps({"experiment": experiment, "partial": partial, "counts": counts(entries)})
+    lines = ",\n  ".join(json.dumps(cell) for cell in cells)
+    return f'{head[:-1]}, "cells": [\n  {lines}\n]}}' if cells else f'{head[:-1]}, "cells": []}}'
 
 
 def short_labels(settings: list[dict[str, str]], keys: list[str], names: list[str]) -> list[str]:
@@ -60,8 +67,39 @@ def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
     return short_labels([spec.settings_of(e.cell, keys) for e in entries], keys, [e.cell.name for e in entries])
 
 
-def print_status(console: Console, spec: GridSpec, entries: list[Entry]) -> None:
-    table = Table(title=f"experiment {spec.experiment}: {len(entries)} cells", title_justify="left")
+def test_mode_cells(spec: GridSpec, entries: list[Entry], root: Path) -> dict[int, int]:
+    """Cells of this grid done only in test mode: {N: how many are done with --limit N}. A test run sets
+    `sample_size`, so its cells are other cells; a plain status says they exist instead of hiding them."""
+    names = {e.cell.name for e in entries}
+    found: Counter = Counter()
+    for directory in existing(root) - names:
+        try:
+            overrides = parse_cell_name(directory)
+        except ValueError:
+            continue
+        limit = next((o.partition("=")[2] for o in overrides if o.startswith("sample_size=")), None)
+        if limit is None or not limit.isdigit() or not (root / directory / SUMMARY).exists():
+            continue
+        try:
+            full = spec.cell([o for o in overrides if not o.startswith("sample_size=")]).name
+        except InputError:
+            continue
+        if full in names:
+            found[int(limit)] += 1
+    return dict(found)
+
+
+def test_mode_hint(spec: GridSpec, entries: list[Entry], root: Path) -> str | None:
+    """`(also: 3 done with --limit 2)` when test runs of these cells exist."""
+    cells = test_mode_cells(spec, entries, root)
+    if not cells:
+        return None
+    return "also " + ", ".join(f"{n} done with --limit {limit}" for limit, n in sorted(cells.items())) + \
+        " (test mode: add --limit N to see them)"
+
+
+def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: str | None = None) -> None:
+    table = Table(title=f"experiment {spec.experiment}: {plural(len(entries), 'cell')}", title_justify="left")
     for column in ("cell", "state", "job id", "age", "reason"):
         table.add_column(column, overflow="fold")
     for e, short in zip(entries, short_names(spec, entries)):
@@ -73,13 +111,15 @@ def print_status(console: Console, spec: GridSpec, entries: list[Entry]) -> None
         common = set.intersection(*({f"{k}={v}" for k, v in e.cell.axes + e.cell.extra} for e in entries))
         console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
+    if hint:
+        console.print(hint)
 
 
 def print_plan(console: Console, experiment: str, entries: list[Entry]) -> None:
     runs = [e for e in entries if e.runs]
-    console.print(f"experiment {experiment}: {len(runs)} of {len(entries)} cells would run")
-    for e in runs:
-        console.print(f"  run  {e.cell.name}  [dim]({e.why})[/]")
+    console.print(f"experiment {experiment}: {len(runs)} of {plural(len(entries), 'cell')} would run")
+    if runs:  # one write of plain text: a plan of 10,000 cells printed line by line through rich takes seconds
+        console.out("\n".join(f"  run  {e.cell.name}  ({e.why})" for e in runs), highlight=False)
     left = Counter(e.state.state for e in entries if not e.runs)
     if left:
         console.print("left alone: " + ", ".join(f"{n} {s}" for s, n in sorted(left.items())))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import importlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ from omegaconf import OmegaConf
 
 from molgen_grid.errors import Interrupted
 from molgen_grid.grid.devices import device_lock
+from molgen_grid.grid.dotted import load
 from molgen_grid.grid.fingerprint import FileHashes, code_closure, digest, input_hashes
 from molgen_grid.grid.store import CONFIG, ERROR, RESULTS, SUMMARY, CellStore, atomic_write_json, atomic_write_text
 
@@ -61,11 +61,8 @@ class CellJob:
     #: leaves no orphan benchmark behind) and its device's lock (directory, device). None under Slurm.
     owner_pid: int | None = None
     device_lock: tuple[str, str] | None = None
-
-
-def load_task(path: str) -> Callable[..., Any]:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    #: Variables the cell's process sets before it runs (None: unset), e.g. the launching shell's GPUs.
+    environment: dict[str, str | None] = field(default_factory=dict)
 
 
 def available_cpus() -> int:
@@ -153,6 +150,11 @@ def held(job: CellJob, store: CellStore) -> Iterator[None]:
 def execute(job: CellJob) -> str:
     """Run one cell and record its outcome; returns the cell's status ("ok" or "unsupported")."""
     store = CellStore(Path(job.cell_dir).parent, Path(job.cell_dir).name)
+    for name, value in job.environment.items():  # before the cell's code touches CUDA
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     if job.owner_pid is not None:
         end_with_owner(job.owner_pid)
         interrupt_on_signals()
@@ -175,7 +177,7 @@ def _run(job: CellJob, store: CellStore) -> str:
     code = code_closure(job.task)  # the code that runs, as it is now (a queued job may start after an edit)
     config = compose_config(job)
     atomic_write_text(store.path(CONFIG), OmegaConf.to_yaml(config))
-    outcome = load_task(job.task)(OmegaConf.create(config), cpus=available_cpus())
+    outcome = load(job.task)(OmegaConf.create(config), cpus=available_cpus())
     status = outcome.pop("status", None)
     if status not in ("ok", "unsupported"):
         raise ValueError(f"{job.task} returned status {status!r}: expected 'ok' or 'unsupported'")
@@ -184,7 +186,7 @@ def _run(job: CellJob, store: CellStore) -> str:
     hashes = FileHashes()
     fingerprint = {"config": job.fingerprint_config, "code": code,
                    "inputs": input_hashes(outcome.pop("inputs", {}), hashes),
-                   "libraries": load_task(job.versions)()}
+                   "libraries": load(job.versions)()}
     hashes.save()
     provenance = {**outcome.pop("provenance", {}), **job.provenance, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     identity = {

@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import JobView
-from molgen_grid.grid.worker import CellJob, load_task
+from molgen_grid.grid.dotted import load
+from molgen_grid.grid.worker import CellJob
 
 
 @dataclass
@@ -59,4 +60,4 @@ class Executor(Protocol):
 
 def executors(settings: DictConfig, root: Path) -> dict[str, Executor]:
     """Every executor of `grid.executors`, by name, for the experiment whose results are under `root`."""
-    return {name: load_task(path)(settings, root) for name, path in settings.executors.items()}
+    return {name: load(path)(settings, root) for name, path in settings.executors.items()}

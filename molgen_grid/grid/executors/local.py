@@ -3,7 +3,9 @@
 A fresh process per cell means a crash or an out-of-memory kill in one cell never takes the sweep down, and
 each cell's memory figures are its own. Cells run one at a time, and one per device across every sweep of the
 machine (the cell's process takes its device's lock, devices.py), because they are benchmarks: two at once on
-the same CPU or GPU would measure each other. The cell's process sees the launching shell's GPUs.
+the same CPU or GPU would measure each other. The cell's process sees the launching shell's GPUs (submitit's
+LocalExecutor would hide them: it sets CUDA_VISIBLE_DEVICES to its own, empty, list), restored by the cell's
+process before anything touches CUDA.
 
 Ctrl-C or SIGTERM while a cell runs stops its process, which records itself as interrupted, and the sweep
 raises on (the front door says what happened and exits 130 or 143).
@@ -21,7 +23,7 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig
 
-from molgen_grid.grid.devices import device_lock_holder, gpu_environment, local_device
+from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.state import FAILED, QUEUED, RUNNING, CellState, alive, claimer_alive, recorded_outcome
 from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
@@ -71,16 +73,16 @@ class LocalExecutor:
 
     def _run(self, claim: Claim, events: Events) -> None:
         device = local_device(str(claim.resources.get("device", "auto")))
-        job = replace(claim.job, owner_pid=os.getpid(), device_lock=(str(self.locks), device))
+        job = replace(claim.job, owner_pid=os.getpid(), device_lock=(str(self.locks), device),
+                      environment={"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")})
         holder = device_lock_holder(self.locks, device)
         if holder:
             events.waiting(claim, f"waiting for the {device} (in use by {holder})")
         store = claim.entry.store
         executor = submitit.LocalExecutor(folder=store.dir / "logs")
-        executor.update_parameters(timeout_min=float(claim.resources.get("timeout_min", 120)),
-                                   setup=gpu_environment())
+        executor.update_parameters(timeout_min=float(claim.resources.get("timeout_min", 120)))
         started = time.time()
-        handle = executor.submit(execute, job)
+        handle = start_ignoring_ctrl_c(executor, job)
         store.append_attempt({"update": True, "job_id": str(handle.job_id), "log": str(handle.paths.stdout),
                               "device": device})
         events.started(claim)
@@ -91,6 +93,17 @@ class LocalExecutor:
             record_interruption(store, exc)
             raise
         events.finished(claim, failure, time.time() - started)
+
+
+def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submitit.Job:
+    """Start the cell's process with Ctrl-C ignored by what does not handle it: submitit's controller would
+    print a KeyboardInterrupt traceback on the terminal. The cell's own process handles it (worker.py), and
+    the sweep, which gets it too, stops the controller itself."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return executor.submit(execute, job)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def wait(handle: submitit.Job) -> str | None:

@@ -51,7 +51,7 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
                   + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)" if built.pending else "")
                   + (f", test mode (--limit {limit})" if limit else ""))
     if built.baseline_note:
-        console.print(f"[yellow]{built.baseline_note}: speed-ups are over {built.baseline} instead[/]")
+        console.print(f"[yellow]{built.baseline_note}[/]")
     if built.best is not None:
         console.print(f"best cell: {built.labels[built.best.name]}")
     for text, pairs in built.comparisons.items():

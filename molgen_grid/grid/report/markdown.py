@@ -51,7 +51,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
     if report.baseline is not None:
         base_label = labels[frame["cell"] == report.baseline]
         shown = base_label.iloc[0] if len(base_label) else report.baseline
-        note = f" ({report.baseline_note}: compared with this cell instead)" if report.baseline_note else ""
+        note = f" ({report.baseline_note})" if report.baseline_note else ""
         lines.append(f"Baseline: `{shown}`{note}.")
     if report.best is not None:
         lines += ["", best_line(report)]

@@ -1,0 +1,145 @@
+"""The front door as a new user meets it: interrupts, closed pipes, test mode kept apart and visible, every
+mistake refused before anything runs, and the small truths of what it prints."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, ROOT, Tool, attempts
+
+LONG = [*FAST, "kv_cache=dynamic", "max_new_tokens=800", "repeats=3", "logit_processor=none", "workload=free"]
+
+
+def wait_until_running(tool: Tool, args: list[str], timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        cells = tool.status(*args)["cells"]
+        if cells[0]["state"] == "running":
+            return cells[0]
+        assert time.time() < deadline, cells
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_stops_the_cell_records_it_and_says_so(tool: Tool, signum: int, status: int) -> None:
+    """Ctrl-C reaches the whole foreground process group; SIGTERM (a scheduler, `kill`) only the sweep."""
+    sweep = tool.popen(*LONG)
+    cell = wait_until_running(tool, LONG)
+    if signum == signal.SIGINT:
+        os.killpg(sweep.pid, signum)
+    else:
+        os.kill(sweep.pid, signum)
+    output = sweep.communicate(timeout=120)[0]
+    assert sweep.returncode == status, output
+    lines = [line for line in output.splitlines() if "interrupted" in line]
+    assert lines == [f"molgen-grid: interrupted ({signal.Signals(signum).name}): cell {cell['cell']} stopped and is "
+                     "recorded as interrupted; the next run reruns it"], output
+    assert "Traceback" not in output
+    (after,) = tool.status(*LONG)["cells"]
+    assert after["state"] == "interrupted" and after["reason"].startswith("interrupted by SIG"), after
+    plan = tool.cli("--dry-run", *LONG)
+    assert "(interrupted)" in plan.stdout
+
+
+@pytest.mark.parametrize("args, head", [(["--status", "--json"], "head -c 100"), (["--status"], "head -n 3"),
+                                        (["--dry-run"], "head -n 3")])
+def test_a_closed_pipe_ends_quietly(tool: Tool, args: list[str], head: str) -> None:
+    """`molgen-grid --status --json | head -c 100` on a 576-cell grid: no traceback, status 0."""
+    grid = ["attention=eager,sdpa,sdpa_math", "kv_cache=glob(*)", "template_building=serial,parallel",
+            "tokenizer_cache=none,cached", "logit_processor=glob(*)", "batch_size=1,2"]
+    line = " ".join([sys.executable, "-m", "molgen_grid.cli", *args, *[f"'{g}'" for g in grid]])
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {line} | {head}"], cwd=tool.cwd, env=tool.env(),
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert len(done.stdout) == 100 if head.endswith("100") else done.stdout.count(b"\n") == 3
+
+
+@pytest.mark.slow
+def test_test_mode_is_visible_and_kept_apart(tool: Tool) -> None:
+    tool.cli("--limit", "1", *FAST[1:])
+    plain = tool.cli("--status", *FAST[1:])
+    assert "2 missing" in plain.stdout and "also 2 done with --limit 1" in plain.stdout
+    report = tool.cli("--report", *FAST[1:])
+    assert "0 cells reported" in report.stdout and "their report: --report --limit N" in report.stdout
+    limited = tool.cli("--report", "--limit", "1", *FAST[1:])
+    assert "2 cells reported, test mode (--limit 1)" in limited.stdout
+    out = tool.cwd / "artifacts" / "default" / "limit-1"
+    assert (out / "report.md").read_text().startswith("# default (test mode: --limit 1, 1 molecule per cell)")
+    assert "wrote artifacts/default/limit-1/report.csv" in limited.stdout  # relative to the project
+    index = (tool.cwd / "artifacts" / "README.md").read_text()
+    assert "| default |" in index and "0 of 2" in index  # the map counts full runs only
+    # a full report afterwards leaves the test-mode folder alone, and the other way round
+    tool.cli("--report", *FAST[1:])
+    assert (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["sample_size=abc"], "sample_size='abc' is not allowed: sample_size takes a positive integer or null"),
+    (["batch_size=0"], "batch_size=0 is not allowed: batch_size takes a positive integer"),
+    (["batch_size=4,0"], "batch_size=0 is not allowed"),
+    (["repeats=-1"], "repeats=-1 is not allowed: repeats takes a positive integer"),
+    (["max_new_tokens=0"], "max_new_tokens=0 is not allowed"),
+    (["warmup=-2"], "warmup=-2 is not allowed: warmup takes an integer >= 0"),
+    (["sampling.top_p=1.5"], "sampling.top_p=1.5 is not allowed: sampling.top_p takes a number in (0, 1] or null"),
+    (["workload=fair"], "workload='fair' is not allowed: workload takes one of matched, free"),
+    (["gpu=h100", "gpu.time_min=0"], "gpu.time_min=0 is not allowed: gpu.time_min takes a positive integer"),
+    (["gpu.time_min=30"], "gpu.time_min is a key of gpu=a100, h100, rtx3070, not of gpu=local: choose one of "
+                          "those options"),
+    (["gpu=h100,a100", "gpu.time_min=30"], "while gpu is swept: write ++gpu.time_min=... to add it"),
+    (["kv_cache=statik"], "unknown option kv_cache=statik: did you mean static? choose one of"),
+    (["--report", "--compare", "kv_cache=dynamic:statik"], "--compare 'kv_cache=dynamic:statik': this grid has no "
+                                                           "kv_cache=statik: did you mean static? choose from dynamic, "
+                                                           "static"),
+    (["--report", "--compare", "atention=eager:sdpa"], "atention is not a setting of this grid: did you mean "
+                                                       "attention?"),
+    (["--report", "--heatmap", "attention,nosuch"], "--heatmap: nosuch is not a setting of this grid"),
+    (["grid.artifacts_dir=results"], "grid.artifacts_dir 'results' overlaps the results directory"),
+    (["grid.results_dir=.."], "grid.results_dir '..' climbs out with '..'"),
+    (["grid.results_dir=."], "grid.results_dir '.' is the project directory or one of its parents"),
+    (["grid.stale=maybe"], "grid.stale='maybe': choose one of rerun, keep"),
+])
+def test_every_mistake_is_refused_before_anything_runs(tool: Tool, args: list[str], match: str) -> None:
+    done = tool.cli(*FAST, *args, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("molgen-grid: error: ") and match in lines[0], done.stderr
+    assert not tool.results.exists() or not any(tool.results.rglob("*.json"))
+
+
+def test_singular_and_plural(tool: Tool) -> None:
+    plan = tool.cli("--dry-run", *FAST, "kv_cache=dynamic")
+    assert "experiment default: 1 of 1 cell would run" in plan.stdout
+    status = tool.cli("--status", *FAST, "kv_cache=dynamic")
+    assert "experiment default: 1 cell" in status.stdout and "1 cells" not in status.stdout
+
+
+@pytest.mark.slow
+def test_durations_are_measured_to_a_tenth_of_a_second(tool: Tool) -> None:
+    done = tool.cli(*FAST, "kv_cache=dynamic")
+    (line,) = [line for line in done.stdout.splitlines() if ": ok in " in line]
+    seconds = float(line.split(": ok in ")[1].split("s")[0])
+    summary = json.loads(next(tool.results.rglob("summary.json")).read_text())
+    assert seconds >= summary["finished_at"] - summary["started_at"]
+    assert seconds < (summary["finished_at"] - summary["started_at"]) + 10  # not rounded up to whole seconds
+    assert len(attempts(tool.cell_dirs()[0])) == 1
+
+
+def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
+    env = {**os.environ, "MOLGEN_VENV": str(tmp_path / "venv"), "MOLGEN_TORCH": "torch==0.0.0.1"}
+    done = subprocess.run(["bash", "-c", f"source {ROOT / 'sbatch' / 'venv.sh'} && ensure_venv"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    err = done.stderr
+    assert "molgen-grid:   creating the virtual environment ... done in" in err
+    assert "molgen-grid:   installing torch==0.0.0.1 (alone first: it decides CPU or CUDA) ... failed after" in err
+    assert f"The end of {tmp_path / 'venv'}.install.log:" in err
+    assert err.rstrip().endswith(f"retry with: bash sbatch/run.sh (from {ROOT})")
+    assert not (tmp_path / "venv" / ".installed").exists()
