@@ -16,7 +16,7 @@ from conftest import FAST, ROOT, Tool
 pytestmark = pytest.mark.slow
 #: What cannot run on a CPU-only machine without flash-attn, and must say why. Any other `unsupported` fails.
 UNSUPPORTED_HERE = {
-    ("attention", "flash_attention_2"): "FlashAttention2",
+    ("attention", "flash_attention_2"): "FlashAttention-2 runs in float16 or bfloat16 only",
     ("attention", "sdpa_cudnn"): "No viable backend",
     ("attention", "sdpa_efficient"): "No viable backend",
 }
@@ -33,9 +33,15 @@ def option_file(axis: str, option: str) -> dict[str, Any]:
 
 
 def check_attention(option: str, summary: dict) -> None:
-    conf = option_file("attention", option)
-    assert summary["applied"]["attention"] == conf["implementation"]
-    assert summary["applied"]["sdpa_backend"] == conf["sdpa_backend"]
+    conf, applied = option_file("attention", option), summary["applied"]
+    forced = conf["sdpa_backend"]
+    assert applied["attention"] == ("sdpa_forced" if forced else conf["implementation"])
+    assert applied["sdpa_backend"] == forced
+    if conf["implementation"] == "eager":
+        assert applied["sdpa_backend_ran"] is None  # no SDPA call at all
+    elif forced:  # torch's dispatcher, asked with the cell's own tensors, picks the forced backend
+        member = {"flash": "FLASH_ATTENTION", "math": "MATH"}[forced]
+        assert applied["sdpa_backend_ran"] == {"prefill": member, "decode": member}
 
 
 def check_kv_cache(option: str, summary: dict) -> None:

@@ -150,3 +150,19 @@ def test_group_scoped_key_of_another_option(tmp_path) -> None:
         spec.cell(["gpu.only_here=2"])
     added = spec.cell(["++gpu.only_here=2"])
     assert "++gpu.only_here=2" in added.overrides
+
+
+def test_nested_keys_of_how_a_cell_runs_stay_out_of_the_fingerprint(spec: GridSpec, tmp_path) -> None:
+    """`hang.factor` lives in the primary config: a guard of how long a cell may take, not what it measures."""
+    cell = spec.cell(["hang.factor=3"])
+    assert cell.name == spec.cell([]).name and cell.run_overrides == ["++hang.factor=3"]
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    edited = (conf / "config.yaml").read_text().replace("  factor: 10", "  factor: 20")
+    (conf / "config.yaml").write_text(edited.replace("repeats: 5", "repeats: 6"))
+    other = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
+    before, after = spec.fingerprint_config(spec.cell([])), other.fingerprint_config(other.cell([]))
+    assert "factor: 20" in edited and before["config.yaml"] != after["config.yaml"]  # repeats is identity
+    (conf / "config.yaml").write_text(edited)  # the factor alone
+    alone = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
+    assert alone.fingerprint_config(alone.cell([])) == before

@@ -12,24 +12,20 @@ and beam search alike; transformers' automatic compile (CUDA only, and never in 
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from transformers import CompileConfig, LogitsProcessorList, StaticCache, StoppingCriteriaList
 
+from molgen_grid.bench.attention import sdpa_backend
 from molgen_grid.bench.constraints import make_processor
 from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.measure import StepClock
 from molgen_grid.bench.templates import Template
 from molgen_grid.bench.workload import Batch
-from molgen_grid.errors import InputError
 
-#: `attention.sdpa_backend` values: short names, or torch's SDPBackend member names in any case.
-SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION",
-                 "math": "MATH"}
 #: The sampling settings generate() received, read back from its generation config and warpers.
 GENERATION_KEYS = ("do_sample", "num_beams", "temperature", "top_p", "min_p", "max_new_tokens", "min_new_tokens")
 
@@ -42,21 +38,6 @@ def sampling_kwargs(sampling: Any) -> dict[str, Any]:
 def count_generated(new_tokens: list[list[int]], eos: int) -> list[int]:
     """Generated tokens per row, up to and including its first EOS: never the padding after it."""
     return [row.index(eos) + 1 if eos in row else len(row) for row in new_tokens]
-
-
-@contextlib.contextmanager
-def sdpa_backend(name: str | None) -> Iterator[None]:
-    """Force one SDPA backend (the sdpa_* attention options); no backend named: PyTorch chooses."""
-    if name is None:
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    member = SDPA_BACKENDS.get(str(name).lower(), str(name).upper())
-    if member not in SDPBackend.__members__:
-        raise InputError(f"attention.sdpa_backend {name!r} is unknown: use one of {', '.join(SDPA_BACKENDS)} or null")
-    with sdpa_kernel(getattr(SDPBackend, member)):
-        yield
 
 
 class DecodeStepCompiler:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from molgen_grid.bench.attention import implementation
 from molgen_grid.bench.tokenizer import build_tokenizer
 from molgen_grid.errors import InputError
 
@@ -101,7 +102,7 @@ def load(model_cfg: Any, attention_cfg: Any, device: torch.device, dtype: torch.
     else:
         model_dir = _directory("model.path", model_cfg.path)
         tokenizer_dir = _directory("model.tokenizer_path", model_cfg.get("tokenizer_path") or model_cfg.path)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=str(attention_cfg.implementation),
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=implementation(attention_cfg),
                                                  dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
     if tokenizer.pad_token is None:

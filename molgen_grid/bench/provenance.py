@@ -11,6 +11,8 @@ import rdkit
 import torch
 import transformers
 
+from molgen_grid.bench.versions import library_versions
+
 
 def gpu_driver() -> str | None:
     """The NVIDIA driver's version (one per host: the first GPU's line), or None when nvidia-smi cannot say."""
@@ -43,4 +45,5 @@ def provenance(device: torch.device) -> dict[str, str | None]:
         "gpu_driver": gpu_driver() if cuda else None,
         "cudnn": None if cudnn is None else str(cudnn),
         "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(device))) if cuda else None,
+        "flash_attn": library_versions()["flash-attn"],
     }

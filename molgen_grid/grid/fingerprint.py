@@ -79,8 +79,11 @@ def code_closure(task: str) -> dict[str, str]:
     imports, directly or not (the project package is the task's top-level package)."""
     root_name = task.split(".")[0]
     root_spec = importlib.util.find_spec(root_name)
-    if root_spec is None or not root_spec.submodule_search_locations:
-        raise ValueError(f"grid.task {task!r}: {root_name} is not a package")
+    if root_spec is None or root_spec.origin is None:
+        raise ValueError(f"grid.task {task!r}: {root_name} cannot be found")
+    if not root_spec.submodule_search_locations:  # a task in a top-level module of its own
+        origin = Path(root_spec.origin)
+        return {origin.name: code_hash(origin)}
     root = Path(list(root_spec.submodule_search_locations)[0]).resolve()
 
     def file_of(name: str) -> tuple[Path, bool] | None:

@@ -101,9 +101,14 @@ class GridSpec:
         if path not in self._file_hash:
             cfg = self.config_file(path) or OmegaConf.create()
             group = path.split("/")[0] if "/" in path else None
-            dropped = {k.partition(".")[2] if group and k.startswith(group + ".") else k for k in self.not_identity}
-            kept = [k for k in cfg.keys() if k not in NOT_CELL_SECTIONS and k not in dropped]
-            self._file_hash[path] = digest(OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, kept)))
+            kept = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in NOT_CELL_SECTIONS])
+            for key in self.not_identity:
+                relative = key.partition(".")[2] if group and key.startswith(group + ".") else key
+                parent, _, leaf = relative.rpartition(".")
+                node = OmegaConf.select(kept, parent) if parent else kept
+                if OmegaConf.is_dict(node) and leaf in node:
+                    del node[leaf]
+            self._file_hash[path] = digest(OmegaConf.to_yaml(kept))
         return self._file_hash[path]
 
     def fingerprint_config(self, cell: Cell) -> dict[str, str]:

@@ -177,7 +177,21 @@ def _run(job: CellJob, store: CellStore) -> str:
     code = code_closure(job.task)  # the code that runs, as it is now (a queued job may start after an edit)
     config = compose_config(job)
     atomic_write_text(store.path(CONFIG), OmegaConf.to_yaml(config))
-    outcome = load(job.task)(OmegaConf.create(config), cpus=available_cpus())
+
+    def give_up(reason: str, detail: str) -> None:
+        """The cell's code says, from any thread, that the cell cannot run here (it hangs): record it as
+        unsupported and end the process at once, cleanly, so that no executor runs it again."""
+        record(job, store, config, code, started, {"status": "unsupported", "reason": reason, "detail": detail,
+                                                   "metrics": {}, "quality": {}})
+        os._exit(0)
+
+    outcome = load(job.task)(OmegaConf.create(config), cpus=available_cpus(), give_up=give_up)
+    return record(job, store, config, code, started, outcome)
+
+
+def record(job: CellJob, store: CellStore, config: dict[str, Any], code: dict[str, str], started: float,
+           outcome: dict[str, Any]) -> str:
+    """Write the cell's results and, last, its summary (atomically, durably); returns its status."""
     status = outcome.pop("status", None)
     if status not in ("ok", "unsupported"):
         raise ValueError(f"{job.task} returned status {status!r}: expected 'ok' or 'unsupported'")

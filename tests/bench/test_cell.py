@@ -116,10 +116,18 @@ def test_invalid_rows_are_told_in_the_warnings(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("attention.implementation=flash_attention_2", "FlashAttention2"),
+    ("attention.implementation=flash_attention_2", "FlashAttention-2 runs in float16 or bfloat16 only; this cell's "
+                                                   "model runs in float32"),
     ("attention.sdpa_backend=cudnn", "backend"),
 ])
 def test_combinations_that_cannot_run_are_unsupported(override: str, message: str) -> None:
     cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1", override)
     out = run_cell(cfg, cpus=1)
     assert out["status"] == "unsupported" and message in out["reason"] and "\n" not in out["reason"]
+
+
+def test_flash_attention_2_in_half_precision_without_flash_attn_says_so() -> None:
+    cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1", "model.dtype=bfloat16",
+                  attention="flash_attention_2")
+    out = run_cell(cfg, cpus=1)
+    assert out["status"] == "unsupported" and "FlashAttention2" in out["reason"], out["reason"]

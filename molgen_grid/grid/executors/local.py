@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.state import FAILED, QUEUED, RUNNING, CellState, alive, claimer_alive, recorded_outcome
-from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
+from molgen_grid.grid.store import ERROR, SUMMARY, CellStore, atomic_write_json
 from molgen_grid.grid.worker import error_record, execute
 
 NAME = "local"
@@ -87,12 +87,12 @@ class LocalExecutor:
                               "device": device})
         events.started(claim)
         try:
-            failure = wait(handle)
+            wait(handle)
         except BaseException as exc:
             stop(handle)
             record_interruption(store, exc)
             raise
-        events.finished(claim, failure, time.time() - started)
+        events.finished(claim, outcome(store), time.time() - started)
 
 
 def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submitit.Job:
@@ -106,18 +106,22 @@ def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submiti
         signal.signal(signal.SIGINT, previous)
 
 
-def wait(handle: submitit.Job) -> str | None:
-    """Wait for the cell's process, polled finely; None when it succeeded, else the reason it failed."""
+def wait(handle: submitit.Job) -> None:
+    """Wait for the cell's process, polled finely (submitit's own wait sleeps whole seconds)."""
     while not handle.done():
         time.sleep(POLL_S)
-    try:
-        handle.result()
-    except submitit.core.utils.FailedJobError as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        return lines[-1] if lines else "failed"
-    except submitit.core.utils.UncompletedJobError as exc:
-        return f"killed: {str(exc).splitlines()[0]}"
-    return None
+
+
+def outcome(store: CellStore) -> str | None:
+    """How the cell's process ended, from what it recorded (a process that gives up, e.g. on a hang, exits at
+    once and leaves submitit no result): None when it wrote its summary, else the reason it failed."""
+    attempt = (store.attempts() or [{}])[-1]
+    summary, error = store.path(SUMMARY), store.error()
+    if summary.exists() and summary.stat().st_mtime >= attempt.get("when", 0):
+        return None
+    if error is not None and error.get("when", 0) >= attempt.get("when", 0):
+        return error.get("reason") or error.get("message") or "failed"
+    return "killed: the cell's process ended without a summary or an error record (see its log)"
 
 
 def stop(handle: submitit.Job) -> None:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The first GPU run, before a lab's real grid: attention x kv_cache x logit_processor (84 cells, 2 molecules
+# each) on CUDA, then the table of what ran, what did not and why (the investigation seed's table).
+#
+#   bash benchmarks/gpu_smoke.sh                 on a machine with a GPU (gpu=local)
+#   bash benchmarks/gpu_smoke.sh gpu=h100        on one node of the cluster's h100 partition (job arrays)
+#
+# Extra arguments are overrides (e.g. gpu.time_min=60). The report lands in artifacts/gpu_smoke/limit-2/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source sbatch/venv.sh
+ensure_venv
+slurm=no
+for arg in "$@"; do case "$arg" in gpu=local) ;; gpu=*) slurm=yes ;; esac; done
+if [ "$slurm" = no ] && ! "$MOLGEN_VENV/bin/python" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  echo "gpu_smoke: no CUDA device here (torch $("$MOLGEN_VENV/bin/python" -c 'import torch; print(torch.__version__)')):" \
+       "run it on a GPU machine, or on the cluster with gpu=h100" >&2
+  exit 2
+fi
+wait_flag=()
+[ "$slurm" = yes ] && wait_flag=(--wait)
+bash sbatch/run.sh --experiment gpu_smoke --limit 2 "${wait_flag[@]}" "$@" || true  # failed cells are results too
+bash sbatch/run.sh --experiment gpu_smoke --report --limit 2 "$@" >/dev/null
+sed -n '/^| cell/,/^$/p' artifacts/gpu_smoke/limit-2/report.md

@@ -1,0 +1,159 @@
+"""Timed passes over a cell's batches, and the warm-up that comes before them.
+
+A pass is the whole constrained-generation loop the public runner timed, batch by batch: template building,
+the logit processor's construction and generate(). Warm-up runs every distinct batch shape (so no compile,
+recompile or cache allocation lands in a timed pass) and, on its first round, each shape's first steps outside
+generate() (first_steps.py: finite scores on every row, the SDPA backend that runs). A watchdog bounds every
+pass: warm-up by `hang.warmup_s`, each timed pass by `hang.factor` times what warm-up says a pass takes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from molgen_grid.bench.encoding import prompt
+from molgen_grid.bench.first_steps import first_steps, judge
+from molgen_grid.bench.generate import BatchRun, Generator
+from molgen_grid.bench.templates import TokenizerCache, build_templates
+from molgen_grid.bench.watchdog import Watchdog
+from molgen_grid.bench.workload import Batch, Workload
+
+
+@dataclass
+class Pass:
+    """One pass over some batches: the figures of one repeat (or one warm-up round), and its generations."""
+
+    cache: TokenizerCache
+    rows: int = 0
+    generated_tokens: int = 0
+    generate_s: float = 0.0
+    #: Per batch: the generate() call's seconds, time to first token and decoding steps.
+    calls: list[tuple[float, float | None, int]] = field(default_factory=list)
+    template_s: float = 0.0
+    build_s: float = 0.0
+    chars: int = 0
+    pass_s: float = 0.0
+    texts: list[str] = field(default_factory=list)
+    tokens_per_row: list[int] = field(default_factory=list)
+    applied: dict[str, Any] = field(default_factory=dict)
+    template_workers: int = 1
+    template_threads: int = 0
+
+    @property
+    def decode_steps(self) -> int:
+        return sum(steps for _, _, steps in self.calls)
+
+    def figures(self) -> dict[str, float | None]:
+        ttfts = [ttft for _, ttft, _ in self.calls]
+        ttft = None if not ttfts or None in ttfts else sum(ttfts)
+        decode_s = None if ttft is None else self.generate_s - ttft
+        # Every step after each call's first token: prefill apart, rows that ended early still occupy the batch.
+        later_steps = sum(steps - 1 for _, _, steps in self.calls)
+        return {
+            "generated_tokens": self.generated_tokens,
+            "decode_steps": self.decode_steps,
+            "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s > 0 else None,
+            "decode_tokens_per_s": (self.generated_tokens - self.rows) / decode_s if decode_s else None,
+            "ttft_s": None if ttft is None else ttft / len(ttfts),
+            "step_ms": 1000 * decode_s / later_steps if decode_s is not None and later_steps else None,
+            # The public smoke runner's figure: every character of prompt and output over the whole loop.
+            "chars_per_s": self.chars / self.pass_s if self.pass_s > 0 else None,
+            "template_s": self.template_s,
+            "tokenize_s": self.cache.seconds,
+            "processor_build_s": self.build_s,
+            "pass_s": self.pass_s,
+        }
+
+    def add(self, batch: Batch, run: BatchRun, template_s: float) -> None:
+        self.rows += len(batch.smiles)
+        self.template_s += template_s
+        self.build_s += run.build_s
+        self.generate_s += run.seconds
+        self.calls.append((run.seconds, run.ttft_s, run.steps))
+        self.generated_tokens += sum(run.tokens_per_row)
+        self.chars += sum(len(prompt(s)) + len(t) for s, t in zip(batch.smiles, run.texts))
+        self.texts += run.texts
+        self.tokens_per_row += run.tokens_per_row
+        self.applied = run.applied
+
+
+def run_pass(generator: Generator, batches: list[Batch] | tuple[Batch, ...], cfg: Any, workers: int) -> Pass:
+    """Template building, the processor and generation for every batch, timed as the public runner's loop was."""
+    torch.manual_seed(int(cfg.seed))
+    constrained = cfg.logit_processor.kind != "none"
+    result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
+    started = time.perf_counter()
+    for batch in batches:
+        built = build_templates(list(batch.smiles), generator.tokenizer, result.cache, workers) if constrained \
+            else None
+        if built is not None:
+            result.template_workers, result.template_threads = built.workers, max(result.template_threads,
+                                                                                   built.threads)
+        result.add(batch, generator.run(batch, built.templates if built else None), built.seconds if built else 0.0)
+    result.pass_s = time.perf_counter() - started
+    return result
+
+
+def compiled_frames() -> int:
+    """Frames torch.compile has compiled in this process so far (a recompile is one more)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["frames"]["total"])
+
+
+@dataclass
+class WarmUp:
+    #: The compile's seconds (each shape's first call minus a warm call of it), None when nothing compiles.
+    compile_s: float | None = None
+    #: What a timed pass should take, from warm-up's calls (None without warm-up).
+    pass_estimate_s: float | None = None
+    #: The SDPA backend torch picked at the first prefill and decode step.
+    backends: dict[str, str] = field(default_factory=dict)
+
+
+def check_first_steps(generator: Generator, shapes: list[Batch], cfg: Any) -> dict[str, str]:
+    """Each shape's first steps: finite scores on every row (else the cell stops), and the backend that runs."""
+    forward = generator.compiler.eager if generator.compiler is not None else generator.model.forward
+    backends: dict[str, str] = {}
+    for batch in shapes:
+        steps = first_steps(forward, generator.encode(batch.smiles), generator.sdpa_backend)
+        judge(steps, len(batch.smiles), str(cfg.numerics),
+              f"attention {generator.model.config._attn_implementation}, {generator.model.dtype}")
+        backends = backends or steps.backends
+    return backends
+
+
+def warm_up(generator: Generator, workload: Workload, cfg: Any, workers: int, watchdog: Watchdog) -> WarmUp:
+    """Check every distinct batch shape's first steps, then run each `cfg.warmup` times; with a compiled decode
+    step, a second call of each shape gives the compile's own seconds."""
+    shapes, result = workload.distinct(), WarmUp()
+    with watchdog.guard(float(cfg.hang.warmup_s), "warm-up"):
+        result.backends = check_first_steps(generator, shapes, cfg)  # cheap, and never skipped
+        if int(cfg.warmup) < 1:
+            return result
+        calls = []
+        for _ in range(int(cfg.warmup)):
+            calls.append(run_pass(generator, shapes, cfg, workers).calls)
+        if generator.compiler is not None:
+            again = run_pass(generator, shapes, cfg, workers).calls
+            result.compile_s = sum(max(0.0, first - warm) for (first, _, _), (warm, _, _) in zip(calls[0], again))
+    warm_calls = [seconds for seconds, _, _ in calls[-1]]
+    result.pass_estimate_s = sum(warm_calls) / len(warm_calls) * len(workload.batches)
+    return result
+
+
+def timed_passes(generator: Generator, workload: Workload, cfg: Any, workers: int, watchdog: Watchdog,
+                 estimate_s: float | None) -> list[Pass]:
+    """`cfg.repeats` passes over every batch, each bounded by `hang.factor` times the expected pass (at least
+    `hang.min_s`); without warm-up the first pass is bounded by `hang.warmup_s` and sets the estimate."""
+    passes: list[Pass] = []
+    for index in range(int(cfg.repeats)):
+        budget = float(cfg.hang.warmup_s) if estimate_s is None else max(float(cfg.hang.min_s),
+                                                                        float(cfg.hang.factor) * estimate_s)
+        with watchdog.guard(budget, f"timed pass {index + 1} of {int(cfg.repeats)}"):
+            passes.append(run_pass(generator, workload.batches, cfg, workers))
+        estimate_s = estimate_s if estimate_s is not None else passes[-1].pass_s
+    return passes
