@@ -1,17 +1,19 @@
 """What a logit processor costs per decoding step, measured at equal work beside the unconstrained baseline.
 
-One batch of the default molecules (cdk2) runs through generate() with each processor kind and with none, all
-at the same decode steps (`workload=matched`: the unconstrained batch runs its constrained twin's steps), on
-the embedded model, in one process, interleaved (none, python, tensor, ... then again) so that the machine's
-drift hits every kind alike. Prints each kind's median milliseconds per decode step over the rounds, its
-spread, and its ratio to `none`.
+One batch of the default molecules (cdk2) runs through generate() with each processor kind and with none, on
+the embedded model, in one process, interleaved (none, python, tensor, grammar, then again) so that the
+machine's drift hits every kind alike, all at the same decode steps: the unconstrained batch runs exactly its
+constrained twin's steps (`workload=matched`), the template processors end there too, and the grammar (whose
+numbers vary in length) is stopped there if its rows have not ended. Prints each kind's median milliseconds per decode step over the rounds (prefill apart), its spread, its
+steps, and its ratio to `none`.
 
-    .venv/bin/python benchmarks/processor_overhead.py [--batch 16] [--rounds 7] [--kinds none,python,tensor]
+    .venv/bin/python benchmarks/processor_overhead.py [--batch 16] [--rounds 7] [--kinds none,python,tensor,grammar]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,23 +23,22 @@ from molgen_grid.bench.data import load_molecules
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.model import load
 from molgen_grid.bench.templates import TokenizerCache, build_templates
-from molgen_grid.bench.workload import plan_workload
+from molgen_grid.bench.workload import Batch, plan_workload
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def step_ms(generator: Generator, kind: str, workload, templates) -> float:
+def step_ms(generator: Generator, kind: str, batch: Batch, templates: list) -> tuple[float, int]:
     generator.logit_processor = kind
-    batch = workload.batches[0]
     run = generator.run(batch, templates if kind != "none" else None)
-    return 1000 * (run.seconds - run.ttft_s) / (run.steps - 1)
+    return 1000 * (run.seconds - run.ttft_s) / (run.steps - 1), run.steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--kinds", default="none,python,tensor")
+    parser.add_argument("--kinds", default="none,python,tensor,grammar")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     kinds = args.kinds.split(",")
@@ -46,23 +47,28 @@ def main() -> None:
         cfg = compose("config", overrides=["workload=matched", f"batch_size={args.batch}"])
     model, tokenizer = load(cfg.model, cfg.attention, torch.device("cpu"), torch.float32)
     smiles = load_molecules(str(cfg.data.path), sample_size=args.batch).smiles
-    workload = plan_workload(smiles, args.batch, tokenizer, "python", "matched", int(cfg.max_new_tokens))
+    twin = plan_workload(smiles, args.batch, tokenizer, "none", "matched", int(cfg.max_new_tokens)).batches[0]
+    # Every kind at the unconstrained twin's steps: `none` runs exactly them, the template processors end there,
+    # the grammar (whose numbers vary in length) is stopped there if its rows have not ended.
+    batches = {kind: twin if kind == "none" else replace(twin, min_new_tokens=None) for kind in kinds}
     templates = build_templates(smiles, tokenizer, TokenizerCache(False), workers=1).templates
-    generator = Generator(model, tokenizer, cfg, torch.device("cpu"), workload.cache_length)
+    generator = Generator(model, tokenizer, cfg, torch.device("cpu"), max(
+        b.prompt_length + b.max_new_tokens for b in batches.values()))
     for kind in kinds:  # warm-up: one call of each kind
-        step_ms(generator, kind, workload, templates)
+        step_ms(generator, kind, batches[kind], templates)
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    steps: dict[str, int] = {}
     for _ in range(args.rounds):
         for kind in kinds:
-            times[kind].append(step_ms(generator, kind, workload, templates))
+            milliseconds, steps[kind] = step_ms(generator, kind, batches[kind], templates)
+            times[kind].append(milliseconds)
     base = statistics.median(times["none"]) if "none" in times else None
-    batch = workload.batches[0]
-    print(f"batch {len(batch.smiles)}, {batch.max_new_tokens} decode steps per call, {args.rounds} interleaved "
-          f"rounds, {torch.get_num_threads()} threads")
+    print(f"batch {len(smiles)} (cdk2), {args.rounds} interleaved rounds, {torch.get_num_threads()} threads")
     for kind in kinds:
         median = statistics.median(times[kind])
         ratio = f"  {median / base:.3f}x none" if base else ""
-        print(f"{kind:>8}: {median:.3f} ms/step (min {min(times[kind]):.3f}, max {max(times[kind]):.3f}){ratio}")
+        print(f"{kind:>8}: {median:.3f} ms/step (min {min(times[kind]):.3f}, max {max(times[kind]):.3f}), "
+              f"{steps[kind]} steps{ratio}")
 
 
 if __name__ == "__main__":

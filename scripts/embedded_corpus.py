@@ -10,16 +10,16 @@ before it is written, which removes the rotation the model could not predict any
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from rdkit import Chem, RDConfig
-from rdkit.Chem import AllChem, rdMolTransforms
+from rdkit.Chem import rdMolTransforms
 
 from molgen_grid.bench.data import load_molecules, records, resolve_path
 from molgen_grid.bench.encoding import (CONFORMER_CLOSE, CONFORMER_OPEN, SMILES_CLOSE, SMILES_OPEN, canonical_of,
-                                        encode, quiet_rdkit)
+                                        encode)
+from molgen_grid.bench.etkdg import etkdg_conformers, seed_of
 
 HELD_OUT = "rdkit:Fastcluster/testdata/cdk2.sdf"
 #: 3D files whose own conformers are used (hydrogens included in the files).
@@ -81,7 +81,7 @@ def select_molecules(sources: tuple[str, ...] = (*SDF_SOURCES, *SMILES_SOURCES))
     for source in sources:
         tally = dict.fromkeys(("rows", "unparsable", "multi_fragment", "size_out_of_range", "duplicate",
                                "held_out", "kept"), 0)
-        for mol in records(resolve_path(source), "smiles"):
+        for _, _, mol in records(resolve_path(source), "smiles"):
             tally["rows"] += 1
             reason = _rejection(mol, held_out, seen)
             tally[reason] += 1
@@ -108,13 +108,8 @@ def _rejection(mol: Chem.Mol | None, held_out: set[str], seen: set[str]) -> str:
     return "kept"
 
 
-def stable_int(*parts: object) -> int:
-    """A 31-bit integer from a hash of `parts`: the same in every process and on every run."""
-    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest(), 16) % (2 ** 31)
-
-
 def is_validation(smiles: str) -> bool:
-    return stable_int("split", smiles) % 1000 < VALIDATION_PER_MILLE
+    return seed_of("split", smiles) % 1000 < VALIDATION_PER_MILLE
 
 
 def text_of(heavy: Chem.Mol, conf_id: int) -> str:
@@ -126,21 +121,10 @@ def text_of(heavy: Chem.Mol, conf_id: int) -> str:
 
 def etkdg_texts(job: tuple[str, int, int, bool]) -> list[str]:
     """`conformers` ETKDGv3 conformers of one SMILES (MMFF-optimised when asked and possible), as texts; none when
-    embedding fails."""
+    embedding fails (counted as an embedding failure)."""
     smiles, seed, conformers, mmff = job
-    with quiet_rdkit():
-        mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-        params = AllChem.ETKDGv3()
-        params.randomSeed = seed
-        try:
-            ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=conformers, params=params))
-        except RuntimeError:
-            # RDKit's bounds-matrix invariant fails on a few odd molecules (counted as embedding failures).
-            return []
-        if ids and mmff and AllChem.MMFFHasAllMoleculeParams(mol):
-            AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=500)
-        heavy = Chem.RemoveHs(mol)
-        return [text_of(heavy, conf_id) for conf_id in ids]
+    heavy = etkdg_conformers(smiles, conformers, seed, mmff)
+    return [] if heavy is None else [text_of(heavy, c.GetId()) for c in heavy.GetConformers()]
 
 
 def sdf_texts(mol: Chem.Mol) -> list[str]:
@@ -153,7 +137,7 @@ def build_corpus(selection: Selection, seed: int, conformers: int, mmff: bool, w
     ETKDG runs in `workers` processes; `imap` keeps file order, and each molecule's seed depends only on
     `seed` and its SMILES, so the corpus does not depend on the number of workers.
     """
-    jobs = [(m.smiles, stable_int(seed, m.smiles), conformers, mmff) for m in selection.molecules if m.mol is None]
+    jobs = [(m.smiles, seed_of(seed, m.smiles), conformers, mmff) for m in selection.molecules if m.mol is None]
     with Pool(workers) as pool:
         embedded = iter(pool.imap(etkdg_texts, jobs, chunksize=16))
         texts = [sdf_texts(m.mol) if m.mol is not None else next(embedded) for m in selection.molecules]

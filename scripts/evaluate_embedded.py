@@ -29,15 +29,17 @@ from typing import Any
 
 import torch
 from rdkit import Chem
-from rdkit.Chem import AllChem, rdDepictor
+from rdkit.Chem import rdDepictor
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embedded_corpus import HELD_OUT, stable_int
+from embedded_corpus import HELD_OUT
 from molgen_grid.bench.constraints import make_processor
 from molgen_grid.bench.data import Molecules, load_molecules
-from molgen_grid.bench.generate import count_generated, prompt
+from molgen_grid.bench.encoding import prompt
+from molgen_grid.bench.etkdg import etkdg_conformers, seed_of
+from molgen_grid.bench.generate import count_generated
 from molgen_grid.bench.templates import TokenizerCache, build_template
 from molgen_grid.bench.validate import best_rms, check_generation, quality, rmsd_quality
 
@@ -97,17 +99,6 @@ def best_to_references(mol: Chem.Mol, references: list[Chem.Mol]) -> float | Non
     return min(known) if known else None
 
 
-def etkdg_conformer(smiles: str, seed: int) -> Chem.Mol | None:
-    """One ETKDGv3 + MMFF conformer, heavy atoms only (the corpus's recipe); None when embedding fails."""
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
-    params.randomSeed = stable_int(seed, smiles)
-    if AllChem.EmbedMolecule(mol, params) < 0:
-        return None
-    AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
-    return Chem.RemoveHs(mol)
-
-
 def flat_conformer(smiles: str) -> Chem.Mol:
     """RDKit's 2D depiction as a conformer with z = 0: what a model that learned no 3D at all could write."""
     mol = Chem.MolFromSmiles(smiles)
@@ -119,7 +110,7 @@ def baselines(data: Molecules, seed: int) -> dict[str, Any]:
     """RMSD to the cdk2 references of an ETKDG conformer (the yardstick) and of a flat 2D depiction (the floor)."""
     etkdg, flat = [], []
     for smiles in data.smiles:
-        conformer = etkdg_conformer(smiles, seed)
+        conformer = etkdg_conformers(smiles, 1, seed_of(seed, smiles))
         etkdg.append(None if conformer is None else best_to_references(conformer, data.references[smiles]))
         flat.append(best_to_references(flat_conformer(smiles), data.references[smiles]))
     return {"etkdg_mmff_rmsd_A": spread([r for r in etkdg if r is not None]),

@@ -1,7 +1,6 @@
 """Against the real local Slurm cluster (sbatch/test-cluster.sh): partitions, arrays, faults, accounting down."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -32,12 +32,8 @@ class Project:
             "    return {**library_versions(), 'torch': os.environ.get('FAKE_TORCH', '2.13.0')}\n")
         self.data = base / "mols.smi"
         self.data.write_text("CCO ethanol\n")
-        from molgen_grid.bench.model import embedded_dir
-        from omegaconf import OmegaConf
-
-        tiny = OmegaConf.load(ROOT / "conf" / "model" / "tiny.yaml")
         self.model = base / "model"
-        shutil.copytree(embedded_dir(OmegaConf.to_container(tiny.embedded)), self.model)
+        shutil.copytree(ROOT / "molgen_grid" / "bench" / "embedded_model", self.model)
         self.args = [*FAST, "kv_cache=dynamic", f"data.path={self.data}", f"model.path={self.model}",
                      "grid.versions=versions_hook.versions"]
         self.tool = Tool(base / "work")

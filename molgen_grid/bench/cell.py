@@ -9,6 +9,7 @@ the library's own reason, a result of the study as in the seeds' tables.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 import warnings
 from typing import Any
@@ -18,6 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from molgen_grid.bench import attention, machine
 from molgen_grid.bench.data import existing_file, invalid_rows_warning, load_molecules
+from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
 from molgen_grid.bench.model import checkpoint_files, load, resolve_device, resolve_dtype
@@ -165,10 +167,21 @@ def applied(cfg: Any, generator: Generator, last: Pass, warm: Any, device: torch
 
 
 def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> dict[str, Any]:
-    """The quality block and each generation, decoded and checked against its prompt and references."""
+    """The quality block and each generation, decoded and checked against its prompt and references; with
+    `evaluation.etkdg_reference`, RDKit's conformers of the same molecules scored the same way beside them."""
+    threshold = float(cfg.evaluation.rmsd_threshold_A)
     checks = [check_generation(s, t) for s, t in zip(rows, last.texts)]
-    min_rmsd, rmsd = rmsd_quality(rows, checks, molecules.references, float(cfg.evaluation.rmsd_threshold_A))
+    min_rmsd, rmsd = rmsd_quality(rows, checks, molecules.references, threshold)
     generations = [{"smiles": s, "text": t, "generated_tokens": n, "valid": c.valid, "issue": c.issue,
                     "detail": c.detail, "min_rmsd_A": r}
                    for s, t, n, c, r in zip(rows, last.texts, last.tokens_per_row, checks, min_rmsd)]
-    return {"quality": quality(checks, rmsd), "generations": generations}
+    block = quality(checks, {**rmsd, "median_min_rmsd_A": median_of(min_rmsd)})
+    if cfg.evaluation.get("etkdg_reference"):
+        block["reference_point"] = reference_point(molecules.smiles, int(cfg.num_generations), molecules.references,
+                                                   threshold, int(cfg.seed))
+    return {"quality": block, "generations": generations}
+
+
+def median_of(values: list[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.median(found) if found else None

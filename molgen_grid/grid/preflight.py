@@ -6,7 +6,6 @@ problem and the fix, and a non-zero exit, before anything is composed, launched 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from hydra import initialize_config_dir

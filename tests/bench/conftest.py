@@ -20,24 +20,16 @@ def compose(*overrides: str, **choices: str) -> DictConfig:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One embedded-model cache for the whole session, outside the user's home.
-
-    Torch runs on one thread here: these tests check behaviour, not speed, and torch's spinning worker threads
-    slow down many times over when the machine is shared with other test runs.
-    """
+def one_thread() -> None:
+    """Torch runs on one thread here: these tests check behaviour, not speed, and torch's spinning worker
+    threads slow down many times over when the machine is shared with other test runs."""
     import torch
 
     torch.set_num_threads(1)
-    path = tmp_path_factory.mktemp("models")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MOLGEN_GRID_CACHE", str(path))
-    yield path
-    patch.undo()
 
 
 @pytest.fixture(scope="session")
-def tiny(model_cache: Path) -> tuple[Any, Any]:
+def tiny() -> tuple[Any, Any]:
     """The embedded tiny model and its character tokenizer, loaded as a cell loads them."""
     import torch
 

@@ -9,24 +9,27 @@ from typing import Any
 import pytest
 import torch
 
-from molgen_grid.bench.model import embedded_dir, load, resolve_dtype
+from molgen_grid.bench.model import EMBEDDED, checkpoint_files, load, resolve_dtype
+from molgen_grid.bench.tokenizer import build_tokenizer
 from molgen_grid.bench.preflight import check_inputs
 from molgen_grid.errors import InputError
 
 from .conftest import compose
 
 
-def test_embedded_model_is_cached_and_deterministic(tiny: tuple[Any, Any], model_cache: Path) -> None:
+def test_the_embedded_model_ships_and_loads_like_a_checkpoint(tiny: tuple[Any, Any]) -> None:
     cfg = compose()
-    directory = embedded_dir(dict(cfg.model.embedded))
-    assert directory.parent == model_cache and (directory / "config.json").is_file()
-    assert [p.name for p in model_cache.iterdir() if p.name.startswith(".")] == []  # no staging left behind
     model, tokenizer = tiny
     assert tokenizer.padding_side == "left" and model.config.vocab_size == len(tokenizer)
-    # A local checkpoint (here the cached one) takes the same path and has the same weights.
-    again, _ = load(compose(f"model.path={directory}").model, cfg.attention, torch.device("cpu"), torch.float32)
+    assert tokenizer.get_vocab() == build_tokenizer().get_vocab()  # the character tokenizer it was trained with
+    assert sum(p.numel() for p in model.parameters()) == 2_928_640
+    # A local checkpoint (here the shipped one, by its path) takes the same path and has the same weights.
+    again, _ = load(compose(f"model.path={EMBEDDED}").model, cfg.attention, torch.device("cpu"), torch.float32)
     assert torch.equal(again.model.embed_tokens.weight, model.model.embed_tokens.weight)
     assert model.config._attn_implementation == "sdpa"
+    # Its fingerprint is its config, weights and tokenizer, not the training log beside them.
+    assert sorted(Path(f).name for f in checkpoint_files(cfg.model)) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
 
 
 def test_bad_model_inputs(tmp_path: Path) -> None:

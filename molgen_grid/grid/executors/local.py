@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
-from molgen_grid.grid.state import FAILED, QUEUED, RUNNING, CellState, alive, claimer_alive, recorded_outcome
+from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, claimer_alive, recorded_outcome
 from molgen_grid.grid.store import ERROR, SUMMARY, CellStore, atomic_write_json
 from molgen_grid.grid.worker import error_record, execute
 
