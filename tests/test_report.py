@@ -55,3 +55,71 @@ def test_each_named_experiment_shows_its_declared_grid(tool: Tool, name: str) ->
     cells = declared_cells(name)
     plan = tool.cli("--experiment", name, "--dry-run")
     assert f"experiment {name}: {cells} of {cells} cells would run" in plan.stdout
+
+
+#: Timed repeats written into the finished grid's summaries, so the report's arithmetic can be checked exactly.
+REPEATS = {("sdpa", "dynamic"): [98.0, 99.0, 100.0, 101.0, 102.0],     # the baseline
+           ("sdpa", "static"): [148.0, 149.0, 150.0, 151.0, 152.0],    # 1.5x, every repeat above the baseline's
+           ("eager", "dynamic"): [97.0, 99.5, 100.8, 101.5, 103.0],    # 1.008x, within the noise
+           ("eager", "static"): [201.0]}                               # 2.01x from one repeat
+
+
+def rewrite_tokens_per_s(tool: Tool, grid: list[str]) -> dict[tuple[str, str], str]:
+    """Give each done cell its REPEATS in summary.json; the cells by (attention, kv_cache)."""
+    cells = {}
+    for cell in tool.status(*grid)["cells"]:
+        settings = dict(o.split("=", 1) for o in cell["overrides"])
+        key = (settings["attention"], settings["kv_cache"])
+        cells[key] = cell["cell"]
+        if key in REPEATS:
+            path = tool.results / "default" / cell["cell"] / "summary.json"
+            summary = json.loads(path.read_text())
+            values = REPEATS[key]
+            summary["metrics"]["tokens_per_s"] = {"median": float(pd.Series(values).median()), "min": min(values),
+                                                  "max": max(values), "values": values}
+            path.write_text(json.dumps(summary))
+    return cells
+
+
+@pytest.mark.slow
+def test_report_numbers_from_known_repeats(tool: Tool) -> None:
+    """Speed-ups, intervals, rank tests, the best cell, pairs and the heatmap, from repeats whose answers are
+    known; FlashAttention-2 on the CPU ends unsupported by itself and is listed with its reason, never ranked."""
+    grid = [*FAST, "attention=eager,sdpa,flash_attention_2", "kv_cache=dynamic,static"]
+    tool.cli(*grid)
+    cells = rewrite_tokens_per_s(tool, grid)
+    done = tool.cli("--report", *grid, "--compare", "kv_cache=static:dynamic", "--heatmap", "attention,kv_cache")
+    assert "6 cells reported" in done.stdout and "2 matched pairs" in done.stdout
+    assert "median change: tokens_per_s static/dynamic 1.75" in done.stdout
+    out = tool.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv").set_index("cell")
+    row = {key: frame.loc[cell] for key, cell in cells.items()}
+
+    assert row[("sdpa", "dynamic")]["speedup"] == 1.0
+    fast = row[("sdpa", "static")]
+    assert fast["speedup"] == pytest.approx(1.5)
+    assert fast["p_value"] == pytest.approx(2 / 252) and not fast["within_noise"]
+    assert 148 / 102 <= fast["speedup_low"] <= 1.5 <= fast["speedup_high"] <= 152 / 98
+    assert (fast["tokens_per_s"], fast["tokens_per_s_min"], fast["tokens_per_s_max"]) == (150, 148, 152)
+    same = row[("eager", "dynamic")]
+    assert same["speedup"] == pytest.approx(1.008) and same["within_noise"] and same["p_value"] > 0.05
+    single = row[("eager", "static")]
+    assert single["speedup"] == pytest.approx(2.01) and pd.isna(single["p_value"]) and single["timed_repeats"] == 1
+    for kv in ("dynamic", "static"):
+        flash = row[("flash_attention_2", kv)]
+        assert flash["state"] == "unsupported" and "float16 or bfloat16" in flash["reason"]
+        assert pd.isna(flash["speedup"])
+
+    text = (out / "report.md").read_text()
+    best = next(line for line in text.splitlines() if line.startswith("**Best cell:**"))
+    assert "eager" in best and "static" in best and "2.01x the baseline (one timed repeat" in best
+    assert "1.50x [" in text and "1.01x [" in text and "] ~" in text and "2.01x (1 repeat)" in text
+    assert text.count("float16 or bfloat16 only") == 2
+    pairs = text.split("## kv_cache=static:dynamic", 1)[1]
+    assert "1.5 " in pairs and "1.994" in pairs and "Median change over pairs: tokens_per_s static/dynamic 1.75" \
+        in pairs
+
+    heatmap = pd.read_csv(out / "heatmap.csv", index_col=0)
+    assert heatmap.loc["sdpa", "static"] == 150 and heatmap.loc["eager", "static"] == 201
+    assert heatmap.loc["eager", "dynamic"] == pytest.approx(100.8) and heatmap.loc["sdpa", "dynamic"] == 100
+    assert "flash_attention_2" not in heatmap.index

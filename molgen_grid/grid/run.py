@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from molgen_grid.grid.claim import BUSY, Claimer
+from molgen_grid.grid.dotted import load, value_at
 from molgen_grid.grid.executors.base import Claim, Executor
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
-from molgen_grid.grid.dotted import load
 from molgen_grid.words import plural
 
 LOCAL = "local"
@@ -55,6 +55,10 @@ class ConsoleEvents:
 
     console: Console
     outcome: SweepOutcome
+    #: Dotted paths into summary.json: the figure a finished cell's line shows, and the cell's warnings (what a
+    #: reader must know before trusting its figures).
+    headline: str
+    warnings: str | None = None
     counters: dict[str, str] = field(default_factory=dict)
 
     def _name(self, claim: Claim) -> str:
@@ -72,10 +76,13 @@ class ConsoleEvents:
         store = claim.entry.store
         if failure is None:
             summary = store.summary() or {}
-            tps = (summary.get("metrics") or {}).get("tokens_per_s") or {}
-            figure = f", {tps['median']:.0f} tok/s" if isinstance(tps, dict) and tps.get("median") else ""
+            value = value_at(summary, self.headline)
+            value = value.get("median") if isinstance(value, dict) else value
+            figure = f", {self.headline.rsplit('.', 1)[-1]} {value:.4g}" if isinstance(value, (int, float)) else ""
             self.outcome.ran += 1
             self.console.print(f"{self._name(claim)}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{figure}")
+            for warning in (value_at(summary, self.warnings) if self.warnings else None) or []:
+                self.console.print(f"  [yellow]warning: {warning}[/]", highlight=False)
             return
         recorded = store.error()
         if recorded is not None and recorded.get("reason"):
@@ -140,7 +147,8 @@ class Runner:
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
-        events = ConsoleEvents(self.console, outcome)
+        report = self.spec.settings.report
+        events = ConsoleEvents(self.console, outcome, report.figures[0], report.get("warnings"))
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]

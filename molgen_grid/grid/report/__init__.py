@@ -20,6 +20,8 @@ from molgen_grid.grid.store import atomic_write_text
 from molgen_grid.words import plural
 
 __all__ = ["report"]
+#: The numbers the heatmap shows, beside it.
+HEATMAP_TABLE = "heatmap.csv"
 
 
 def shown(path: Path, cwd: Path) -> str:
@@ -38,12 +40,18 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     out = artifacts.out_dir(artifacts_dir, spec.experiment, limit)
     out.mkdir(parents=True, exist_ok=True)
     title = spec.experiment + (f" (test mode: --limit {limit})" if limit else "")
-    drawn = [name for name, made in ((plots.THROUGHPUT, plots.throughput(built, title, out)),
-                                     (plots.HEATMAP, plots.heatmap(built, heatmap, title, out))) if made]
+    drawn = [plots.THROUGHPUT] if plots.throughput(built, title, out) else []
+    tables_written = ["report.csv"]
+    pivot = tables.heatmap_table(built, heatmap)
+    if pivot is not None:
+        plots.heatmap(pivot, built.figures[0].name, title, out)
+        pivot.to_csv(out / HEATMAP_TABLE)
+        drawn.append(plots.HEATMAP)
+        tables_written.append(HEATMAP_TABLE)
     built.frame.to_csv(out / "report.csv", index=False)
     atomic_write_text(out / "report.md", markdown(spec, built, drawn, limit))
     copies = artifacts.copy_summaries(out, entries, set(built.frame["cell"]))
-    written = ["report.csv", "report.md", *drawn]
+    written = [*tables_written, "report.md", *drawn]
     artifacts.replace_files(out, written + copies)
     atomic_write_text(artifacts_dir / "README.md", artifacts.experiment_map(experiments, plan, artifacts_dir))
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from molgen_grid.grid import statistics
-from molgen_grid.grid.report.tables import HIGH, LOW, Report, is_true, median_changes, missing, speedup_text
+from molgen_grid.grid.report.tables import HIGH, LOW, WARNING_SEPARATOR, Report, is_true, median_changes, missing, \
+    speedup_text
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import DONE
 from molgen_grid.words import plural
@@ -35,6 +36,17 @@ def figure_text(median: float | None, low: float | None, high: float | None) -> 
     if missing(median):
         return ""
     return f"{median:.4g}" if low == high else f"{median:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def warnings_section(frame: pd.DataFrame, labels: pd.Series) -> list[str]:
+    """Each warning once, with the cells it concerns: what a reader must know before trusting those figures."""
+    cells: dict[str, list[str]] = {}
+    for index, text in frame["warnings"].items():
+        for warning in filter(None, str(text or "").split(WARNING_SEPARATOR)):
+            cells.setdefault(warning, []).append(f"`{labels[index]}`")
+    if not cells:
+        return []
+    return ["## Warnings", ""] + [f"- {warning}: {', '.join(names)}" for warning, names in cells.items()] + [""]
 
 
 def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None) -> str:
@@ -68,6 +80,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
               f"`~`: a two-sided Mann-Whitney U test over the repeats finds no difference from the baseline "
               f"(p >= {statistics.ALPHA}), so the speed-up is within the noise; `(1 repeat)`: a figure from one "
               "timed repeat, which no test can judge.", ""]
+    lines += warnings_section(frame, labels)
     for text, pairs in report.comparisons.items():
         lines += [f"## {text}", ""]
         if pairs.empty:

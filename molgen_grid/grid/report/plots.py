@@ -49,15 +49,9 @@ def throughput(report: Report, title: str, out: Path) -> bool:
     return True
 
 
-def heatmap(report: Report, keys: list[str], title: str, out: Path) -> bool:
-    """The primary figure over two settings (mean of the cells' medians); False when there are not two."""
-    primary = report.figures[0].name
-    frame = report.frame
-    done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
-    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
-    if len(keys) != 2 or done.empty:
-        return False
-    pivot = done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
+def heatmap(pivot: pd.DataFrame, primary: str, title: str, out: Path) -> None:
+    """The primary figure over two settings (tables.heatmap_table), each number written on its cell."""
+    keys = [pivot.index.name, pivot.columns.name]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.7 * len(pivot.columns) + 3, 0.7 * len(pivot.index) + 2))
     image = ax.imshow(pivot.values, cmap="viridis", aspect="auto")
@@ -73,4 +67,3 @@ def heatmap(report: Report, keys: list[str], title: str, out: Path) -> bool:
     fig.colorbar(image, ax=ax, label=f"{primary} (mean of medians)")
     fig.savefig(out / HEATMAP, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return True

@@ -13,6 +13,7 @@ import pandas as pd
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid import statistics
+from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.spec import GridSpec, close_match
 from molgen_grid.grid.state import COMPLETE, DONE, STALE
@@ -20,6 +21,8 @@ from molgen_grid.grid.status import short_labels
 
 MEDIAN, LOW, HIGH = "", "_min", "_max"
 SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
+#: Between a cell's warnings in report.csv's `warnings` column.
+WARNING_SEPARATOR = " | "
 
 
 @dataclass
@@ -35,10 +38,7 @@ class Figure:
         return self.path.rsplit(".", 1)[-1]
 
     def node(self, summary: dict) -> Any:
-        node: Any = summary
-        for part in self.path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
+        return value_at(summary, self.path)
 
     def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
         node = self.node(summary)
@@ -72,9 +72,10 @@ def ranked_states(settings: Any) -> set[str]:
 
 def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
                  ) -> tuple[pd.DataFrame, dict[str, list[float | None]]]:
-    """One row per finished cell (its name, state, reason, every setting, every figure), and the primary
-    figure's repeat values by cell (for the statistics)."""
+    """One row per finished cell (its name, state, reason, every setting, every figure, its warnings), and the
+    primary figure's repeat values by cell (for the statistics)."""
     keys = setting_keys(entries)
+    warnings = spec.settings.report.get("warnings")
     shown = finished_states(spec.settings)
     rows, values = [], {}
     for e in entries:
@@ -88,9 +89,10 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
             row.update({figure.name + MEDIAN: median, figure.name + LOW: low, figure.name + HIGH: high})
         values[e.cell.name] = figures[0].values(summary)
         row["timed_repeats"] = len(values[e.cell.name])
+        row["warnings"] = WARNING_SEPARATOR.join(value_at(summary, warnings) or []) if warnings else ""
         rows.append(row)
     columns = ["cell", "state", "reason", *keys] + [f.name + s for f in figures for s in (MEDIAN, LOW, HIGH)] \
-        + ["timed_repeats"]
+        + ["timed_repeats", "warnings"]
     return pd.DataFrame(rows, columns=columns), values
 
 
@@ -143,6 +145,18 @@ def best_row(frame: pd.DataFrame, primary: Figure, ranked: set[str]) -> pd.Serie
         return None
     scores = done[primary.name].astype(float)
     return done.loc[scores.idxmin() if primary.lower_is_better else scores.idxmax()]
+
+
+def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
+    """The primary figure over two settings (mean of the ranked cells' medians; by default the two settings
+    with most values); None when the grid has not two."""
+    primary = report.figures[0].name
+    frame = report.frame
+    done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
+    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
+    if len(keys) != 2 or done.empty:
+        return None
+    return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
 
 
 def parse_compare(text: str) -> tuple[str, str, str]:
