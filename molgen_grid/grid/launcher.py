@@ -23,7 +23,7 @@ from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
 from molgen_grid.grid.gitinfo import git_provenance
-from molgen_grid.grid.paths import checked_dir
+from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan
 from molgen_grid.grid.run import Runner, SweepOutcome
 from molgen_grid.grid.spec import GridSpec
@@ -118,6 +118,8 @@ class GridLauncher(Launcher):
             if hint:
                 self.console.print(f"{hint}; their report: --report --limit N")
         else:
+            if any(e.runs for e in entries):
+                check_writable(root)
             self.run(spec, entries, executors, views, current, forced, replan)
         return []
 

@@ -4,9 +4,12 @@ A report rewrites its experiment's folder under the artifacts directory, and a r
 results directory; pointed at each other, at the project itself or at a parent of it, either would overwrite
 what it must not. So, as experiment names are, these settings are checked: no `..`, not the working directory
 or one of its parents, and never one inside the other.
+A run also checks that it may write the results tree before it claims any cell; status, dry-run and report
+never write it, so a colleague with read access can use them.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from molgen_grid.errors import InputError
@@ -29,3 +32,16 @@ def checked_dir(cwd: Path, value: str, what: str, apart_from: Path | None = None
         raise InputError(f"{what} {value!r} overlaps the results directory ({apart_from}): reports would "
                          "overwrite cells; give a directory apart from it")
     return path
+
+
+def check_writable(root: Path) -> None:
+    """One line before any cell is claimed when this user cannot write the results tree (a colleague's, read-only
+    to them): asking about it and reporting it need no write, running does."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".write-probe."):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write the results tree {root} ({exc.strerror or exc}): --status, --dry-run and "
+                         "--report read it as it is; to run cells, use a tree you may write "
+                         "(grid.results_dir=DIR)") from None
