@@ -5,7 +5,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -14,6 +16,7 @@ from molgen_grid.grid.store import CellStore
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
 FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
+T = TypeVar("T")
 
 
 class Tool:
@@ -64,3 +67,28 @@ def attempts(cell_dir: Path) -> list[dict]:
 @pytest.fixture
 def tool(tmp_path: Path) -> Tool:
     return Tool(tmp_path)
+
+
+def wait_until(probe: Callable[[], T], what: str, timeout: float = 300, every: float = 0.2) -> T:
+    """Poll until `probe()` is truthy and return it: tests wait for states, never for fixed times (the timeout
+    only ends a test that would hang)."""
+    deadline = time.time() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+def started(cell_dir: Path) -> bool:
+    """Whether the cell's last attempt has begun its code (its process recorded it: signals now reach it)."""
+    found = attempts(cell_dir) if cell_dir.is_dir() else []
+    return bool(found and found[-1].get("started_at"))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    """The local Slurm test cluster (sbatch/test-cluster.sh), started once per module that asks for it."""
+    subprocess.run(["bash", str(ROOT / "sbatch" / "test-cluster.sh"), "start"], check=True, timeout=600)

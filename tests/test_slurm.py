@@ -1,63 +1,23 @@
 """Against the real local Slurm cluster (sbatch/test-cluster.sh): partitions, arrays, faults, accounting down."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, Tool, attempts
+from conftest import FAST, ROOT, Tool, attempts, started, wait_until
+from slurm_cluster import SLURM_DIR, last_job, sacct_final, wait_for_state
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-SLURM_DIR = Path(os.environ.get("MOLGEN_SLURM_DIR", "/var/tmp/molgen-grid-slurm"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster() -> None:
-    subprocess.run(["bash", str(ROOT / "sbatch" / "test-cluster.sh"), "start"], check=True, timeout=600)
-
-
-def sacct(job_id: str) -> list[list[str]]:
-    out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,Partition,State", "-j", job_id.split("_")[0]],
-                         capture_output=True, text=True, check=True).stdout
-    return [line.split("|") for line in out.splitlines() if line.split("|")[0] == job_id]
-
-
-def sacct_final(job_id: str, timeout: float = 60) -> list[list[str]]:
-    """sacct's rows for a job once it has ended (a cell's summary is written just before its job ends)."""
-    deadline = time.time() + timeout
-    while True:
-        rows = sacct(job_id)
-        if rows and rows[-1][2] not in {"RUNNING", "COMPLETING", "PENDING"} or time.time() > deadline:
-            return rows
-        time.sleep(1)
-
-
-def wait_for_state(tool: Tool, args: list[str], wanted: set[str], timeout: float = 300) -> dict[str, dict]:
-    """Poll --status until every cell is in `wanted` (fail early once all have ended elsewhere)."""
-    deadline = time.time() + timeout
-    while True:
-        cells = {c["cell"]: c for c in tool.status(*args)["cells"]}
-        if all(c["state"] in wanted for c in cells.values()):
-            return cells
-        ended = all(c["state"] not in {"queued", "running", "requeued"} for c in cells.values())
-        if time.time() > deadline or (ended and not wanted & {"queued", "running", "requeued"}):
-            raise AssertionError(f"cells never reached {wanted}: {cells}")
-        time.sleep(1)
-
-
-def last_job(tool: Tool, cell: str) -> str:
-    return attempts(tool.results / "default" / cell)[-1]["job_id"]
+pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
 
 def test_two_partition_sweep_lands_in_its_partitions_and_resumes(tool: Tool) -> None:
     grid = [*FAST, "gpu=h100,a100", "kv_cache=dynamic,static"]
-    started = time.time()
     first = tool.cli(*grid)
-    assert time.time() - started < 30
     assert "submitted array" in first.stdout and first.stdout.count("submitted array") == 2
     assert "4 submitted" in first.stdout
     early = set(c["state"] for c in tool.status(*grid)["cells"])
@@ -90,11 +50,11 @@ def test_memory_limit_shows_out_of_memory(tool: Tool) -> None:
 
 
 def test_requeued_cell_completes(tool: Tool) -> None:
-    grid = [*FAST, "gpu=h100", "kv_cache=static", "max_new_tokens=400", "repeats=3"]
+    grid = [*FAST, "gpu=h100", "kv_cache=static", "max_new_tokens=400", "repeats=5"]
     tool.cli(*grid)
     (name,) = wait_for_state(tool, grid, {"running"})
     job = last_job(tool, name)
-    time.sleep(3)
+    wait_until(lambda: started(tool.results / "default" / name), "the cell's code never started")
     # what Slurm sends before a time limit: submitit checkpoints and requeues the job
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     seen = set()
@@ -114,7 +74,7 @@ def test_requeued_cell_completes(tool: Tool) -> None:
 
 def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
     grid = [*FAST, "gpu=a100", "kv_cache=dynamic", "gpu.time_min=1", "grid.slurm.max_requeues=0",
-            "logit_processor=none", "max_new_tokens=1000", "repeats=30", "sample_size=4", "batch_size=4"]
+            "logit_processor=none", "max_new_tokens=1000", "repeats=100", "sample_size=4", "batch_size=4"]
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=240).values()
     assert cell["reason"].startswith("TIMEOUT"), cell
@@ -129,9 +89,7 @@ def test_status_answers_while_slurmdbd_is_stopped(tool: Tool) -> None:
     pid = int((SLURM_DIR / "slurmdbd.pid").read_text())
     os.kill(pid, signal.SIGTERM)
     try:
-        started = time.time()
-        status = tool.status(*grid)
-        assert time.time() - started < 60
+        status = json.loads(tool.cli("--status", "--json", *grid, timeout=90).stdout)  # answers, never hangs
         assert status["partial"] and "squeue" in status["partial"]
         assert status["cells"][0]["state"] in {"queued", "running", "failed", "done"}
     finally:

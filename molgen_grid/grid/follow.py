@@ -2,7 +2,8 @@
 
 Each poll re-reads the grid's plan (one sacct call for all its jobs), shows a progress bar of the cells that
 were in flight when following began, and waits longer between polls while nothing changes (1 s, growing to
-30 s, back to 1 s on any change), so following a long queue costs the cluster little.
+30 s, back to 1 s on any change), so following a long queue costs the cluster little. A held cell waits for a
+person, not for time: following ends without it and says how to release it.
 """
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.state import IN_FLIGHT, STATES
+from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES
 from molgen_grid.words import plural
 
 FIRST_POLL_S = 1.0
 LONGEST_POLL_S = 30.0
 BACKOFF = 1.5
+#: The states followed: those that end without anyone acting.
+MOVING = IN_FLIGHT - {HELD}
 
 
 def census(entries: list[Entry]) -> str:
@@ -29,16 +32,16 @@ def census(entries: list[Entry]) -> str:
 
 
 def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[[float], None] = time.sleep) -> str:
-    """Poll until no cell of the grid is in flight; the grid's census at the end."""
+    """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end."""
     entries = replan()
-    followed = {e.cell.name for e in entries if e.state.state in IN_FLIGHT}
+    followed = {e.cell.name for e in entries if e.state.state in MOVING}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interval, seen = FIRST_POLL_S, None
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("following", total=len(followed))
         while True:
             states = {e.cell.name: e.state.state for e in entries if e.cell.name in followed}
-            ended = sum(1 for s in states.values() if s not in IN_FLIGHT)
+            ended = sum(1 for s in states.values() if s not in MOVING)
             tally = Counter(states.values())
             progress.update(bar, completed=ended,
                             description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing")
@@ -49,6 +52,6 @@ def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[
             sleep(interval)
             entries = replan()
     for e in entries:
-        if e.cell.name in followed and e.state.state not in IN_FLIGHT and e.state.reason:
+        if e.cell.name in followed and e.state.state not in MOVING and e.state.reason:
             console.print(f"{e.cell.name}: {e.state.state}: {e.state.reason}")
     return census(entries)

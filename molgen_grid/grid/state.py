@@ -137,6 +137,9 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
     error = store.error()
     recorded = error if error is not None and error.get("when", 0) >= last.get("when", 0) else None
     if locked():
+        seen = view.job_state(last, recorded) if view is not None and job_id is not None else None
+        if seen is not None and seen.state == HELD:  # a suspended job's process still holds the lock
+            return seen
         if last.get("started_at"):
             return CellState(RUNNING, None, job_id, last["started_at"])
         return CellState(QUEUED, "waiting for its device", job_id, last.get("when"))

@@ -35,7 +35,9 @@ DEFAULT_MAX_ARRAY_SIZE = 1001
 ACCOUNTING_GRACE_S = 600
 RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"}
 PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_FED"}
-HOLD_REASONS = {"JobHeldUser", "JobHeldAdmin"}
+#: Reasons of a pending job that waits for someone to release it (sacct words a requeue-hold "job requeued in
+#: held state" until the controller rewrites it as JobHeldUser or JobHeldAdmin).
+HOLD_REASONS = {"JobHeldUser", "JobHeldAdmin", "job requeued in held state"}
 #: Held job states and how to let each go on.
 HELD_STATES = {
     "REQUEUE_HOLD": "release it with: scontrol release {job}",

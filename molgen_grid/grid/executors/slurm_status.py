@@ -1,8 +1,11 @@
-"""The cluster's view of the cells' jobs: one batched sacct call (squeue when accounting is down).
+"""The cluster's view of the cells' jobs: one batched sacct call, and one squeue call while any job lives.
 
-Each job's latest run (sacct -D lists every run of a requeued job) with its state word, exit code and Slurm's
-reason (a pending job's hold shows only there), and whether it ran before. `executors.slurm` maps these onto
-cell states. Never one call per cell, and never a hang: every call has a time limit.
+sacct gives each job's latest run (-D lists every run of a requeued job) with its state word, exit code, and
+whether it ran before. It lags the controller and never records some of what a live job is: a hold put on a
+pending array that has not been split into tasks keeps the reason `None` there, and a just-submitted job may not
+be there yet. So while any job is pending, running or suspended, squeue's live state and reason win; squeue alone
+answers when accounting is down. `executors.slurm` maps these onto cell states. Never one call per cell, and
+never a hang: every call has a time limit.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import subprocess
 from dataclasses import dataclass
 
 QUERY_TIMEOUT_S = 20
+#: sacct words of a job that squeue still shows, whose live state squeue knows better.
+LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING", "STOPPED",
+               "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "SPECIAL_EXIT", "RESV_DEL_HOLD"}
 FAILED_STATES = {"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "FAILED", "BOOT_FAIL",
                  "DEADLINE", "REVOKED"}
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
@@ -68,12 +74,15 @@ def slurm_answers() -> bool:
 
 def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
     """Every run of each job (-D: requeues too) with its steps: a job whose step was killed for memory reads
-    FAILED at the job level, OUT_OF_MEMORY at the step, and the step's word is the one that explains it."""
+    FAILED at the job level, OUT_OF_MEMORY at the step, and the step's word is the one that explains it. A pending
+    array's record (`12_[0-3]`) stands for its tasks until they have rows of their own (sacct -D keeps it after
+    they split off)."""
     mains = sorted({j.split("_")[0] for j in job_ids})
     out = _run(["sacct", "-D", "-n", "-P", "-o", "JobID,State,ExitCode,Reason", "-j", ",".join(mains)])
     if out is None:
         return None
     history: dict[str, list[list]] = {}
+    unsplit: dict[str, list] = {}
     for line in out.splitlines():
         fields = line.split("|")
         if len(fields) < 4:
@@ -85,8 +94,14 @@ def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
                 if run[0] is not None:
                     run[2].append(state)
             continue
-        for one in _expand(job_id):
-            history.setdefault(one, []).append([state, exit_code, [], reason if reason not in ("", "None") else None])
+        run = [state, exit_code, [], reason if reason not in ("", "None") else None]
+        if _ARRAY_RANGE.match(job_id):
+            for one in _expand(job_id):
+                unsplit[one] = list(run)
+        else:
+            history.setdefault(job_id, []).append(run)
+    for one, run in unsplit.items():  # the not-yet-split array's record, only for tasks without rows of their own
+        history.setdefault(one, [run])
     views = {}
     for job_id, runs in history.items():
         state, exit_code, steps, reason = runs[-1]
@@ -110,13 +125,25 @@ def _from_squeue(job_ids: list[str]) -> dict[str, JobView] | None:
     return views
 
 
+def _with_live(accounted: dict[str, JobView], live: dict[str, JobView]) -> dict[str, JobView]:
+    """sacct's jobs with squeue's state and reason for those the controller still holds (requeue history and
+    exit codes stay sacct's)."""
+    merged = dict(accounted)
+    for job_id, now in live.items():
+        before = accounted.get(job_id)
+        merged[job_id] = now if before is None else JobView(now.state, before.requeued or now.requeued,
+                                                             before.exit_code, now.reason)
+    return merged
+
+
 def cluster_view(job_ids: list[str]) -> ClusterView:
     """The state of these jobs in one call; partial (squeue: live jobs only) when accounting is unavailable."""
     if not job_ids:
         return ClusterView({})
     jobs = _from_sacct(job_ids)
     if jobs is not None:
-        return ClusterView(jobs)
+        live = {j for j in job_ids if j not in jobs or jobs[j].state in LIVE_STATES}
+        return ClusterView(_with_live(jobs, _from_squeue(sorted(live)) or {}) if live else jobs)
     jobs = _from_squeue(job_ids)
     if jobs is not None:
         return ClusterView(jobs, "accounting (sacct) unavailable: queued and running jobs from squeue; "

@@ -1,0 +1,129 @@
+"""Cells in flight on the real test cluster: queued, held, suspended, requeued in held state or running, a cell
+is never submitted again (sacct's count of submissions stays the same), a held one says how to let it go on,
+and `--wait` follows cells that another command submitted."""
+from __future__ import annotations
+
+import subprocess
+from typing import Iterator
+
+import pytest
+
+from conftest import FAST, Tool, attempts, started, wait_until
+from slurm_cluster import last_job, submissions, wait_for_state
+
+pytestmark = pytest.mark.slow
+#: Cells long enough to be caught running: the matched workload decodes every step of max_new_tokens.
+LONG = [*FAST, "max_new_tokens=400", "repeats=8"]
+
+
+@pytest.fixture
+def h100_taken(cluster: None) -> Iterator[str]:
+    """The test cluster's one h100 GPU held by another job, so h100 cells stay queued until it is cancelled."""
+    job = subprocess.run(["sbatch", "--parsable", "-p", "h100", "--gres=gpu:h100:1", "-D", "/tmp", "-o", "/dev/null",
+                          "--wrap", "sleep 900"], capture_output=True, text=True, check=True).stdout.strip()
+    wait_until(lambda: subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                      text=True).stdout.strip() == "RUNNING", "the blocking job never ran")
+    yield job
+    subprocess.run(["scancel", job], check=False)
+
+
+def scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], check=True, capture_output=True)
+
+
+def rerun_submits_nothing(tool: Tool, grid: list[str]) -> str:
+    """A plain rerun of the grid: it plans nothing, and the cluster received no new job."""
+    before = submissions(tool.cwd)
+    again = tool.cli(*grid)
+    assert ", 0 to run," in again.stdout and "submitted array" not in again.stdout, again.stdout
+    assert submissions(tool.cwd) == before
+    return again.stdout
+
+
+@pytest.mark.slurm
+def test_queued_held_suspended_requeue_held_and_running_cells_are_never_submitted_again(
+        tool: Tool, h100_taken: str) -> None:
+    grid = [*LONG, "gpu=h100", "kv_cache=dynamic,static"]
+    first = tool.cli(*grid)
+    assert "2 submitted" in first.stdout and len(submissions(tool.cwd)) == 1
+    cells = wait_for_state(tool, grid, {"queued"})
+    assert "2 queued or running" in rerun_submits_nothing(tool, grid)
+
+    array = last_job(tool, next(iter(cells))).split("_")[0]
+    scontrol("hold", array)
+    held = wait_for_state(tool, grid, {"held"})
+    for name, cell in held.items():
+        assert cell["reason"].endswith(f"release it with: scontrol release {last_job(tool, name)}"), cell
+    rerun_submits_nothing(tool, grid)
+
+    scontrol("release", array)
+    subprocess.run(["scancel", h100_taken], check=True)
+    cells = wait_for_state(tool, grid, {"running"}, every=False)
+    name = next(n for n, c in cells.items() if c["state"] == "running")
+    job = last_job(tool, name)
+    wait_until(lambda: started(tool.results / "default" / name), "the cell's code never started")
+    rerun_submits_nothing(tool, grid)
+
+    scontrol("suspend", job)
+    cell = wait_until(lambda: next((c for c in tool.status(*grid)["cells"] if c["cell"] == name
+                                    and c["state"] == "held"), None), "the suspended cell never read held")
+    assert cell["reason"] == f"suspended: resume it with: scontrol resume {job}"
+    rerun_submits_nothing(tool, grid)
+    scontrol("resume", job)
+
+    scontrol("requeuehold", job)
+    cell = wait_until(lambda: next((c for c in tool.status(*grid)["cells"] if c["cell"] == name
+                                    and c["state"] == "held"), None), "the requeued-held cell never read held")
+    assert cell["reason"].endswith(f"release it with: scontrol release {job}"), cell
+    rerun_submits_nothing(tool, grid)
+    scontrol("release", job)
+
+    wait_for_state(tool, grid, {"done"}, timeout=600)
+    assert len(submissions(tool.cwd)) == 1
+    assert all(len(attempts(tool.results / "default" / n)) == 1 for n in cells)
+
+
+@pytest.mark.slurm
+def test_wait_follows_cells_another_command_submitted(tool: Tool, h100_taken: str) -> None:
+    grid = [*FAST, "gpu=h100,a100", "kv_cache=dynamic"]
+    tool.cli(*grid)
+    waiting = tool.popen(*grid, "--wait")
+    wait_until(lambda: all(c["state"] != "missing" for c in tool.status(*grid)["cells"]), "nothing was submitted")
+    subprocess.run(["scancel", h100_taken], check=True)
+    out = waiting.communicate(timeout=600)[0]
+    assert waiting.returncode == 0, out
+    assert "experiment default: 2 cells, 0 to run, 0 done, 2 queued or running" in out
+    assert out.rstrip().splitlines()[-1] == "sweep default: 2 cells: 2 done"
+    assert set(tool.states(*grid).values()) == {"done"}
+    assert len(submissions(tool.cwd)) == 2  # one array per partition, none from the waiting command
+
+
+@pytest.mark.parametrize("gpu", ["local", pytest.param("a100", marks=pytest.mark.slurm)])
+def test_force_one_all_and_a_never_run_cell(tool: Tool, gpu: str, request: pytest.FixtureRequest) -> None:
+    """--force NAME, --force=NAME (of a cell that never ran) and --force with no name, locally and on Slurm."""
+    if gpu != "local":
+        request.getfixturevalue("cluster")
+    grid = [*FAST, f"gpu={gpu}", "kv_cache=dynamic,static"]
+    names = {next(o for o in c["overrides"] if o.startswith("kv_cache=")): c["cell"]
+             for c in tool.status(*grid)["cells"]}
+    dynamic, static = names["kv_cache=dynamic"], names["kv_cache=static"]
+
+    def run(*args: str) -> str:
+        out = tool.cli(*args).stdout
+        if gpu != "local":
+            wait_for_state(tool, grid, {"done", "missing"})
+        return out
+
+    def runs() -> tuple[int, int]:
+        return tuple(len(attempts(tool.results / "default" / n)) for n in (dynamic, static))
+
+    run(*FAST, f"gpu={gpu}", "kv_cache=dynamic")
+    assert runs() == (1, 0)
+    forced = run(*grid, f"--force={static}")  # only the named cell: the rest of the grid is not planned
+    assert "experiment default: 1 cell, 1 to run," in forced and runs() == (1, 1)
+    forced = run(*grid, "--force", dynamic)
+    assert "experiment default: 1 cell, 1 to run," in forced and runs() == (2, 1)
+    forced = run(*grid, "--force")
+    assert ", 2 to run, 0 done," in forced and runs() == (3, 2)
+    assert set(tool.states(*grid).values()) == {"done"}
+    assert len(list((tool.results / "default" / dynamic / "history").glob("*summary.json"))) == 2
