@@ -7,24 +7,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, Tool, attempts
+from conftest import FAST, ROOT, Tool, attempts, wait_until
 
 LONG = [*FAST, "kv_cache=dynamic", "max_new_tokens=800", "repeats=3", "logit_processor=none", "workload=free"]
 
 
-def wait_until_running(tool: Tool, args: list[str], timeout: float = 180) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        cells = tool.status(*args)["cells"]
-        if cells[0]["state"] == "running":
-            return cells[0]
-        assert time.time() < deadline, cells
-        time.sleep(0.2)
+def wait_until_running(tool: Tool, args: list[str]) -> dict:
+    return wait_until(lambda: next((c for c in tool.status(*args)["cells"] if c["state"] == "running"), None),
+                      "the cell never ran")
 
 
 @pytest.mark.slow
