@@ -1,0 +1,84 @@
+"""README is true to the letter: every `console` block is run, in order, in a project of its own, and each line it
+shows must come out, in that order, up to figures, ids and times (digits, and the width of tables).
+
+The commands are typed as README types them (`bash sbatch/run.sh ...`); the project is a copy of sbatch/ and
+pyproject.toml using this checkout's venv (MOLGEN_VENV), so results land in the copy. Lines of the output that
+README leaves out (a load warning, the best cell, a progress bar) may come between the lines it shows.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+BLOCK = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:[smhd]\b)?")
+#: A word in angle brackets in README's output (`<host>`) stands for any one word.
+PLACEHOLDER = re.compile(r"<[a-z]+>")
+BOX_RUN = re.compile(r"([━─═])\1+")
+
+
+def normal(line: str) -> str:
+    """A line as compared: numbers (and durations: 3m, 28s) as #, runs of table rules as one character,
+    whitespace squeezed."""
+    return " ".join(BOX_RUN.sub(r"\1", NUMBER.sub("#", line)).split())
+
+
+def steps(text: str) -> list[tuple[str, list[str]]]:
+    """(command, the output lines README shows for it) for every command of every console block."""
+    out: list[tuple[str, list[str]]] = []
+    for block in BLOCK.findall(text):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                out.append((line[2:], []))
+            elif line.strip() and line.strip() != "...":
+                out[-1][1].append(line)
+    return out
+
+
+def first_missing(shown: list[str], output: str) -> str | None:
+    """The first line README shows that does not come out after the previous one (None when all do)."""
+    lines = [normal(line) for line in output.splitlines()]
+    at = 0
+    for expected in shown:
+        wanted = re.compile("".join(r"\S+" if PLACEHOLDER.fullmatch(part) else re.escape(part)
+                                    for part in re.split(f"({PLACEHOLDER.pattern})", normal(expected))))
+        while at < len(lines) and not wanted.fullmatch(lines[at]):
+            at += 1
+        if at == len(lines):
+            return expected
+        at += 1
+    return None
+
+
+def test_the_readme_blocks_parse() -> None:
+    found = steps((ROOT / "README.md").read_text())
+    assert len(found) >= 10 and all(command.startswith("bash sbatch/") for command, _ in found)
+    assert normal("│ kv_cache=dynamic │ done  │ 8172   │ 47s │") == normal("│ kv_cache=dynamic │ done │ 9 │ 5s │")
+    assert first_missing(["a 1", "c 2"], "a 7\nb\nc 3.5\n") is None and first_missing(["c", "a"], "a\nc\n") == "a"
+    assert first_missing(["on node <host> (32 CPUs), age 3m"], "on node vm-7 (8 CPUs), age 28s") is None
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_every_console_block_of_the_readme(tmp_path: Path, cluster: None) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copytree(ROOT / "sbatch", project / "sbatch")
+    shutil.copy2(ROOT / "pyproject.toml", project / "pyproject.toml")
+    env = {**os.environ, "MOLGEN_VENV": str(Path(sys.executable).parent.parent), "COLUMNS": "200",
+           "PYTHONUNBUFFERED": "1"}
+    for command, shown in steps((ROOT / "README.md").read_text()):
+        done = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=900)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"$ {command}\n{output}"
+        missing = first_missing(shown, output)
+        assert missing is None, f"$ {command}\nREADME shows:\n  {missing}\nit printed:\n{output}"
