@@ -9,7 +9,7 @@ what it breaks; a mutant is killed when those tests fail. The unmutated copy mus
     .venv/bin/python benchmarks/mutation.py            # every mutant (about 30 minutes on 2 cores)
     .venv/bin/python benchmarks/mutation.py -k static  # the mutants whose name contains "static"
 
-Slurm mutants need the test cluster (`bash sbatch/test-cluster.sh start`).
+No mutant needs the Slurm test cluster: Slurm's states are guarded by tests/test_slurm_states.py.
 """
 from __future__ import annotations
 
@@ -47,8 +47,7 @@ MUTANTS = [
            "why = stale(summary)", "why = None", ("tests/test_staleness.py",)),
     Mutant("state: a suspended job's cell reads as running", "molgen_grid/grid/executors/slurm.py",
            '    "SUSPENDED": "resume it with: scontrol resume {job}",\n', "",
-           ("tests/test_slurm_in_flight.py::test_queued_held_suspended_requeue_held_and_running_cells_are_never_"
-            "submitted_again",)),
+           ("tests/test_slurm_states.py",)),
     Mutant("fingerprint: the code is never compared", "molgen_grid/grid/fingerprint.py",
            'if changed := _changed_keys(stored["code"], self.code):',
            'if changed := _changed_keys(stored["code"], stored["code"]):', ("tests/test_staleness.py",)),
