@@ -59,6 +59,16 @@ def test_unsafe_or_long_values_are_hashed_and_names_bounded() -> None:
     assert "data.path=/some/dir/mols.smi" in cell.overrides
 
 
+def test_names_cut_to_the_bound_stay_apart() -> None:
+    """Two configurations that differ only past the cut must not share a directory: the cut name ends in a hash
+    of the whole name."""
+    extra = {f"setting_{i:02d}": "value" for i in range(30)}
+    one = make_cell([("gpu", "local")], extra)
+    other = make_cell([("gpu", "local")], {**extra, "setting_29": "other"})
+    assert one.name[:150] == other.name[:150] and one.name != other.name
+    assert max(len(one.name.encode()), len(other.name.encode())) <= MAX_NAME_BYTES
+
+
 def test_unknown_options_and_keys_are_refused_with_a_suggestion(spec: GridSpec) -> None:
     with pytest.raises(InputError, match="attention=flashy: did you mean sdpa_flash[?] choose one of eager, "
                                          "flash_attention_2, sdpa"):
