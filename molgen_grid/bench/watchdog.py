@@ -27,6 +27,21 @@ def all_threads() -> str:
                      for ident, frame in sys._current_frames().items())
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread while guarding, also in a process started with SIGINT
+    ignored (a shell's background job, a CI runner): else the watchdog's signal could not end a hang."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Watchdog:
     def __init__(self, give_up: GiveUp | None) -> None:
         self.give_up = give_up
@@ -43,7 +58,8 @@ class Watchdog:
             self._deadline = None if seconds is None else (time.monotonic() + seconds, seconds, what)
             self._changed.notify()
         try:
-            yield
+            with interruptible():
+                yield
         finally:
             with self._changed:
                 self._deadline = None
