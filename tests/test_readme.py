@@ -68,6 +68,7 @@ def test_the_readme_blocks_parse() -> None:
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.timeout(1800)  # eleven commands, five real cells and a Slurm array: over the suite's 600 s when busy
 def test_every_console_block_of_the_readme(tmp_path: Path, cluster: None) -> None:
     project = tmp_path / "project"
     project.mkdir()
