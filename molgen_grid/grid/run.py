@@ -17,6 +17,7 @@ from rich.console import Console
 from molgen_grid.grid.claim import BUSY, Claimer
 from molgen_grid.grid.dotted import load, value_at
 from molgen_grid.grid.executors.base import Claim, Executor
+from molgen_grid.grid.figures import Figure, figures_of
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
@@ -55,9 +56,9 @@ class ConsoleEvents:
 
     console: Console
     outcome: SweepOutcome
-    #: Dotted paths into summary.json: the figure a finished cell's line shows, and the cell's warnings (what a
-    #: reader must know before trusting its figures).
-    headline: str
+    #: The figure a finished cell's line shows, and the dotted path of the cell's warnings in summary.json (what
+    #: a reader must know before trusting its figures).
+    headline: Figure
     warnings: str | None = None
     counters: dict[str, str] = field(default_factory=dict)
 
@@ -76,9 +77,8 @@ class ConsoleEvents:
         store = claim.entry.store
         if failure is None:
             summary = store.summary() or {}
-            value = value_at(summary, self.headline)
-            value = value.get("median") if isinstance(value, dict) else value
-            figure = f", {self.headline.rsplit('.', 1)[-1]} {value:.4g}" if isinstance(value, (int, float)) else ""
+            value = self.headline.read(summary)[0]
+            figure = f", {self.headline.name} {value:.4g}" if value is not None else ""
             self.outcome.ran += 1
             self.console.print(f"{self._name(claim)}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{figure}")
             for warning in (value_at(summary, self.warnings) if self.warnings else None) or []:
@@ -147,8 +147,8 @@ class Runner:
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
-        report = self.spec.settings.report
-        events = ConsoleEvents(self.console, outcome, report.figures[0], report.get("warnings"))
+        settings = self.spec.settings
+        events = ConsoleEvents(self.console, outcome, figures_of(settings)[0], settings.report.get("warnings"))
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]

@@ -16,7 +16,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.report.tables import best_row, figures_of, finished_states, label, ranked_states
+from molgen_grid.grid.figures import figures_of
+from molgen_grid.grid.report.tables import best_row, finished_states, label, ranked_states
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.store import SUMMARY, atomic_write_text
 

@@ -14,6 +14,7 @@ import pandas as pd
 from molgen_grid.errors import InputError
 from molgen_grid.grid import statistics
 from molgen_grid.grid.dotted import value_at
+from molgen_grid.grid.figures import Figure, figures_of
 from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.spec import GridSpec, close_match
 from molgen_grid.grid.state import COMPLETE, DONE, STALE
@@ -23,41 +24,6 @@ MEDIAN, LOW, HIGH = "", "_min", "_max"
 SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
 #: Between a cell's warnings in report.csv's `warnings` column.
 WARNING_SEPARATOR = " | "
-
-
-@dataclass
-class Figure:
-    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}) or a
-    number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
-
-    path: str
-    lower_is_better: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit(".", 1)[-1]
-
-    def node(self, summary: dict) -> Any:
-        return value_at(summary, self.path)
-
-    def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
-        node = self.node(summary)
-        if isinstance(node, dict):
-            return node.get("median"), node.get("min"), node.get("max")
-        return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
-
-    def values(self, summary: dict) -> list[float | None]:
-        """Every timed repeat's value (a plain number counts as one)."""
-        node = self.node(summary)
-        if isinstance(node, dict):
-            return list(node.get("values") or [])
-        return [node] if isinstance(node, (int, float)) else []
-
-
-def figures_of(settings: Any) -> list[Figure]:
-    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction."""
-    lower = set(settings.report.get("lower_is_better") or [])
-    return [Figure(p, p in lower) for p in settings.report.figures]
 
 
 def finished_states(settings: Any) -> set[str]:

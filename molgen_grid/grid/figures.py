@@ -1,0 +1,45 @@
+"""The figures a grid shows: dotted paths into summary.json named in the config (`grid.report.figures`; the
+first is the headline that ranks the cells and ends a finished cell's console line). Light on purpose: a run
+reads them without importing the report's pandas.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from molgen_grid.grid.dotted import value_at
+
+
+@dataclass
+class Figure:
+    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}) or a
+    number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
+
+    path: str
+    lower_is_better: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    def node(self, summary: dict) -> Any:
+        return value_at(summary, self.path)
+
+    def read(self, summary: dict) -> tuple[float | None, float | None, float | None]:
+        node = self.node(summary)
+        if isinstance(node, dict):
+            return node.get("median"), node.get("min"), node.get("max")
+        return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
+
+    def values(self, summary: dict) -> list[float | None]:
+        """Every timed repeat's value (a plain number counts as one)."""
+        node = self.node(summary)
+        if isinstance(node, dict):
+            return list(node.get("values") or [])
+        return [node] if isinstance(node, (int, float)) else []
+
+
+def figures_of(settings: Any) -> list[Figure]:
+    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction."""
+    lower = set(settings.report.get("lower_is_better") or [])
+    return [Figure(p, p in lower) for p in settings.report.figures]
