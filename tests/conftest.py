@@ -31,10 +31,10 @@ class Tool:
         return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300", **self.extra_env}
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        return self._run([sys.executable, "-m", "molgen_grid.cli", *args], check, timeout)
+        return self.run([sys.executable, "-m", "molgen_grid.cli", *args], check, timeout)
 
     def hydra(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        return self._run([sys.executable, "-m", "molgen_grid", *args], check, timeout)
+        return self.run([sys.executable, "-m", "molgen_grid", *args], check, timeout)
 
     def popen(self, *args: str) -> subprocess.Popen:
         """A sweep in its own process group, so a test can kill its whole tree."""
@@ -42,7 +42,8 @@ class Tool:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
 
-    def _run(self, cmd: list[str], check: bool, timeout: float) -> subprocess.CompletedProcess:
+    def run(self, cmd: list[str], check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Any command in this working directory with this tool's environment (a console script, a wrapper)."""
         done = subprocess.run(cmd, cwd=self.cwd, env=self.env(), capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"{cmd} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")

@@ -95,9 +95,7 @@ def test_status_and_dry_run_import_no_torch_and_ask_sacct_once(tool: Tool, tmp_p
     tool.extra_env = logging_commands(tmp_path, log)
     for command in (["--status", "--json"], ["--dry-run"]):
         log.unlink(missing_ok=True)
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "molgen_grid.cli", *command, *grid],
-                              cwd=tool.cwd, env=tool.env(), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
+        done = tool.run([sys.executable, "-X", "importtime", "-m", "molgen_grid.cli", *command, *grid], timeout=120)
         heavy = {m for m in imported_modules(done.stderr) if m.split(".")[0] in {"torch", "transformers"}}
         assert not heavy, f"{command} imported {sorted(heavy)[:5]}"
         calls = log.read_text().split() if log.exists() else []
@@ -114,10 +112,10 @@ def test_another_config_tree_through_molgen_grid_conf(tool: Tool, tmp_path: Path
     script = Path(sys.executable).parent / "molgen-grid"
     args = [str(script), "--dry-run", *FAST, "attention=sdpa_copy"]
     tool.extra_env = {"MOLGEN_GRID_CONF": str(conf)}
-    planned = tool._run(args, check=True, timeout=120)
+    planned = tool.run(args, check=True, timeout=120)
     assert "experiment default: 2 of 2 cells would run" in planned.stdout and "attention=sdpa_copy" in planned.stdout
     tool.extra_env = {}
-    refused = tool._run(args, check=False, timeout=120)
+    refused = tool.run(args, check=False, timeout=120)
     assert refused.returncode != 0 and "sdpa_copy" in refused.stderr and "Traceback" not in refused.stderr
 
 

@@ -28,8 +28,7 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def as_reader(tool: Tool, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*WITHOUT_OVERRIDES, sys.executable, "-m", "molgen_grid.cli", *args], cwd=tool.cwd,
-                          env=tool.env(), capture_output=True, text=True, timeout=300)
+    return tool.run([*WITHOUT_OVERRIDES, sys.executable, "-m", "molgen_grid.cli", *args], check=False, timeout=300)
 
 
 @pytest.mark.slow
