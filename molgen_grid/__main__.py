@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from molgen_grid.errors import front_door
-from molgen_grid.grid.preflight import INFO_FLAGS, check_command_line
+from molgen_grid.grid.command import INFO_FLAGS, for_hydra, run_sweep
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -25,7 +25,8 @@ CONF_DIR = Path(os.environ.get("MOLGEN_GRID_CONF") or Path(__file__).resolve().p
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    """Never called: every run goes through the launcher, which runs the cell's code in its own process."""
+    """Hydra's own entry point, for its flags (`--cfg job`, `--help`, `--config-dir`); never called with a
+    config, because every run goes through the launcher, which runs the cell's code in its own process."""
 
 
 def as_sweep(argv: list[str]) -> list[str]:
@@ -37,8 +38,10 @@ def as_sweep(argv: list[str]) -> list[str]:
 
 def run() -> None:
     sys.argv = as_sweep(sys.argv)
-    check_command_line(CONF_DIR, "config", sys.argv)
-    main()
+    if for_hydra(sys.argv):
+        main()
+    else:
+        run_sweep(CONF_DIR, "config", sys.argv)
 
 
 if __name__ == "__main__":

@@ -110,14 +110,13 @@ def run(argv: list[str]) -> None:
     if (args.compare or args.heatmap) and not args.report:
         parser().error("--compare and --heatmap go with --report")
     try:
-        sys.argv = hydra_argv(args)
+        argv = hydra_argv(args)
     except InputError as exc:
         fail(str(exc))
-    from molgen_grid.__main__ import CONF_DIR, main as hydra_main
-    from molgen_grid.grid.preflight import check_command_line
+    from molgen_grid.__main__ import CONF_DIR
+    from molgen_grid.grid.command import run_sweep
 
-    check_command_line(CONF_DIR, "config", sys.argv)
-    hydra_main()
+    run_sweep(CONF_DIR, "config", argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""A command line run as the project's sweep, composed once, with bad input as one line.
+
+Hydra's own entry point composes the config twice before the sweep starts (once to read `hydra.mode`, once to
+sweep), and a check that gave bad input one line composed it a third time: about a quarter of a second each,
+most of what `--status` of a large grid costs. Here the sweep's one composition is the check: when it fails,
+the cause is sought (each override parsed, the experiment, options and keys named with a suggestion) and the
+user sees one line that names the problem and the fix, and a non-zero exit, before anything is launched or
+written. Command lines that ask Hydra about the app, or point it at another config tree, go to Hydra itself.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+from molgen_grid.errors import InputError, fail
+from molgen_grid.grid.spec import GridSpec
+
+#: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+#: Flags that point Hydra at another config tree or a saved run: such command lines are left to Hydra.
+OTHER_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")
+
+
+def for_hydra(argv: list[str]) -> bool:
+    """Whether this command line is Hydra's to run (its own flags), not a plain sweep."""
+    return any(arg.split("=")[0] in INFO_FLAGS + OTHER_CONFIG_FLAGS for arg in argv[1:])
+
+
+def never_called(cfg: Any) -> None:
+    """The task function Hydra asks for: every cell runs through the launcher, in a process of its own."""
+
+
+def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
+    """Compose the sweep's config once and hand it to the project's sweeper and launcher."""
+    overrides = [arg for arg in argv[1:] if not arg.startswith("-")]
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
+        app = GlobalHydra.instance().hydra
+        assert app is not None
+        try:
+            app.multirun(config_name=config_name, task_function=never_called, overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as exc:
+            fail(cause(app.config_loader, config_name, overrides, exc))
+
+
+def cause(loader: ConfigLoader, config_name: str, overrides: list[str], exc: Exception) -> str:
+    """Why Hydra refused these overrides, in one line that names the fix."""
+    try:
+        return diagnose(loader, config_name, overrides, exc)
+    except InputError as named:
+        return str(named)
+
+
+def diagnose(loader: ConfigLoader, config_name: str, overrides: list[str], exc: Exception) -> str:
+    """The override that cannot be read, the unknown experiment, option or key (InputError), else the message
+    of Hydra's refusal, with the fix when a key belongs to another option."""
+    parser = OverridesParser.create(config_loader=loader)
+    for line in overrides:
+        try:
+            parser.parse_overrides([line])
+        except OverrideParseException:
+            raise InputError(f"cannot read override {line!r}: write key=value, a sweep as key=a,b "
+                             "(Hydra's override grammar)") from None
+    parsed = parser.parse_overrides(overrides)
+    experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), "default")
+    hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
+    spec = GridSpec(loader, config_name, experiment, hydra_overrides)  # an unknown experiment is named here
+    spec.validate(overrides)  # an unknown option or key, with a suggestion
+    message = " ".join(str(exc).split())
+    scoped = re.match(r"Could not override '([^']+)'", message)
+    if scoped:
+        key = scoped.group(1)
+        group = key.partition(".")[0]
+        having = spec.options_with(key)
+        swept = any(o.key_or_group == group and o.is_sweep_override() for o in parsed)
+        if having and swept:
+            return (f"{key} is a key of {group}={', '.join(having)}, not of {group}={spec.choices.get(group)}, the "
+                    f"option Hydra composes first while {group} is swept: write ++{key}=... to add it to every "
+                    "option")
+        if having:
+            return (f"{key} is a key of {group}={', '.join(having)}, not of {group}={spec.choices.get(group)}: "
+                    f"choose one of those options ({group}=...), or write ++{key}=... to add it")
+    return message
