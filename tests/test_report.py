@@ -40,6 +40,14 @@ def test_report_of_a_finished_grid(tool: Tool) -> None:
     for name in EXPERIMENTS:
         assert f"| {name} |" in index
     assert "[report](default/report.md)" in index
+    # Two figures whose paths end alike (lp_quality's RMSD of the model and of ETKDG) head two columns.
+    same_end = "grid.report.figures=[metrics.tokens_per_s,quality.rmsd.median_min_rmsd_A," \
+               "quality.reference_point.median_min_rmsd_A]"
+    tool.cli("--report", *grid, same_end)
+    frame = pd.read_csv(out / "report.csv")
+    assert {"rmsd.median_min_rmsd_A", "reference_point.median_min_rmsd_A"} <= set(frame.columns)
+    header = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| cell"))
+    assert "rmsd.median_min_rmsd_A" in header and "reference_point.median_min_rmsd_A" in header
 
 
 def test_report_of_an_empty_grid_and_a_bad_comparison(tool: Tool) -> None:

@@ -17,10 +17,11 @@ class Figure:
 
     path: str
     lower_is_better: bool = False
+    #: The column it heads: the path's last part, or as many parts as set it apart from the report's others.
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        return self.path.rsplit(".", 1)[-1]
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path.rsplit(".", 1)[-1]
 
     def node(self, summary: dict) -> Any:
         return value_at(summary, self.path)
@@ -39,7 +40,20 @@ class Figure:
         return [node] if isinstance(node, (int, float)) else []
 
 
+def short_name(path: str, paths: list[str]) -> str:
+    """The path's shortest dotted tail that no other path ends with: `rmsd.median_min_rmsd_A` beside
+    `reference_point.median_min_rmsd_A`, plain `step_ms` when nothing else ends so."""
+    parts = path.split(".")
+    for n in range(1, len(parts)):
+        tail = ".".join(parts[-n:])
+        if not any(other != path and (other == tail or other.endswith("." + tail)) for other in paths):
+            return tail
+    return path
+
+
 def figures_of(settings: Any) -> list[Figure]:
-    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction."""
+    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction, each
+    named apart from the others, so two figures never share a column."""
+    paths = list(settings.report.figures)
     lower = set(settings.report.get("lower_is_better") or [])
-    return [Figure(p, p in lower) for p in settings.report.figures]
+    return [Figure(p, p in lower, short_name(p, paths)) for p in paths]
