@@ -43,6 +43,30 @@ def test_an_interrupt_stops_the_cell_records_it_and_says_so(tool: Tool, signum: 
     assert "(interrupted)" in plan.stdout
 
 
+SURFACED_AS_ITS_OWN_ERROR = """
+import json, os, signal, time
+from molgen_grid.grid.worker import error_record, interrupt_on_signals
+interrupt_on_signals()
+try:
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+    except BaseException:  # as transformers' lazy import does when Ctrl-C lands inside it
+        raise ModuleNotFoundError("Could not import module 'AttentionInterface'")
+except BaseException as exc:
+    print(json.dumps(error_record(exc)))
+"""
+
+
+def test_an_interrupt_a_library_turns_into_its_own_error_is_still_an_interrupt(tool: Tool) -> None:
+    """Ctrl-C that lands inside an import of transformers ends the cell with ModuleNotFoundError; the cell
+    took the signal, so it was interrupted (the next run reruns it), not failed."""
+    done = tool.run([sys.executable, "-c", SURFACED_AS_ITS_OWN_ERROR])
+    record = json.loads(done.stdout)
+    assert record["class"] == "ModuleNotFoundError" and record["interrupted"] is True, record
+    assert record["reason"] == "interrupted by SIGINT", record
+
+
 @pytest.mark.parametrize("args, head", [(["--status", "--json"], "head -c 100"), (["--status"], "head -n 3"),
                                         (["--dry-run"], "head -n 3")])
 def test_a_closed_pipe_ends_quietly(tool: Tool, args: list[str], head: str) -> None:

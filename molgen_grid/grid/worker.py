@@ -34,6 +34,8 @@ from molgen_grid.grid.store import CONFIG, ERROR, RESULTS, SUMMARY, CellStore, a
 
 #: A job may start while its submitter still holds the cell's lock for an instant (its claim).
 CLAIM_WAIT_S = 120.0
+#: The stop signal (Ctrl-C, SIGTERM) this cell's process took, if any (see `interruption`).
+_stop_signal: list[int] = []
 
 
 @dataclass
@@ -79,20 +81,32 @@ def failure_reason(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
     if type(exc).__name__ == "UncompletedJobError" and "timed-out" in message:
         return f"TIMEOUT: {message}"
-    if isinstance(exc, Interrupted):
-        return f"interrupted by {message}"
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted by SIGINT"
+    stopped = interruption(exc)
+    if stopped is not None:
+        return stopped
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def error_record(exc: BaseException, reason: str | None = None) -> dict[str, Any]:
+def interruption(exc: BaseException) -> str | None:
+    """"interrupted by SIG...", or None when the attempt failed on its own. A stop signal this process took
+    counts whatever exception then ended it: a library may turn the interrupt raised inside it into an error
+    of its own (an import of transformers cut by Ctrl-C surfaces as ModuleNotFoundError)."""
+    if _stop_signal:
+        return f"interrupted by {signal.Signals(_stop_signal[0]).name}"
+    if isinstance(exc, Interrupted):
+        return f"interrupted by {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by SIGINT"
+    return None
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
     return {
         "when": time.time(),
         "class": type(exc).__name__,
         "message": str(exc),
-        "reason": reason or failure_reason(exc),
-        "interrupted": isinstance(exc, (Interrupted, KeyboardInterrupt)),
+        "reason": failure_reason(exc),
+        "interrupted": interruption(exc) is not None,
         "traceback": traceback.format_exception(exc)[-12:],
     }
 
@@ -118,6 +132,7 @@ def interrupt_on_signals() -> None:
     def handler(signum: int, frame: Any) -> None:
         for one in (signal.SIGINT, signal.SIGTERM):
             signal.signal(one, signal.SIG_IGN)
+        _stop_signal.append(signum)
         raise Interrupted(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
