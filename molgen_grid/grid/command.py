@@ -1,11 +1,12 @@
 """A command line run as the project's sweep, composed once, with bad input as one line.
 
 Hydra's own entry point composes the config twice before the sweep starts (once to read `hydra.mode`, once to
-sweep), and a check that gave bad input one line composed it a third time: about a quarter of a second each
-on a 2-core machine, where `--status` of 10,000 cells should answer in under 3 s. Here the sweep's one composition is the check: when it fails,
-the cause is sought (each override parsed, the experiment, options and keys named with a suggestion) and the
-user sees one line that names the problem and the fix, and a non-zero exit, before anything is launched or
-written. Command lines that ask Hydra about the app, or point it at another config tree, go to Hydra itself.
+sweep), and a check that gave bad input one line composed it a third time: about a quarter of a second each on a
+2-core machine, where `--status` of 10,000 cells should answer in under 3 s. Here the sweep's one composition is the
+check: when it fails, the cause is sought (each override parsed, the experiment, options and keys named with a
+suggestion) and the user sees one line that names the problem and the fix, and a non-zero exit, before anything is
+launched or written. Command lines that ask Hydra about the app, or point it at another config tree, go to Hydra
+itself.
 """
 from __future__ import annotations
 

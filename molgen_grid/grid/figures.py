@@ -16,12 +16,9 @@ class Figure:
     number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
 
     path: str
-    lower_is_better: bool = False
     #: The column it heads: the path's last part, or as many parts as set it apart from the report's others.
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = self.name or self.path.rsplit(".", 1)[-1]
+    name: str
+    lower_is_better: bool = False
 
     def node(self, summary: dict) -> Any:
         return value_at(summary, self.path)
@@ -56,4 +53,4 @@ def figures_of(settings: Any) -> list[Figure]:
     named apart from the others, so two figures never share a column."""
     paths = list(settings.report.figures)
     lower = set(settings.report.get("lower_is_better") or [])
-    return [Figure(p, p in lower, short_name(p, paths)) for p in paths]
+    return [Figure(p, short_name(p, paths), p in lower) for p in paths]
