@@ -1,5 +1,9 @@
 """`python -m molgen_grid [overrides]`: one cell; with `-m`, the sweep of the experiment's grid.
 
+`--config-dir DIR` (and `--config-name NAME`) run another study's config tree instead of the benchmark's: the
+tree replaces the benchmark's, it is not added to it (Hydra's own `--config-dir` adds a folder to the search
+path, so the benchmark's groups would show through).
+
 Both go through the project's own sweeper and launcher: a single run is a sweep of one cell (the experiment's
 grid cleared), so it too skips a done cell, takes the cell's lock and runs in a fresh process.
 """
@@ -13,14 +17,17 @@ import hydra
 from omegaconf import DictConfig
 
 from molgen_grid.errors import front_door
-from molgen_grid.grid.command import INFO_FLAGS, for_hydra, run_sweep
+from molgen_grid.grid.command import INFO_FLAGS, config_tree, for_hydra, run_sweep
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
-#: The config tree; MOLGEN_GRID_CONF points at another one (a copy with more options, say).
-CONF_DIR = Path(os.environ.get("MOLGEN_GRID_CONF") or Path(__file__).resolve().parent.parent / "conf").resolve()
+#: The benchmark's config tree, shipped inside the package.
+PACKAGE_CONF = Path(__file__).resolve().parent / "conf"
+#: The config tree a command runs; MOLGEN_GRID_CONF points at another one (a copy with more options, a study
+#: of one's own), as `--config-dir` does for one command.
+CONF_DIR = Path(os.environ.get("MOLGEN_GRID_CONF") or PACKAGE_CONF).resolve()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -37,11 +44,12 @@ def as_sweep(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-    sys.argv = as_sweep(sys.argv)
+    argv, conf_dir, config_name = config_tree(sys.argv, CONF_DIR)
+    sys.argv = as_sweep(argv)
     if for_hydra(sys.argv):
         main()
     else:
-        run_sweep(CONF_DIR, "config", sys.argv)
+        run_sweep(conf_dir, config_name, sys.argv)
 
 
 if __name__ == "__main__":

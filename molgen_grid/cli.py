@@ -1,7 +1,8 @@
 """The everyday front door (`molgen-grid`, `sbatch/run.sh`): flags for people, a Hydra sweep underneath.
 
 Each action is the experiment's sweep with the launcher told what to do, so `--status`, `--dry-run` and a run
-see exactly the same cells as `python -m molgen_grid -m experiment=NAME ...`.
+see exactly the same cells as `python -m molgen_grid -m experiment=NAME ...`. The study is the conformer
+benchmark shipped with the package unless `--config-dir DIR` (or MOLGEN_GRID_CONF) names another one.
 """
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import argparse
 import sys
 
 from molgen_grid.grid.store import safe_component
-from molgen_grid.errors import InputError, fail, front_door
+from molgen_grid.errors import InputError, front_door
 
 EPILOG = """\
 examples:
   molgen-grid                                  run every cell of the default experiment that is not done
+  molgen-grid --config-dir my_study --status   another study: its own config tree (docs/tasks.md)
   molgen-grid --status                         one row per cell: state, job id, age, reason
   molgen-grid --status --json                  the same, for machines
   molgen-grid --dry-run kv_cache=static        the plan: what would run and why
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
-  molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 molecules per cell, kept apart from full runs
+  molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
@@ -27,10 +29,15 @@ Put overrides before --force: every word after --force is taken as a cell name."
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="molgen-grid", allow_abbrev=False, description="Run, resume and inspect a grid of conformer-generation benchmarks.",
+        prog="molgen-grid", allow_abbrev=False,
+        description="Run, resume and inspect a grid of experiments, here or on Slurm (by default the conformer "
+                    "generation benchmark shipped with molgen_grid).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--experiment", default="default", help="conf/experiment/NAME.yaml (default: %(default)s)")
+    p.add_argument("--config-dir", metavar="DIR", help="the study's config tree (default: the benchmark's; "
+                                                        "MOLGEN_GRID_CONF sets another default)")
+    p.add_argument("--config-name", metavar="NAME", help="its primary config (default: config)")
+    p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default)")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
@@ -42,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
     p.add_argument("--wait", action="store_true", help="after submitting to Slurm, follow the cells to the end")
-    p.add_argument("--limit", type=int, metavar="N", help="test mode: N molecules per cell (sets sample_size)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="test mode: N items per cell (sets the study's grid.limit_key; results kept apart)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. kv_cache=static,dynamic")
     return p
 
@@ -55,8 +63,9 @@ def hydra_list(values: list[str]) -> str:
 def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
     action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else "run"
-    argv = ["molgen_grid", "--multirun", f"experiment={safe_component(args.experiment, 'experiment name')}",
-            f"hydra.launcher.action={action}"]
+    argv = ["molgen_grid", "--multirun", f"hydra.launcher.action={action}"]
+    if args.experiment is not None:
+        argv.append(f"experiment={safe_component(args.experiment, 'experiment name')}")
     if args.json:
         argv.append("hydra.launcher.json=true")
     if args.wait:
@@ -70,8 +79,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
         argv.append(f"hydra.launcher.force={hydra_list(names)}")
     if args.limit is not None:
         if args.limit < 1:
-            raise InputError(f"--limit {args.limit}: give a positive number of molecules")
-        argv += [f"sample_size={args.limit}", f"hydra.launcher.limit={args.limit}"]
+            raise InputError(f"--limit {args.limit}: give a positive number of items per cell")
+        argv.append(f"hydra.launcher.limit={args.limit}")
     return argv + args.overrides
 
 
@@ -109,14 +118,14 @@ def run(argv: list[str]) -> None:
         parser().error("--json goes with --status")
     if (args.compare or args.heatmap) and not args.report:
         parser().error("--compare and --heatmap go with --report")
-    try:
-        argv = hydra_argv(args)
-    except InputError as exc:
-        fail(str(exc))
+    argv = hydra_argv(args)
     from molgen_grid.__main__ import CONF_DIR
-    from molgen_grid.grid.command import run_sweep
+    from molgen_grid.grid.command import config_tree, run_sweep
 
-    run_sweep(CONF_DIR, "config", argv)
+    tree = [*(["--config-dir", args.config_dir] if args.config_dir else []),
+            *(["--config-name", args.config_name] if args.config_name else [])]
+    _, conf_dir, config_name = config_tree(["molgen-grid", *tree], CONF_DIR)
+    run_sweep(conf_dir, config_name, argv)
 
 
 if __name__ == "__main__":

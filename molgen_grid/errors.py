@@ -53,10 +53,13 @@ def closed_pipe() -> NoReturn:
 
 
 def front_door(run: Callable[[], None]) -> None:
-    """Run a command: SIGTERM as Ctrl-C, and either of them or a closed pipe end it with one line (or none)."""
+    """Run a command: SIGTERM as Ctrl-C, and either of them, bad input or a closed pipe end it with one line (or
+    none)."""
     interrupt_on_sigterm()
     try:
         run()
+    except InputError as exc:
+        fail(str(exc))
     except BrokenPipeError:
         closed_pipe()
     except (KeyboardInterrupt, Interrupted) as exc:

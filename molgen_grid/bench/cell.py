@@ -1,8 +1,9 @@
 """One cell of the study: load the model, plan the work, warm every shape, time the passes, validate.
 
-The engine calls `run_cell` in a fresh process (so peak memory is the cell's own) with the cell's resolved
-config; it returns the summary's figures and per-generation detail and writes nothing (the engine owns the
-results tree). The work is fixed before the clock starts (workload.py), warm-up covers every batch shape and
+The engine calls `run_cell(cfg, cell)` in a fresh process (so peak memory is the cell's own) with the cell's
+resolved config and its handle (docs/tasks.md): the CPUs it may use, a give-up hook for a hang, a place for its
+per-generation detail (`results.json`) and a way to name the files its result depends on (the data file, the
+checkpoint). It returns the summary's figures; the engine decides where the files go. The work is fixed before the clock starts (workload.py), warm-up covers every batch shape and
 checks the first steps (passes.py), and a combination that cannot run here, or hangs, ends `unsupported` with
 the library's own reason, a result of the study as in the seeds' tables.
 """
@@ -27,7 +28,7 @@ from molgen_grid.bench.passes import Pass, compiled_frames, timed_passes, warm_u
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.templates import resolve_workers
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
-from molgen_grid.bench.watchdog import GiveUp, Watchdog
+from molgen_grid.bench.watchdog import Watchdog
 from molgen_grid.bench.workload import plan_workload
 from molgen_grid.errors import InputError
 
@@ -46,17 +47,21 @@ def resolve_cell_device(requested: str) -> torch.device:
     return device
 
 
-def inputs(cfg: Any) -> dict[str, list[str]]:
+def record_inputs(cfg: Any, cell: Any) -> None:
     """The files a result depends on beyond the config and the code: the data file, the checkpoint's files."""
-    return {"data": [str(existing_file(str(cfg.data.path)))], "checkpoint": checkpoint_files(cfg.model)}
+    cell.record_inputs("data", existing_file(str(cfg.data.path)))
+    cell.record_inputs("checkpoint", *checkpoint_files(cfg.model))
 
 
-def run_cell(cfg: Any, *, cpus: int, give_up: GiveUp | None = None) -> dict[str, Any]:
-    """The cell's summary figures, quality, provenance, data description and per-generation detail.
+def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
+    """The cell's summary figures, quality, provenance and data description; each generation, decoded and
+    checked, goes to the cell's `results.json`.
 
-    `give_up(reason, detail)` ends the cell as unsupported at once, from any thread (the engine's; a hang).
+    `cell.give_up(reason, detail)` (None outside the engine) ends the cell as unsupported at once, from any
+    thread: the watchdog calls it on a hang.
     """
     started = time.perf_counter()
+    cpus = cell.cpus
     if int(cfg.repeats) < 1:
         raise InputError(f"repeats={cfg.repeats} times nothing: set repeats=1 or more")
     # Every cell alike: transformers turns the tokenizers' own threads off when it compiles on CUDA.
@@ -72,9 +77,10 @@ def run_cell(cfg: Any, *, cpus: int, give_up: GiveUp | None = None) -> dict[str,
     data = {"source": molecules.source, "molecules": len(molecules.smiles), "invalid_rows": len(molecules.invalid),
             "reference_conformers": sum(len(v) for v in molecules.references.values()), "rows": len(rows)}
     before = machine.snapshot(device.type == "cuda")
-    watchdog = Watchdog(give_up)
+    record_inputs(cfg, cell)
+    watchdog = Watchdog(cell.give_up)
     unsupported = {"status": "unsupported", "metrics": {}, "quality": {}, "provenance": provenance(device),
-                   "data": data, "generations": [], "inputs": inputs(cfg)}
+                   "data": data}
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         try:
@@ -128,9 +134,10 @@ def run_cell(cfg: Any, *, cpus: int, give_up: GiveUp | None = None) -> dict[str,
         "load": load_block,
         "warnings": cell_warnings(cfg, metrics, len(passes), recompiles, device, molecules) + load_warnings,
     })
-    return {"status": "ok", "reason": None, "metrics": metrics, "applied": applied(cfg, generator, last, warm, device),
-            **judged(cfg, rows, last, molecules), "provenance": provenance(device), "data": data,
-            "inputs": inputs(cfg)}
+    quality_block, generations = judged(cfg, rows, last, molecules)
+    cell.write_json("results.json", {"cell": cell.name, "generations": generations})
+    return {"status": "ok", "metrics": metrics, "applied": applied(cfg, generator, last, warm, device),
+            "quality": quality_block, "provenance": provenance(device), "data": data}
 
 
 def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiles: int, device: torch.device,
@@ -166,7 +173,7 @@ def applied(cfg: Any, generator: Generator, last: Pass, warm: Any, device: torch
     }
 
 
-def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> dict[str, Any]:
+def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The quality block and each generation, decoded and checked against its prompt and references; with
     `evaluation.etkdg_reference`, RDKit's conformers of the same molecules scored the same way beside them."""
     threshold = float(cfg.evaluation.rmsd_threshold_A)
@@ -179,7 +186,7 @@ def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> dict[str, A
     if cfg.evaluation.get("etkdg_reference"):
         block["reference_point"] = reference_point(molecules.smiles, int(cfg.num_generations), molecules.references,
                                                    threshold, int(cfg.seed))
-    return {"quality": block, "generations": generations}
+    return block, generations
 
 
 def median_of(values: list[float | None]) -> float | None:

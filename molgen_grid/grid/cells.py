@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 MAX_NAME_BYTES = 200
+#: The name of the cell with no override and no axis: a study's one default configuration.
+DEFAULT_CELL = "default"
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,48}$")
 _HASH_MARK = "~"
 
@@ -63,7 +65,7 @@ def make_cell(axes: list[tuple[str, str]], extra: dict[str, str], run: dict[str,
               added: frozenset[str] = frozenset()) -> Cell:
     """Build a cell from its axis choices (in axis order), its non-default overrides and how it is run."""
     items = list(axes) + sorted(extra.items())
-    name = ",".join(f"{k}={_name_value(v)}" for k, v in items)
+    name = ",".join(f"{k}={_name_value(v)}" for k, v in items) or DEFAULT_CELL
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
     return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name,
@@ -75,6 +77,8 @@ def parse_cell_name(name: str) -> list[str]:
 
     Raises ValueError for a name whose values were shortened to a hash: only the grid that made it knows them.
     """
+    if name == DEFAULT_CELL:
+        return []
     if _HASH_MARK in name:
         raise ValueError(f"cell name {name!r} holds hashed values and can only be matched against its grid")
     overrides = []

@@ -2,7 +2,7 @@
 
 Take the cell's lock, read its state again under the lock (another sweep may have launched it meanwhile),
 prepare its directory (its overrides, so that `--force NAME` can rebuild it), record the attempt (who claimed
-it, where, why) and release the lock. The executor then launches the job and completes the attempt with its id.
+it, where, why, under an id of its own that every later line and the job carry) and release the lock. The executor then launches the job and completes the attempt with its id.
 While the attempt has no job id yet, the cell reads as queued for as long as the claiming sweep lives, so a
 second sweep never launches it too; the lock is held for an instant per cell, so a sweep of thousands of cells
 never holds thousands of files open.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -30,7 +31,7 @@ class Claimer:
     executor: str
     views: Mapping[str, JobView]
     stale: Callable[[Entry, dict], str | None]
-    make_job: Callable[[Entry], CellJob]
+    make_job: Callable[[Entry, str], CellJob]
     forced: set[str]
     stale_policy: str = "rerun"
 
@@ -46,6 +47,7 @@ class Claimer:
             if why is None:
                 return SETTLED
             atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
-            store.append_attempt({"executor": self.executor, "host": socket.gethostname(),
+            attempt = uuid.uuid4().hex[:12]
+            store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
                                   "claimed_by": os.getpid(), "why": why})
-            return Claim(entry, self.make_job(entry), resources)
+            return Claim(entry, self.make_job(entry, attempt), resources)

@@ -26,13 +26,52 @@ from molgen_grid.grid.spec import GridSpec
 
 #: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
-#: Flags that point Hydra at another config tree or a saved run: such command lines are left to Hydra.
-OTHER_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")
+#: Flags that point Hydra at a config path relative to the app, or a saved run: left to Hydra.
+OTHER_CONFIG_FLAGS = ("--config-path", "-cp", "--experimental-rerun")
+#: Flags that name the config tree and primary config a sweep runs (read here, not by Hydra).
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+CONFIG_NAME_FLAGS = ("--config-name", "-cn")
+#: The engine's sweeper and launcher, selected for every study (a study's config need not name them).
+ENGINE_PLUGINS = ("hydra/sweeper=grid", "hydra/launcher=grid")
 
 
 def for_hydra(argv: list[str]) -> bool:
     """Whether this command line is Hydra's to run (its own flags), not a plain sweep."""
     return any(arg.split("=")[0] in INFO_FLAGS + OTHER_CONFIG_FLAGS for arg in argv[1:])
+
+
+def config_tree(argv: list[str], default_dir: Path) -> tuple[list[str], Path, str]:
+    """The command line less `--config-dir DIR` and `--config-name NAME` (either as `--flag=value`), the
+    config directory (checked) and the primary config's name."""
+    rest, values = [argv[0]], {"dir": None, "name": None}
+    args = iter(argv[1:])
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        kind = "dir" if flag in CONFIG_DIR_FLAGS else "name" if flag in CONFIG_NAME_FLAGS else None
+        if kind is None:
+            rest.append(arg)
+            continue
+        values[kind] = value if eq else next(args, None)
+        if not values[kind]:
+            raise InputError(f"{flag} needs a value: {flag} {kind.upper()}")
+    conf_dir = Path(values["dir"]).expanduser().resolve() if values["dir"] else default_dir
+    name = values["name"] or "config"
+    if not conf_dir.is_dir():
+        raise InputError(f"--config-dir {values['dir']}: no such directory: give the folder that holds the "
+                         "study's config (config.yaml and its groups)")
+    if not (conf_dir / f"{name}.yaml").is_file():
+        raise InputError(f"{conf_dir} has no {name}.yaml: give the folder that holds the study's primary config "
+                         "(or name it with --config-name)")
+    return rest, conf_dir, name
+
+
+def engine_overrides(overrides: list[str]) -> list[str]:
+    """The overrides a sweep composes with: the engine's sweeper and launcher first; an engine setting
+    (`grid.stale=keep`) is added or replaced (`++`), so a study need not declare the `grid:` block to set one."""
+    def as_setting(line: str) -> str:
+        return f"++{line}" if line.startswith("grid.") else line
+
+    return [*ENGINE_PLUGINS, *(as_setting(o) for o in overrides)]
 
 
 def never_called(cfg: Any) -> None:
@@ -41,7 +80,7 @@ def never_called(cfg: Any) -> None:
 
 def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
     """Compose the sweep's config once and hand it to the project's sweeper and launcher."""
-    overrides = [arg for arg in argv[1:] if not arg.startswith("-")]
+    overrides = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
         app = GlobalHydra.instance().hydra
         assert app is not None
@@ -70,7 +109,7 @@ def diagnose(loader: ConfigLoader, config_name: str, overrides: list[str], exc: 
             raise InputError(f"cannot read override {line!r}: write key=value, a sweep as key=a,b "
                              "(Hydra's override grammar)") from None
     parsed = parser.parse_overrides(overrides)
-    experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), "default")
+    experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), None)
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
     spec = GridSpec(loader, config_name, experiment, hydra_overrides)  # an unknown experiment is named here
     spec.validate(overrides)  # an unknown option or key, with a suggestion

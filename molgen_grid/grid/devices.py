@@ -1,9 +1,10 @@
-"""One benchmark per device at a time, across every sweep on this machine.
+"""One cell per device at a time, across every sweep on this machine.
 
-Two local cells on the same CPU or GPU measure each other (two sweeps on one laptop ran at a fifth of their
+Two local cells on the same processor measure each other (two sweeps on one laptop ran at a fifth of their
 speed). Each local cell first takes a machine-wide lock named for its device, an `flock` on a file in a shared
 directory (the kernel drops it if its holder dies), so sweeps of any experiment, started by anyone, queue for
-the device instead of overlapping. The CPU counts as one device; each visible GPU is one.
+the device instead of overlapping. The CPU counts as one device; each visible accelerator is one (the devices
+CUDA_VISIBLE_DEVICES lists, the variable Slurm's GRES sets too).
 """
 from __future__ import annotations
 
@@ -14,26 +15,30 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
-_NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
+#: The variable that lists the accelerators a process may use, and where the driver lists those present.
+VISIBLE = "CUDA_VISIBLE_DEVICES"
+_DRIVER_DEVICES = Path("/proc/driver/nvidia/gpus")
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs a process started from here may use (CUDA_VISIBLE_DEVICES' entries, else every NVIDIA GPU)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+def visible_devices() -> list[str]:
+    """The accelerators a process started from here may use (the variable's entries, else every one the driver
+    lists)."""
+    visible = os.environ.get(VISIBLE)
     if visible is not None:
         return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
-    return [str(i) for i in range(len(list(_NVIDIA_GPUS.iterdir())))] if _NVIDIA_GPUS.is_dir() else []
+    return [str(i) for i in range(len(list(_DRIVER_DEVICES.iterdir())))] if _DRIVER_DEVICES.is_dir() else []
 
 
 def local_device(requested: str) -> str:
-    """The device a local cell of `gpu.device=requested` runs on, as a lock name: `cpu` or `cuda-<id>`."""
+    """The device a local cell that asks for `requested` (its resource option's `device`: auto, cpu, cuda,
+    cuda:N) runs on, as a lock name: `cpu` or `cuda-<id>`."""
     if requested == "cpu":
         return "cpu"
-    gpus = visible_gpus()
-    if not gpus:
-        return "cpu"  # auto without a GPU; a cell that asked for cuda fails by itself, saying so
+    devices = visible_devices()
+    if not devices:
+        return "cpu"  # auto without an accelerator; a cell that asked for one fails by itself, saying so
     index = int(requested.partition(":")[2] or 0) if requested.startswith("cuda") else 0
-    return f"cuda-{gpus[min(index, len(gpus) - 1)]}"
+    return f"cuda-{devices[min(index, len(devices) - 1)]}"
 
 
 def device_lock_holder(directory: Path, device: str) -> str | None:

@@ -1,6 +1,7 @@
 """The figures a grid shows: dotted paths into summary.json named in the config (`grid.report.figures`; the
-first is the headline that ranks the cells and ends a finished cell's console line). Light on purpose: a run
-reads them without importing the report's pandas.
+first is the headline that ranks the cells and ends a finished cell's console line), or, when a study names
+none, every number its task returned, in the task's order. Light on purpose: a run reads them without
+importing the report's pandas.
 """
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from molgen_grid.grid.dotted import value_at
+from molgen_grid.grid.task import ENGINE_KEYS
+
+#: How deep into a task's nested figures the engine looks for numbers when a study names none.
+DISCOVERY_DEPTH = 3
 
 
 @dataclass
@@ -48,9 +53,42 @@ def short_name(path: str, paths: list[str]) -> str:
     return path
 
 
-def figures_of(settings: Any) -> list[Figure]:
-    """The report's figures (`grid.report.figures`, the first ranks the cells) with their direction, each
-    named apart from the others, so two figures never share a column."""
-    paths = list(settings.report.figures)
-    lower = set(settings.report.get("lower_is_better") or [])
+def _is_figure(node: Any) -> bool:
+    return (isinstance(node, (int, float)) and not isinstance(node, bool)) or (
+        isinstance(node, dict) and isinstance(node.get("median"), (int, float)))
+
+
+def discovered(summary: dict) -> list[str]:
+    """The dotted paths of every number (or {median, ...} spread) a task returned, in its order."""
+    found: list[str] = []
+
+    def walk(node: Any, prefix: str, depth: int) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if _is_figure(value):
+                found.append(path)
+            elif isinstance(value, dict) and depth < DISCOVERY_DEPTH:
+                walk(value, path + ".", depth + 1)
+
+    walk({k: v for k, v in summary.items() if k not in ENGINE_KEYS}, "", 1)
+    return found
+
+
+def figures_of(settings: Any, summaries: list[dict] = ()) -> list[Figure]:
+    """The report's figures (`grid.report.figures`, the first ranks the cells; when a study names none, those
+    its summaries hold) with their direction, each named apart from the others, so two never share a column."""
+    paths = list(settings.report.figures) or list(dict.fromkeys(p for s in summaries for p in discovered(s)))
+    lower = set(settings.report.lower_is_better or [])
     return [Figure(p, short_name(p, paths), p in lower) for p in paths]
+
+
+def headline(settings: Any) -> Figure | None:
+    """The figure a finished cell's run line shows: the study's first, or None (each cell's own first)."""
+    figures = figures_of(settings)
+    return figures[0] if figures else None
+
+
+def headline_of(summary: dict) -> Figure | None:
+    """The first figure a cell's own summary holds, for a study that names none."""
+    paths = discovered(summary)
+    return Figure(paths[0], paths[0].rpartition(".")[2]) if paths else None

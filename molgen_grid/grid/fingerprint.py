@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from molgen_grid.grid.store import atomic_write_text
 
@@ -74,41 +74,139 @@ def _imported(tree: ast.AST, module: str, is_package: bool) -> Iterable[str]:
             yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
-def code_closure(task: str) -> dict[str, str]:
-    """{path relative to the project package: code hash} of the task's module and every project module it
-    imports, directly or not (the project package is the task's top-level package)."""
-    root_name = task.split(".")[0]
-    root_spec = importlib.util.find_spec(root_name)
-    if root_spec is None or root_spec.origin is None:
-        raise ValueError(f"grid.task {task!r}: {root_name} cannot be found")
-    if not root_spec.submodule_search_locations:  # a task in a top-level module of its own
-        origin = Path(root_spec.origin)
-        return {origin.name: code_hash(origin)}
-    root = Path(list(root_spec.submodule_search_locations)[0]).resolve()
+def _module_file(base: Path, parts: list[str]) -> tuple[Path, bool] | None:
+    """The file of module `parts` under `base` (a package's __init__.py, or a module file), if there is one (a
+    namespace package's directory has none: its modules are found one by one)."""
+    relative = Path(*parts)
+    for candidate, is_package in ((base / relative / "__init__.py", True), (base / f"{relative}.py", False)):
+        if candidate.is_file():
+            return candidate, is_package
+    return None
 
-    def file_of(name: str) -> tuple[Path, bool] | None:
-        relative = Path(*name.split(".")[1:])
-        for candidate, is_package in ((root / relative / "__init__.py", True), (root / f"{relative}.py", False)):
-            if candidate.is_file():
-                return candidate, is_package
+
+def _top_level(name: str, folders: list[Path]) -> Path | None:
+    """Where top-level module `name` is imported from: the first of `folders` that holds it, else the
+    interpreter's own path (a package's directory, or a module's file's directory)."""
+    for folder in folders:
+        if (folder / name / "__init__.py").is_file() or (folder / f"{name}.py").is_file() \
+                or (folder / name).is_dir():
+            return folder
+    spec = importlib.util.find_spec(name)
+    if spec is None:
         return None
+    if spec.submodule_search_locations:  # a package, namespace packages (no __init__.py) included
+        return Path(list(spec.submodule_search_locations)[0]).resolve().parent
+    return Path(spec.origin).resolve().parent if spec.origin else None
+
+
+def code_closure(task: str, folders: list[Path] = ()) -> dict[str, str]:
+    """{path: code hash} of the task's module and every module of the study it imports, directly or not.
+
+    The study's modules are those of the task's top-level package (keyed relative to that package, as
+    `bench/generate.py`) and any module found in `folders` (pinned code, the project directory; keyed relative
+    to the folder): what the cell's process imports from there, never a library's.
+    """
+    folders = [Path(f).resolve() for f in folders]
+    top = task.split(".")[0]
+    task_root = _top_level(top, folders)
+    if task_root is None:
+        raise ValueError(f"grid.task {task!r}: module {top} cannot be found (is its folder the directory you "
+                         "run from, or in grid.code?)")
+
+    def located(name: str) -> tuple[Path, bool, Path] | None:
+        """The module's file, whether it is a package, and the folder its key is relative to."""
+        parts = name.split(".")
+        if parts[0] == top:
+            root, base = task_root, task_root / top if (task_root / top).is_dir() else task_root
+        else:
+            root = next((f for f in folders if (f / parts[0]).is_dir() or (f / f"{parts[0]}.py").is_file()), None)
+            base = root
+        found = _module_file(root, parts) if root is not None else None
+        return (found[0], found[1], base) if found else None
 
     found: dict[str, str] = {}
     pending = [task.rsplit(".", 1)[0]]
+    seen: set[str] = set()
     while pending:
         name = pending.pop()
-        located = file_of(name) if name.split(".")[0] == root_name else None
-        if located is None:
+        if name in seen:
             continue
-        path, is_package = located
-        key = path.relative_to(root).as_posix()
-        if key in found:
+        seen.add(name)
+        hit = located(name)
+        if hit is None:
             continue
+        path, is_package, base = hit
+        found[path.relative_to(base).as_posix()] = code_hash(path)
         tree = ast.parse(path.read_text(), str(path))
-        found[key] = code_hash(path)
-        parents = [".".join(name.split(".")[:i]) for i in range(2, name.count(".") + 1)]
-        pending += parents + [n for n in _imported(tree, name, is_package) if n.split(".")[0] == root_name]
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        pending += parents + list(_imported(tree, name, is_package))
     return dict(sorted(found.items()))
+
+
+def file_hash(path: Path) -> str:
+    """A Python file by its syntax (comments, docstrings and layout do not count), any other by its bytes."""
+    if path.suffix == ".py":
+        return code_hash(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _shown(path: Path, project: Path) -> str:
+    return path.relative_to(project).as_posix() if path.is_relative_to(project) else str(path)
+
+
+def pinned_code(folders: list[Path], project: Path) -> dict[str, str]:
+    """Every file of the experiment's pinned folders (`grid.code`), keyed as the project names it."""
+    out = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"grid.code {_shown(folder, project)}: no such folder")
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                out[_shown(path, project)] = file_hash(path)
+    return out
+
+
+def code_part(settings: Any, project: Path) -> dict[str, str]:
+    """The code part of a cell's fingerprint: the task's modules (code_closure) or the command's inputs, and
+    the pinned folders."""
+    from molgen_grid.grid.settings import code_folders
+
+    project = project.resolve()
+    folders = [(project / f).resolve() for f in code_folders(settings)]
+    if settings.get("task"):
+        code = code_closure(settings.task, folders + [project])
+        code = {k: v for k, v in code.items()
+                if not any((f / k).is_file() for f in folders)}  # listed below with their folder
+    else:
+        code = {}
+        for name in settings.command_inputs:
+            path = (project / str(name)).resolve()
+            if not path.is_file():
+                raise ValueError(f"grid.command_inputs: {name} is not a file (relative paths are relative to "
+                                 f"{project})")
+            code[_shown(path, project)] = file_hash(path)
+    return dict(sorted({**code, **pinned_code(folders, project)}.items()))
+
+
+def library_versions(settings: Any) -> dict[str, Any]:
+    """The versions a result depends on (`grid.versions`): a hook's answer, or each named distribution's
+    installed version (None when it is not installed)."""
+    versions = settings.get("versions")
+    if versions is None:
+        return {}
+    if isinstance(versions, str):
+        from molgen_grid.grid.dotted import load
+
+        return load(versions)()
+    from importlib import metadata
+
+    out: dict[str, Any] = {}
+    for name in versions:
+        try:
+            out[str(name)] = metadata.version(str(name))
+        except metadata.PackageNotFoundError:
+            out[str(name)] = None
+    return out
 
 
 # --- file contents ------------------------------------------------------------------------------------------------
@@ -182,8 +280,8 @@ def _name_some(kind: str, names: list[str]) -> str:
 class Current:
     """This plan's view of the parts that do not depend on the cell, each computed once."""
 
-    task: str
-    versions: Callable[[], dict[str, Any]]
+    settings: Any
+    project: Path
     hashes: FileHashes = field(default_factory=FileHashes)
     _code: dict[str, str] | None = None
     _libraries: dict[str, Any] | None = None
@@ -191,19 +289,19 @@ class Current:
     @property
     def code(self) -> dict[str, str]:
         if self._code is None:
-            self._code = code_closure(self.task)
+            self._code = code_part(self.settings, self.project)
         return self._code
 
     @property
     def libraries(self) -> dict[str, Any]:
         if self._libraries is None:
-            self._libraries = self.versions()
+            self._libraries = library_versions(self.settings)
         return self._libraries
 
     def stale(self, stored: dict[str, Any] | None, config: dict[str, str]) -> str | None:
         """Why a result with fingerprint `stored` is stale now (None when it is not); `config` is the cell's
         config part as computed now."""
-        if not isinstance(stored, dict) or set(stored) < set(PARTS):
+        if not isinstance(stored, dict) or not set(PARTS) <= set(stored):
             return "fingerprint: recorded by an older molgen_grid, without parts"
         reasons = []
         if changed := _changed_keys(stored["config"], config):

@@ -8,6 +8,7 @@ expansion of the grid.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
@@ -26,10 +27,10 @@ from molgen_grid.grid.gitinfo import git_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan
 from molgen_grid.grid.run import Runner, SweepOutcome
+from molgen_grid.grid.settings import code_folders
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.status import print_plan, print_status, status_json, test_mode_hint
 from molgen_grid.grid.store import safe_component
-from molgen_grid.grid.dotted import load
 from molgen_grid.grid.worker import CellJob
 
 ACTIONS = ("run", "status", "dry_run", "report")
@@ -53,7 +54,8 @@ class GridLauncherConf:
     compare: List[str] = field(default_factory=list)
     #: With action=report: the two settings of the heatmap (default: the two that vary most).
     heatmap: List[str] = field(default_factory=list)
-    #: Test mode (`--limit N`): N molecules per cell; reports go to artifacts/<experiment>/limit-N/.
+    #: Test mode (`--limit N`): the study's `grid.limit_key` set to N in every cell; reports go to
+    #: artifacts/<experiment>/limit-N/.
     limit: Optional[int] = None
 
 
@@ -89,13 +91,14 @@ class GridLauncher(Launcher):
         results = checked_dir(self.cwd, settings.results_dir, "grid.results_dir")
         self.artifacts = checked_dir(self.cwd, settings.artifacts_dir, "grid.artifacts_dir", apart_from=results)
         self.results = results
+        on_import_path(settings, self.cwd)
         root = results / safe_component(spec.experiment, "experiment name")
         cells = spec.cells(job_overrides)
         if self.force and self.force != [ALL_CELLS]:
             cells = spec.resolve_names(self.force, cells, root)
         forced = {c.name for c in cells} if self.force else set()
         executors = load_executors(settings, root)
-        current = Current(settings.task, load(settings.versions))
+        current = self.current(settings)
         entries, views = make_plan(spec, cells, root, forced, executors, current, settings.stale)
         current.hashes.save()
 
@@ -113,7 +116,7 @@ class GridLauncher(Launcher):
         elif self.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         elif self.action == "report":
-            self.report(spec, entries, current)
+            self.report(spec, entries)
             hint = None if self.limit else test_mode_hint(spec, entries, root)
             if hint:
                 self.console.print(f"{hint}; their report: --report --limit N")
@@ -123,7 +126,17 @@ class GridLauncher(Launcher):
             self.run(spec, entries, executors, views, current, forced, replan)
         return []
 
-    def report(self, spec: GridSpec, entries: list[Entry], current: Current) -> None:
+    def current(self, settings: Any) -> Current:
+        """The parts of the fingerprint shared by every cell of an experiment, computed at most once each; a
+        task that cannot be found is one line."""
+        try:
+            current = Current(settings, self.cwd)
+            current.code  # noqa: B018 - fails here, in one line, rather than in the first done cell's state
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return current
+
+    def report(self, spec: GridSpec, entries: list[Entry]) -> None:
         # pandas, scipy and matplotlib: only for reports, never for a status
         from molgen_grid.grid.report import report
         from molgen_grid.grid.report.artifacts import grid_cells
@@ -132,29 +145,29 @@ class GridLauncher(Launcher):
 
         def plan(name: str) -> tuple[GridSpec, list[Entry]]:
             """Another experiment's declared grid and its states (full runs), for the map of experiments."""
-            other = GridSpec(loader, spec.config_name, name)
+            other = GridSpec(loader, spec.config_name, name, spec.hydra_overrides)
             root = self.results / name
             executors = load_executors(other.settings, root)
-            return other, make_plan(other, grid_cells(other), root, set(), executors, current,
+            return other, make_plan(other, grid_cells(other), root, set(), executors, self.current(other.settings),
                                     other.settings.stale)[0]
 
         report(self.console, spec, entries, self.cwd, self.artifacts, self.compare, self.heatmap, self.limit,
-               loader.get_group_options("experiment"), plan)
+               loader.get_group_options("experiment") or [spec.experiment], plan)
 
     def run(self, spec: GridSpec, entries: list[Entry], executors: dict, views: dict, current: Current,
             forced: set[str], replan: Callable[[], list[Entry]]) -> None:
         provenance = git_provenance(Path(__file__).resolve().parents[2])
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
         conf_dir = str(sources[0].path).removeprefix("file://")
-        hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
+        base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)]
 
-        def make_job(executor: str) -> Any:
-            def job(entry: Entry) -> CellJob:
+        def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
+            def job(entry: Entry, attempt: str) -> CellJob:
                 return CellJob(
-                    cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
+                    cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name, attempt=attempt,
                     axes=dict(entry.cell.axes), overrides=entry.cell.overrides,
                     run_overrides=entry.cell.run_overrides, conf_dir=conf_dir, config_name=spec.config_name,
-                    hydra_overrides=hydra_overrides, task=spec.settings.task, versions=spec.settings.versions,
+                    base_overrides=base_overrides, project_dir=str(self.cwd),
                     fingerprint_config=entry.config_part, executor=executor, provenance=provenance,
                 )
             return job
@@ -170,3 +183,10 @@ class GridLauncher(Launcher):
             self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
         else:
             self.console.print(f"sweep {spec.experiment}: {outcome.line()}")
+
+
+def on_import_path(settings: Any, project: Path) -> None:
+    """The study's code importable here as in its cells: the pinned folders first, then the project."""
+    for folder in reversed([str((project / f).resolve()) for f in code_folders(settings)] + [str(project)]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)

@@ -1,7 +1,8 @@
-"""The resource keys of a `gpu` option (how and where a cell runs) and the values each may take.
+"""The resource keys of a resource group's option (how and where a cell runs) and the values each may take.
 
-These are the engine's own settings (the executors read them), checked like the benchmark's settings when a
-grid is planned, so `gpu.time_min=0` is refused in one line before anything is submitted.
+These are the engine's own settings (the executors read them), checked like a study's settings when a grid is
+planned, so a time limit of 0 is refused in one line before anything is submitted. The group is the study's
+(`grid.resources`); the keys are the engine's.
 """
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ def _positive(value: Any, integer: bool) -> bool:
 
 
 RULES = {
-    "gpu.time_min": (lambda v: _positive(v, True), "a positive integer (minutes)"),
-    "gpu.timeout_min": (lambda v: _positive(v, False), "a positive number (minutes)"),
-    "gpu.mem_gb": (lambda v: _positive(v, False), "a positive number (GB)"),
-    "gpu.cpus_per_task": (lambda v: _positive(v, True), "a positive integer"),
-    "gpu.executor": (lambda v: isinstance(v, str) and bool(v), "the name of an executor of grid.executors"),
+    "time_min": (lambda v: _positive(v, True), "a positive integer (minutes)"),
+    "timeout_min": (lambda v: _positive(v, False), "a positive number (minutes)"),
+    "mem_gb": (lambda v: _positive(v, False), "a positive number (GB)"),
+    "cpus_per_task": (lambda v: _positive(v, True), "a positive integer"),
+    "executor": (lambda v: isinstance(v, str) and bool(v), "the name of an executor of grid.executors"),
 }
 
 
-def check_resource(key: str, value: Any) -> str | None:
+def check_resource(key: str, value: Any, group: str | None) -> str | None:
     """What a resource key takes, when `value` is not one of those; None when it is (or it has no rule)."""
-    rule = RULES.get(key)
+    if group is None or not key.startswith(group + "."):
+        return None
+    rule = RULES.get(key[len(group) + 1:])
     if rule is None or rule[0](value):
         return None
     return f"{key}={value!r} is not allowed: {key} takes {rule[1]}"

@@ -14,10 +14,11 @@ from typing import Any, Callable
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from molgen_grid.errors import InputError
 from molgen_grid.grid.claim import BUSY, Claimer
 from molgen_grid.grid.dotted import load, value_at
 from molgen_grid.grid.executors.base import Claim, Executor
-from molgen_grid.grid.figures import Figure, figures_of
+from molgen_grid.grid.figures import Figure, headline, headline_of
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
@@ -58,7 +59,7 @@ class ConsoleEvents:
     outcome: SweepOutcome
     #: The figure a finished cell's line shows, and the dotted path of the cell's warnings in summary.json (what
     #: a reader must know before trusting its figures).
-    headline: Figure
+    headline: Figure | None
     warnings: str | None = None
     counters: dict[str, str] = field(default_factory=dict)
 
@@ -77,10 +78,11 @@ class ConsoleEvents:
         store = claim.entry.store
         if failure is None:
             summary = store.summary() or {}
-            value = self.headline.read(summary)[0]
-            figure = f", {self.headline.name} {value:.4g}" if value is not None else ""
+            figure = self.headline or headline_of(summary)
+            value = figure.read(summary)[0] if figure is not None else None
+            shown = f", {figure.name} {value:.4g}" if isinstance(value, (int, float)) else ""
             self.outcome.ran += 1
-            self.console.print(f"{self._name(claim)}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{figure}")
+            self.console.print(f"{self._name(claim)}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{shown}")
             for warning in (value_at(summary, self.warnings) if self.warnings else None) or []:
                 self.console.print(f"  [yellow]warning: {warning}[/]", highlight=False)
             return
@@ -109,17 +111,26 @@ class Runner:
     outcome: SweepOutcome = field(default_factory=SweepOutcome)
 
     def resources(self, todo: list[Entry]) -> dict[str, dict[str, Any]]:
-        """Each cell's `gpu` group: where and how it runs (read from its option file, one read per option)."""
-        return {e.cell.name: self.spec.group_config(e.cell, "gpu") for e in todo}
+        """Each cell's option of the resource group: where and how it runs (one read per option)."""
+        return {e.cell.name: self.spec.resources(e.cell) for e in todo}
 
     def preflight(self, todo: list[Entry], resources: dict[str, dict[str, Any]]) -> None:
         """What would refuse the run, checked before anything is claimed: each executor's own check, and the
         cells' input checks on one composed config per distinct set of the settings they read."""
-        for name, executor in self.executors.items():
-            executor.check([r for r in resources.values() if r.get("executor", LOCAL) == name])
-        unknown = {r.get("executor") for r in resources.values()} - set(self.executors)
+        group = self.spec.settings.resources
+        by_executor: dict[str, dict[str, dict[str, Any]]] = {}
+        for e in todo:
+            label = f"{group}={self.spec.cell_choices(e.cell)[group]}" if group else "this machine"
+            by_executor.setdefault(str(resources[e.cell.name].get("executor", LOCAL)), {})[label] = \
+                resources[e.cell.name]
+        unknown = sorted(set(by_executor) - set(self.executors))
         if unknown:
-            raise KeyError(f"gpu.executor {sorted(unknown)} has no entry in grid.executors")
+            raise InputError(f"{group}.executor={unknown[0]!r} (in {', '.join(sorted(by_executor[unknown[0]]))}) "
+                             f"is not an executor: choose one of {', '.join(self.executors)} (grid.executors)")
+        for name, executor in self.executors.items():
+            executor.check(by_executor.get(name, {}))
+        if not self.spec.settings.preflight:
+            return
         keys = set(self.spec.settings.preflight_keys)
         representatives: dict[tuple, Entry] = {}
         for e in todo:
@@ -148,7 +159,7 @@ class Runner:
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
         settings = self.spec.settings
-        events = ConsoleEvents(self.console, outcome, figures_of(settings)[0], settings.report.get("warnings"))
+        events = ConsoleEvents(self.console, outcome, headline(settings), settings.report.warnings)
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]

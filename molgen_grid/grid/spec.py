@@ -1,8 +1,8 @@
 """A sweep's cells, named and checked from one composed config, never one composition per cell.
 
 Hydra's sweeper hands the launcher each cell as a list of `key=value` strings. Everything the plan needs of a
-cell (its name, whether its overrides are legal, the config part of its fingerprint, the resources its `gpu`
-option asks for) is derived from those strings, the experiment's base config (composed once) and the option
+cell (its name, whether its overrides are legal, the config part of its fingerprint, the resources its option
+of the resource group asks for) is derived from those strings, the experiment's base config (composed once) and the option
 files it selects (read once each). Composing every cell would cost about 100 ms each; a 10,000-cell status
 must answer in about a second, and a cell's own process composes its config when it runs.
 
@@ -28,8 +28,11 @@ from molgen_grid.grid.cells import Cell, canonical, make_cell, parse_cell_name
 from molgen_grid.grid.dotted import load
 from molgen_grid.grid.fingerprint import digest
 from molgen_grid.grid.resources import check_resource
+from molgen_grid.grid.settings import read_settings
 
 _ABSENT = object()
+#: The grid of a study that has no `experiment` group, and the experiment `--experiment` names by default.
+DEFAULT_EXPERIMENT = "default"
 #: Overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
 ENGINE_KEYS = ("hydra.", "hydra/", "grid.")
 #: Sections of a config file that are not the cell's config: Hydra's, the engine's, the defaults list.
@@ -50,27 +53,32 @@ def close_match(word: str, choices: Iterable[str]) -> str:
 class GridSpec:
     """The experiment's base config and what it takes to turn override lists into named cells."""
 
-    def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str,
+    def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str | None,
                  hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None) -> None:
         self.loader = config_loader
         self.config_name = config_name
         experiments = config_loader.get_group_options("experiment")
-        if experiment not in experiments:
+        #: Whether the study has named grids (an `experiment` group); without one its grid is `default`.
+        self.has_experiments = bool(experiments)
+        experiment = experiment or DEFAULT_EXPERIMENT
+        if not experiments and experiment != DEFAULT_EXPERIMENT:
+            raise InputError(f"unknown experiment {experiment!r}: this study has no experiment group (an "
+                             "experiment/ folder of named grids beside its config); leave --experiment out")
+        if experiments and experiment not in experiments:
             raise InputError(f"unknown experiment {experiment!r}: {close_match(experiment, experiments)}"
                              f"choose one of {', '.join(experiments)} (conf/experiment/)")
         self.experiment = experiment
         self.hydra_overrides = list(hydra_overrides)
-        self.base = config_loader.load_configuration(
-            config_name=config_name, overrides=self.hydra_overrides + [f"experiment={experiment}"],
-            run_mode=RunMode.RUN,
-        )
-        #: The engine's settings (`grid:`), as the command line left them.
-        self.settings = settings if settings is not None else self.base.grid
-        self.axes: list[str] = list(self.settings.axes)
-        self.not_identity: set[str] = set(self.settings.get("not_identity") or [])
+        self.base = config_loader.load_configuration(config_name=config_name, overrides=self.base_overrides,
+                                                     run_mode=RunMode.RUN)
+        #: The engine's settings (`grid:`, defaults filled in), as the command line left them.
+        self.settings = read_settings(settings if settings is not None else self.base.get("grid"))
+        self.not_identity: set[str] = set(self.settings.not_identity)
         self.choices: dict[str, str] = {
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
+        self.axes: list[str] = list(self.settings.axes) if self.settings.axes is not None else [
+            group for group in self.choices if group != "experiment"]
         self._parser = OverridesParser.create(config_loader=config_loader)
         self._parsed: dict[str, tuple[str, str, bool, bool] | None] = {}
         self._defaults: dict[tuple[str, str, str | None], bool] = {}
@@ -80,6 +88,11 @@ class GridSpec:
         self._files_part: dict[tuple, dict[str, str]] = {}
         self._readback: dict[str, Any] = {}
         self._checker: Callable[[str, Any], str | None] | None = None
+
+    @property
+    def base_overrides(self) -> list[str]:
+        """What every cell's composition starts from: Hydra's overrides and the experiment's choice."""
+        return self.hydra_overrides + ([f"experiment={self.experiment}"] if self.has_experiments else [])
 
     # --- the config files -----------------------------------------------------------------------------------
 
@@ -180,15 +193,15 @@ class GridSpec:
         """Whether the value is one the setting takes: the engine's resource keys, then the cell code's
         settings (`grid.check`); the reason when it is not."""
         if self._checker is None:
-            self._checker = load(self.settings.check) if self.settings.get("check") else (lambda k, v: None)
-        return check_resource(key, value) or self._checker(key, value)
+            self._checker = load(self.settings.check) if self.settings.check else (lambda k, v: None)
+        return check_resource(key, value, self.settings.resources) or self._checker(key, value)
 
     def _key_exists(self, key: str) -> bool:
-        """In the base config, or (`gpu.mem_gb`) in some option of the group it starts with."""
+        """In the base config, or (`group.key`) in some option of the group it starts with."""
         return OmegaConf.select(self.base, key, default=_ABSENT) is not _ABSENT or bool(self.options_with(key))
 
     def options_with(self, key: str) -> list[str]:
-        """The options of the group `key` starts with that have it (`gpu.time_min`: a100, h100, rtx3070)."""
+        """The options of the group `key` starts with that have it (a key some options of a group lack)."""
         group, _, rest = key.partition(".")
         if group not in self.choices or not rest:
             return []
@@ -212,7 +225,7 @@ class GridSpec:
 
     def _default_of(self, key: str, choices: dict[str, str]) -> Any:
         """The value `key` has in a cell with these group choices and no override of it: from the option file
-        of its group when the cell chose another option than the experiment (`gpu.time_min` under gpu=h100)."""
+        of its group when the cell chose another option than the experiment's."""
         group, _, rest = key.partition(".")
         if rest and group in choices and choices[group] != self.choices.get(group):
             value = OmegaConf.select(self.config_file(f"{group}/{choices[group]}") or OmegaConf.create(), rest,
@@ -272,8 +285,8 @@ class GridSpec:
     def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
         """The spec of the sweep Hydra composed (its experiment, its Hydra overrides)."""
         return cls(config_loader, sweep_config.hydra.job.config_name,
-                   sweep_config.hydra.runtime.choices.get("experiment", "default"),
-                   list(sweep_config.hydra.overrides.hydra), sweep_config.grid)
+                   sweep_config.hydra.runtime.choices.get("experiment"),
+                   list(sweep_config.hydra.overrides.hydra), sweep_config.get("grid"))
 
     def validate(self, overrides: Iterable[str]) -> None:
         """Check command-line overrides (sweeps expanded) before Hydra composes anything."""
@@ -345,9 +358,14 @@ class GridSpec:
                 out[key] = canonical(None if value is _ABSENT else value, self._reads_back)
         return out
 
+    def resources(self, cell: Cell) -> dict[str, Any]:
+        """Where and how the cell runs: its option of the resource group (`grid.resources`), or this machine."""
+        group = self.settings.resources
+        return self.group_config(cell, group) if group is not None else {"executor": "local"}
+
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without
-        composing the cell: what the executors need (`gpu`: where and how it runs)."""
+        composing the cell."""
         node = self.config_file(f"{group}/{self.cell_choices(cell)[group]}") or OmegaConf.create()
         prefix = group + "."
         dotlist = [f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix)]
@@ -358,6 +376,6 @@ class GridSpec:
         """The full config of one cell: what the cell's own process does before it runs."""
         return self.loader.load_configuration(
             config_name=self.config_name,
-            overrides=self.hydra_overrides + [f"experiment={self.experiment}"] + cell.overrides + cell.run_overrides,
+            overrides=self.base_overrides + cell.overrides + cell.run_overrides,
             run_mode=RunMode.RUN,
         )

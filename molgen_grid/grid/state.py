@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
 
 from molgen_grid.grid.store import SUMMARY, CellStore
+from molgen_grid.grid.task import REQUIRED_KEYS
 
 DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILED, STALE, MISSING = (
     "done", "unsupported", "queued", "running", "requeued", "held", "interrupted", "failed", "stale", "missing",
@@ -22,10 +23,6 @@ STATES = (DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILE
 COMPLETE = {DONE, UNSUPPORTED}
 #: States whose cell is being handled by a live process or job (never launched again meanwhile).
 IN_FLIGHT = {QUEUED, RUNNING, REQUEUED, HELD}
-SUMMARY_KEYS = (
-    "experiment", "cell", "status", "reason", "axes", "config", "config_hash", "fingerprint",
-    "metrics", "quality", "provenance",
-)
 #: How long a claim from another host (whose process cannot be checked) counts as alive.
 CLAIM_GRACE_S = 600
 
@@ -73,6 +70,16 @@ def claimer_alive(attempt: dict) -> bool:
     return alive(attempt.get("claimed_by"), attempt.get("host"), attempt.get("when"))
 
 
+def belongs_to(error: dict | None, attempt: dict) -> bool:
+    """Whether an error record ends this attempt: the attempt it names (records written before attempts had
+    ids: one written after the attempt began)."""
+    if error is None:
+        return False
+    if error.get("attempt") or attempt.get("attempt"):
+        return error.get("attempt") == attempt.get("attempt")
+    return error.get("when", 0) >= attempt.get("when", 0)
+
+
 def recorded_outcome(attempt: dict, error: dict | None) -> CellState | None:
     """The state an error record gives the attempt (interrupted, or failed with its reason)."""
     if error is None:
@@ -85,7 +92,7 @@ def summary_problem(summary: dict | None) -> str | None:
     """Why a summary.json does not count as done, or None when it does."""
     if summary is None:
         return "summary.json does not parse (corrupt)"
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
+    missing = [k for k in REQUIRED_KEYS if k not in summary]
     if missing:
         return f"summary.json lacks {', '.join(missing)} (corrupt)"
     if summary["status"] not in (DONE, "ok", UNSUPPORTED):
@@ -135,7 +142,7 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
     if not attempts:
         return CellState(RUNNING if locked() else MISSING)
     error = store.error()
-    recorded = error if error is not None and error.get("when", 0) >= last.get("when", 0) else None
+    recorded = error if belongs_to(error, last) else None
     if locked():
         seen = view.job_state(last, recorded) if view is not None and job_id is not None else None
         if seen is not None and seen.state == HELD:  # a suspended job's process still holds the lock

@@ -68,8 +68,12 @@ def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
 
 
 def test_mode_cells(spec: GridSpec, entries: list[Entry], root: Path) -> dict[int, int]:
-    """Cells of this grid done only in test mode: {N: how many are done with --limit N}. A test run sets
-    `sample_size`, so its cells are other cells; a plain status says they exist instead of hiding them."""
+    """Cells of this grid done only in test mode: {N: how many are done with --limit N}. A test run sets the
+    study's `grid.limit_key`, so its cells are other cells; a plain status says they exist instead of hiding
+    them."""
+    key = spec.settings.limit_key
+    if key is None:
+        return {}
     names = {e.cell.name for e in entries}
     found: Counter = Counter()
     for directory in existing(root) - names:
@@ -77,11 +81,11 @@ def test_mode_cells(spec: GridSpec, entries: list[Entry], root: Path) -> dict[in
             overrides = parse_cell_name(directory)
         except ValueError:
             continue
-        limit = next((o.partition("=")[2] for o in overrides if o.startswith("sample_size=")), None)
+        limit = next((o.partition("=")[2] for o in overrides if o.startswith(f"{key}=")), None)
         if limit is None or not limit.isdigit() or not (root / directory / SUMMARY).exists():
             continue
         try:
-            full = spec.cell([o for o in overrides if not o.startswith("sample_size=")]).name
+            full = spec.cell([o for o in overrides if not o.startswith(f"{key}=")]).name
         except InputError:
             continue
         if full in names:

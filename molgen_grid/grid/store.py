@@ -30,6 +30,10 @@ CONFIG = "config.yaml"
 OVERRIDES = "overrides.json"
 RESULTS = "results.json"
 LOCK = ".lock"
+HISTORY = "history"
+LOGS = "logs"
+#: The engine's own files in a cell's directory: everything else is an attempt's outcome.
+BOOKKEEPING = {ATTEMPTS, OVERRIDES, CONFIG, LOCK, HISTORY, LOGS}
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 #: How long a run waits for a cell's lock that a status probe or a claim holds for an instant.
@@ -55,11 +59,7 @@ def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync(path.parent, os.O_RDONLY)
 
 
 def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
@@ -130,13 +130,21 @@ class CellLock:
 
 
 def _fold(lines: list[dict]) -> list[dict]:
-    """Attempts from attempts.jsonl: an `update` line completes the attempt before it (a claim, then its job id)."""
+    """Attempts from attempts.jsonl: an `update` line completes the attempt it names (a claim, then its job id;
+    lines written before attempts had ids complete the attempt before them). An update whose attempt is not
+    there (a stray line) completes nothing."""
     attempts: list[dict] = []
+    by_id: dict[str, int] = {}
     for line in lines:
-        if line.get("update") and attempts:
-            attempts[-1] = {**attempts[-1], **{k: v for k, v in line.items() if k not in ("update", "when")}}
-        else:
+        if not line.get("update"):
+            if line.get("attempt"):
+                by_id[line["attempt"]] = len(attempts)
             attempts.append(line)
+            continue
+        named = line.get("attempt")
+        index = by_id.get(named) if named else (len(attempts) - 1 if attempts else None)
+        if index is not None:
+            attempts[index] = {**attempts[index], **{k: v for k, v in line.items() if k not in ("update", "when")}}
     return attempts
 
 
@@ -209,12 +217,41 @@ class CellStore:
         finally:
             os.close(fd)
 
+    def outcome_files(self) -> list[Path]:
+        """What an attempt left in the cell's directory besides the engine's bookkeeping: its summary or error
+        record and every file of the task's own."""
+        try:
+            return sorted(p for p in self.dir.iterdir() if p.name not in BOOKKEEPING)
+        except OSError:
+            return []
+
     def retire_outcome(self) -> None:
-        """Move a previous outcome (summary, its results, error) aside before a rerun: nothing complete is lost."""
-        history = self.dir / "history"
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        for filename in (SUMMARY, RESULTS, ERROR):
-            source = self.path(filename)
-            if source.exists():
-                history.mkdir(exist_ok=True)
-                os.replace(source, history / f"{stamp}.{os.getpid()}.{filename}")
+        """Move a previous outcome (summary, error, the task's files) aside before a rerun, into one folder of
+        history/: nothing complete is lost, and the new attempt starts from an empty directory."""
+        previous = self.outcome_files()
+        if not previous:
+            return
+        folder = self.dir / HISTORY / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in previous:
+            os.replace(source, folder / source.name)
+
+    def make_durable(self) -> None:
+        """fsync every file the task wrote and the directories holding them: a summary written after this
+        never stands for files a crash of the machine could empty."""
+        for path in self.outcome_files():
+            files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            for file in files:
+                _fsync(file, os.O_RDONLY)
+            if path.is_dir():
+                for folder in {f.parent for f in files} | {path}:
+                    _fsync(folder, os.O_RDONLY)
+        _fsync(self.dir, os.O_RDONLY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -14,9 +14,11 @@ from typing import Any, Dict, List, Optional
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupted
+from molgen_grid.grid.settings import read_settings
 
 
 @dataclass
@@ -40,7 +42,7 @@ class GridSweeper(BasicSweeper):
         assert self.hydra_context is not None and self.launcher is not None
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-            overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+            overrides = parser.parse_overrides(self._parse_config() + list(arguments) + self._test_mode())
             (cells,) = self.split_arguments(overrides, None)
             self.launcher.launch(cells, initial_job_idx=0)
         except InputError as exc:
@@ -56,6 +58,19 @@ class GridSweeper(BasicSweeper):
         if outcome is not None and outcome.failed:
             sys.exit(1)
         return []
+
+    def _test_mode(self) -> list[str]:
+        """`--limit N` (`hydra.launcher.limit=N`): the study's `grid.limit_key` set to N in every cell."""
+        limit = OmegaConf.select(self.config, "hydra.launcher.limit")
+        if limit is None:
+            return []
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"--limit {limit}: give a positive number of items per cell")
+        key = read_settings(self.config.get("grid")).limit_key
+        if key is None:
+            raise InputError("--limit: this study has no test mode: name the key that sets how many items a cell "
+                             "takes in its config (grid.limit_key)")
+        return [f"{key}={limit}"]
 
     def _interruption(self, signum: int) -> str:
         """What the interrupt stopped, and what it left running (Slurm jobs already submitted)."""

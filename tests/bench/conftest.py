@@ -1,6 +1,8 @@
 """Shared fixtures of the benchmark tests: configs composed from conf/, the tiny model, tokenizers."""
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "molgen_grid" / "conf"
 
 
 def compose(*overrides: str, **choices: str) -> DictConfig:
@@ -51,3 +53,19 @@ def generate_batch(model: Any, tokenizer: Any, cfg: DictConfig, smiles: list[str
                              str(cfg.workload), int(cfg.max_new_tokens))
     generator = Generator(model, tokenizer, cfg, torch.device("cpu"), workload.cache_length)
     return generator.run(workload.batches[0], templates)
+
+
+def run_cell(cfg: DictConfig, cpus: int = 1) -> dict[str, Any]:
+    """The benchmark's task as the engine calls it, on a handle with a scratch directory (no give-up hook:
+    outside the engine a hang interrupts the main thread); the generations it wrote and the inputs it named
+    are put beside its figures for the test to read."""
+    from molgen_grid.bench.cell import run_cell as task
+    from molgen_grid.grid.task import CellHandle
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cell = CellHandle(name="test", experiment="test", dir=Path(scratch), cpus=cpus)
+        out = task(cfg, cell)
+        written = cell.dir / "results.json"
+        out["generations"] = json.loads(written.read_text())["generations"] if written.exists() else []
+        out["inputs"] = cell.inputs
+    return out

@@ -11,7 +11,6 @@ from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList, PreTrainedTokenizerFast
 
-from molgen_grid.bench.cell import run_cell
 from molgen_grid.bench.constraints import PythonTemplateProcessor, TensorTemplateProcessor, make_processor
 from molgen_grid.bench.encoding import TAGS, canonical, conformer_body, split_blocks
 from molgen_grid.bench.encoding import prompt
@@ -20,7 +19,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.bench.templates import Template, TokenizerCache, build_templates
 from molgen_grid.bench.tokenizer import CHARACTERS, SPECIAL
 
-from .conftest import compose, generate_batch
+from .conftest import compose, generate_batch, run_cell
 
 MERGES = ("]<", ">[", ">(", "=[")
 #: Different prompt lengths (left padding), a repeated molecule, a charge and a ring closure.

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from molgen_grid.bench.attention import FORCED
-from molgen_grid.bench.cell import run_cell
 
-from .conftest import compose
+from .conftest import compose, run_cell
 
 SMALL = ("sample_size=2", "batch_size=2", "max_new_tokens=16", "warmup=1", "repeats=2")
 

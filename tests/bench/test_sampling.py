@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from molgen_grid.bench.cell import run_cell
 
-from .conftest import compose
+from .conftest import compose, run_cell
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "sampling"
 SAMPLING = sorted(p.stem for p in CONF.glob("*.yaml"))

@@ -2,8 +2,9 @@
 
 An executor launches claimed cells (`claim.py` takes each cell's lock, rechecks its state, records the attempt
 and releases the lock, the same for every executor) and reads back, in one batched call per plan, what became
-of the jobs it launched. The executor of a cell is its `gpu` option's `executor` key; `grid.executors` maps
-that name to a class, so another scheduler is one new module and one line of config.
+of the jobs it launched. The executor of a cell is the `executor` key of its option of the study's resource
+group (`grid.resources`); `grid.executors` maps that name to a class, so another scheduler is one new module and
+one line of config.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from molgen_grid.grid.worker import CellJob
 
 @dataclass
 class Claim:
-    """A cell this sweep claimed: its plan entry, the job its process will run, and its `gpu` resources."""
+    """A cell this sweep claimed: its plan entry, the job its process will run, and its resources."""
 
     entry: Entry
     job: CellJob
@@ -43,7 +44,7 @@ class Events(Protocol):
 class Executor(Protocol):
     """Launches claimed cells and reads back their jobs."""
 
-    #: The `gpu.executor` value that selects it; also what attempts.jsonl records.
+    #: The resource option's `executor` value that selects it; also what attempts.jsonl records.
     name: str
     #: Whether `launch` returns only when its cells ended (local) or as soon as they are queued (a scheduler).
     blocking: bool
@@ -54,8 +55,9 @@ class Executor(Protocol):
     def view(self, attempts: list[dict]) -> JobView:
         """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""
 
-    def check(self, claims: list[Claim]) -> None:
-        """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed."""
+    def check(self, options: dict[str, dict[str, Any]]) -> None:
+        """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed. `options`:
+        each resource option its cells chose (`gpu=h100`) and what it asks for."""
 
 
 def executors(settings: DictConfig, root: Path) -> dict[str, Executor]:

@@ -25,9 +25,10 @@ from omegaconf import DictConfig
 
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
-from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, claimer_alive, recorded_outcome
-from molgen_grid.grid.store import ERROR, SUMMARY, CellStore, atomic_write_json
-from molgen_grid.grid.worker import error_record, execute
+from molgen_grid.grid.interrupts import error_record
+from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, recorded_outcome
+from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
+from molgen_grid.grid.worker import execute
 
 NAME = "local"
 #: How often the sweep looks at its cell's process (submitit's own wait sleeps whole seconds).
@@ -61,7 +62,7 @@ class LocalExecutor:
     def __init__(self, settings: DictConfig, root: Path) -> None:
         self.locks = Path(settings.device_locks)
 
-    def check(self, resources: list[dict[str, Any]]) -> None:
+    def check(self, options: dict[str, dict[str, Any]]) -> None:
         """Anything runs here."""
 
     def view(self, attempts: list[dict]) -> LocalView:
@@ -83,16 +84,16 @@ class LocalExecutor:
         executor.update_parameters(timeout_min=float(claim.resources.get("timeout_min", 120)))
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
-        store.append_attempt({"update": True, "job_id": str(handle.job_id), "log": str(handle.paths.stdout),
-                              "device": device})
+        store.append_attempt({"update": True, "attempt": job.attempt, "job_id": str(handle.job_id),
+                              "log": str(handle.paths.stdout), "device": device})
         events.started(claim)
         try:
             wait(handle)
         except BaseException as exc:
             stop(handle)
-            record_interruption(store, exc)
+            record_interruption(store, exc, job.attempt)
             raise
-        events.finished(claim, outcome(store), time.time() - started)
+        events.finished(claim, outcome(store, job.attempt), time.time() - started)
 
 
 def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submitit.Job:
@@ -112,15 +113,17 @@ def wait(handle: submitit.Job) -> None:
         time.sleep(POLL_S)
 
 
-def outcome(store: CellStore) -> str | None:
+def outcome(store: CellStore, attempt: str) -> str | None:
     """How the cell's process ended, from what it recorded (a process that gives up, e.g. on a hang, exits at
     once and leaves submitit no result): None when it wrote its summary, else the reason it failed."""
-    attempt = (store.attempts() or [{}])[-1]
-    summary, error = store.path(SUMMARY), store.error()
-    if summary.exists() and summary.stat().st_mtime >= attempt.get("when", 0):
+    mine = next((a for a in store.attempts() if a.get("attempt") == attempt), {})
+    summary, error = store.summary(), store.error()
+    if summary is not None and summary.get("attempt") == attempt:
         return None
-    if error is not None and error.get("when", 0) >= attempt.get("when", 0):
+    if belongs_to(error, mine):
         return error.get("reason") or error.get("message") or "failed"
+    if summary is not None and summary.get("finished_at", 0) >= mine.get("when", 0):
+        return None  # finished by another process meanwhile: this attempt did not run (its log says why)
     return "killed: the cell's process ended without a summary or an error record (see its log)"
 
 
@@ -138,9 +141,9 @@ def stop(handle: submitit.Job) -> None:
             os.kill(int(handle.job_id), signal.SIGKILL)
 
 
-def record_interruption(store: CellStore, exc: BaseException) -> None:
+def record_interruption(store: CellStore, exc: BaseException, attempt: str) -> None:
     """The cell's process records its own interruption; if it was killed before it could, the sweep does."""
-    error = store.error()
-    attempt = (store.attempts() or [{}])[-1]
-    if store.summary() is None and (error is None or error.get("when", 0) < attempt.get("when", 0)):
-        atomic_write_json(store.path(ERROR), error_record(exc))
+    mine = next((a for a in store.attempts() if a.get("attempt") == attempt), {})
+    summary = store.summary()
+    if (summary is None or summary.get("attempt") != attempt) and not belongs_to(store.error(), mine):
+        atomic_write_json(store.path(ERROR), error_record(exc, attempt))

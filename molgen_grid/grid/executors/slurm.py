@@ -1,6 +1,6 @@
 """The Slurm executor: cells grouped by their resources, each group one job array, submit and return.
 
-Cells that differ in `gpu` go to different partitions; cells that share every resource setting go out as one
+Cells whose options of the resource group differ go to different partitions; cells that share every resource setting go out as one
 `sbatch --array` (split where the cluster's MaxArraySize requires), throttled by `array_parallelism`. A job
 that reaches its time limit or is preempted is requeued through submitit's checkpointing, up to
 `max_requeues` times; any other failure is left for the next run to resubmit.
@@ -117,11 +117,13 @@ class Resources:
     additional: str
 
     @classmethod
-    def of(cls, gpu: dict[str, Any]) -> "Resources":
+    def of(cls, option: dict[str, Any]) -> "Resources":
+        """From a cell's option of the resource group."""
         return cls(
-            partition=str(gpu["partition"]), gres=gpu.get("gres"), cpus_per_task=int(gpu.get("cpus_per_task", 1)),
-            mem_gb=float(gpu.get("mem_gb", 4)), time_min=int(gpu.get("time_min", 60)),
-            additional=json.dumps(gpu.get("additional") or {}, sort_keys=True),
+            partition=str(option["partition"]), gres=option.get("gres"),
+            cpus_per_task=int(option.get("cpus_per_task", 1)), mem_gb=float(option.get("mem_gb", 4)),
+            time_min=int(option.get("time_min", 60)),
+            additional=json.dumps(option.get("additional") or {}, sort_keys=True),
         )
 
 
@@ -146,13 +148,14 @@ class SlurmExecutor:
 
     def __init__(self, settings: DictConfig, root: Path) -> None:
         self.settings = OmegaConf.to_container(settings.slurm)
+        self.group = settings.resources
         self.folder = root / ".slurm"
 
-    def check(self, resources: list[dict[str, Any]]) -> None:
-        if resources and not slurm_answers():
-            names = ", ".join(sorted({f"gpu={r.get('partition')}" for r in resources}))
-            raise InputError(f"{names} needs a Slurm cluster and no Slurm controller answers here (scontrol ping):"
-                             " start one (bash sbatch/test-cluster.sh start) or use gpu=local")
+    def check(self, options: dict[str, dict[str, Any]]) -> None:
+        if options and not slurm_answers():
+            raise InputError(f"{', '.join(sorted(options))} needs a Slurm cluster and no Slurm controller answers "
+                             f"here (scontrol ping): start one (bash sbatch/test-cluster.sh start) or choose an "
+                             f"option of {self.group} that runs here")
 
     def view(self, attempts: list[dict]) -> SlurmView:
         return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")]))
@@ -180,11 +183,11 @@ class SlurmExecutor:
                 except submitit.core.utils.FailedJobError as exc:
                     lines = [line for line in str(exc).splitlines() if line.strip()]
                     raise InputError(f"sbatch refused the {len(chunk)} cells for partition {resources.partition}: "
-                                     f"{lines[-1] if lines else exc} (see conf/gpu/ or override gpu.*)") from None
+                                     f"{lines[-1] if lines else exc} (see conf/{self.group}/ or override {self.group}.*)") from None
                 for claim, handle in zip(chunk, handles):
                     claim.entry.store.append_attempt({
-                        "update": True, "job_id": str(handle.job_id), "partition": resources.partition,
-                        "log": str(handle.paths.stdout),
+                        "update": True, "attempt": claim.job.attempt, "job_id": str(handle.job_id),
+                        "partition": resources.partition, "log": str(handle.paths.stdout),
                     })
                 events.submitted(resources.partition, str(handles[0].job_id).split("_")[0], chunk)
 

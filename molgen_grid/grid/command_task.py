@@ -1,0 +1,99 @@
+"""A command as a cell's task: the NWOR scripts' shape (a script that takes its settings as flags and writes
+one JSON file) run by the engine, with the engine's guarantees.
+
+`grid.command` is a list (no shell: each element one argument, interpolated against the cell's config), run in
+the cell's directory with the cell's CPUs and devices in its environment. Its stdout and stderr go to the cell's
+log; the JSON file it writes (`grid.command_result`, in the cell's directory) becomes the summary's figures; a
+non-zero exit fails the cell with the end of its stderr. The command runs in a process group of its own, which
+is ended with the cell: an interrupt (SIGTERM, then SIGKILL after a grace period), a requeue under Slurm, or
+the death of the cell's process (the kernel kills it then). Slurm's warning signal (USR2) is the cell's to take,
+not the command's: the cell requeues, the command is ended.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, Sequence
+
+from molgen_grid.grid.task import CellHandle
+
+#: How many lines of the command's stderr a failure quotes.
+STDERR_TAIL = 20
+#: How long an ended command may take to exit after SIGTERM before it is killed.
+STOP_GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+class CommandFailed(RuntimeError):
+    """The command exited non-zero, or wrote no result."""
+
+
+def _child_setup() -> None:
+    """In the command's process, before it starts: it dies with the cell's process, and leaves Slurm's
+    requeue warning to it."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the cell's own ending still ends the group
+
+
+def _pump(stream: Any, tail: collections.deque) -> None:
+    """The command's stderr, to the cell's log as it comes, its last lines kept for a failure's message."""
+    for line in iter(stream.readline, ""):
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        tail.append(line.rstrip("\n"))
+
+
+def _end(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def run_command(argv: Sequence[str], result_name: str, cell: CellHandle) -> dict[str, Any]:
+    """Run the cell's command in its directory; its result file's figures."""
+    env = {**os.environ, "MOLGEN_GRID_CELL_DIR": str(cell.dir), "MOLGEN_GRID_CPUS": str(cell.cpus)}
+    result = cell.dir / result_name
+    result.unlink(missing_ok=True)
+    print(f"molgen-grid: running {' '.join(argv)} in {cell.dir}", flush=True)
+    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+    try:
+        process = subprocess.Popen(list(argv), cwd=cell.dir, env=env, stdin=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   preexec_fn=_child_setup)
+    except OSError as exc:
+        raise CommandFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+    pump = threading.Thread(target=_pump, args=(process.stderr, tail), name="command-stderr", daemon=True)
+    pump.start()
+    try:
+        code = process.wait()
+    finally:
+        _end(process)
+    pump.join(timeout=5)
+    if code != 0:
+        said = " | ".join(line for line in list(tail)[-3:] if line.strip()) or "nothing on stderr"
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        raise CommandFailed(f"{argv[0]} ended with {how}: {said}")
+    try:
+        figures = json.loads(result.read_text())
+    except OSError:
+        raise CommandFailed(f"{argv[0]} exited 0 but wrote no {result_name} in the cell's directory "
+                            "(grid.command_result names the file it writes)") from None
+    except ValueError as exc:
+        raise CommandFailed(f"{result_name} is not JSON: {exc}") from None
+    return figures
