@@ -65,6 +65,11 @@ def _end(process: subprocess.Popen) -> None:
         pass
 
 
+def shown(argv: Sequence[str]) -> str:
+    """The command as a reader names it: its program and, for an interpreter, the script (`python bench.py`)."""
+    return " ".join(os.path.basename(a) for a in argv[:2] if not a.startswith("-")) or argv[0]
+
+
 def run_command(argv: Sequence[str], result_name: str, cell: CellHandle) -> dict[str, Any]:
     """Run the cell's command in its directory; its result file's figures."""
     env = {**os.environ, "MOLGEN_GRID_CELL_DIR": str(cell.dir), "MOLGEN_GRID_CPUS": str(cell.cpus)}
@@ -88,11 +93,11 @@ def run_command(argv: Sequence[str], result_name: str, cell: CellHandle) -> dict
     if code != 0:
         said = " | ".join(line for line in list(tail)[-3:] if line.strip()) or "nothing on stderr"
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-        raise CommandFailed(f"{argv[0]} ended with {how}: {said}")
+        raise CommandFailed(f"{shown(argv)} ended with {how}: {said}")
     try:
         figures = json.loads(result.read_text())
     except OSError:
-        raise CommandFailed(f"{argv[0]} exited 0 but wrote no {result_name} in the cell's directory "
+        raise CommandFailed(f"{shown(argv)} exited 0 but wrote no {result_name} in the cell's directory "
                             "(grid.command_result names the file it writes)") from None
     except ValueError as exc:
         raise CommandFailed(f"{result_name} is not JSON: {exc}") from None

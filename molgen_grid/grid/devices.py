@@ -11,22 +11,27 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
 #: The variable that lists the accelerators a process may use, and where the driver lists those present.
 VISIBLE = "CUDA_VISIBLE_DEVICES"
-_DRIVER_DEVICES = Path("/proc/driver/nvidia/gpus")
+_DEVICE_FILES = re.compile(r"^nvidia(\d+)$")
 
 
 def visible_devices() -> list[str]:
-    """The accelerators a process started from here may use (the variable's entries, else every one the driver
-    lists)."""
+    """The accelerators a process started from here may use (the variable's entries, else every device file the
+    driver made: /dev/nvidia0, /dev/nvidia1, ...)."""
     visible = os.environ.get(VISIBLE)
     if visible is not None:
         return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
-    return [str(i) for i in range(len(list(_DRIVER_DEVICES.iterdir())))] if _DRIVER_DEVICES.is_dir() else []
+    try:
+        numbers = sorted(int(m.group(1)) for m in map(_DEVICE_FILES.match, os.listdir("/dev")) if m)
+    except OSError:
+        return []
+    return [str(n) for n in numbers]
 
 
 def local_device(requested: str) -> str:

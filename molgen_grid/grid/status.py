@@ -113,7 +113,8 @@ def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: s
     console.print(table)
     if len(entries) > 1:
         common = set.intersection(*({f"{k}={v}" for k, v in e.cell.axes + e.cell.extra} for e in entries))
-        console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
+        if common:
+            console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
     if hint:
         console.print(hint)

@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from molgen_grid.grid.command_task import run_command
+from molgen_grid.grid.command_task import run_command, shown
 from molgen_grid.grid.devices import device_lock, visible_devices
 from molgen_grid.grid.dotted import load
 from molgen_grid.grid.fingerprint import FileHashes, code_part, digest, input_hashes, library_versions
@@ -181,7 +181,7 @@ def _run(job: CellJob, store: CellStore) -> str:
     if settings.command is not None:
         argv = [str(a) for a in OmegaConf.to_container(full.grid.command, resolve=True)]
         outcome = run_command(argv, settings.command_result, cell)
-        origin = f"the command {argv[0]}"
+        origin = f"the command {shown(argv)}"
     else:
         outcome = load(settings.task)(OmegaConf.create(config), cell)
         origin = f"grid.task {settings.task}"

@@ -57,7 +57,7 @@ class Executor(Protocol):
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
         """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed. `options`:
-        each resource option its cells chose (`gpu=h100`) and what it asks for."""
+        each resource option its cells chose (`group=option`) and what it asks for."""
 
 
 def executors(settings: DictConfig, root: Path) -> dict[str, Executor]:

@@ -3,7 +3,7 @@
 A fresh process per cell means a crash or an out-of-memory kill in one cell never takes the sweep down, and
 each cell's memory figures are its own. Cells run one at a time, and one per device across every sweep of the
 machine (the cell's process takes its device's lock, devices.py), because they are benchmarks: two at once on
-the same CPU or GPU would measure each other. The cell's process sees the launching shell's GPUs (submitit's
+the same processor would measure each other. The cell's process sees the launching shell's devices (submitit's
 LocalExecutor would hide them: it sets CUDA_VISIBLE_DEVICES to its own, empty, list), restored by the cell's
 process before anything touches CUDA.
 

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.figures import figures_of
-from molgen_grid.grid.report.tables import best_row, finished_states, label, ranked_states
+from molgen_grid.grid.report.tables import best_row, finished_states, finished_summaries, label, ranked_states
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.store import SUMMARY, atomic_write_text
 
@@ -83,9 +83,11 @@ def experiment_map(names: list[str], plan: Callable[[str], tuple[GridSpec, list[
         csv = artifacts / name / "report.csv"
         if csv.exists():
             frame: Any = pd.read_csv(csv)
-            primary = figures_of(spec.settings)[0]
-            top = best_row(frame, primary, ranked_states(spec.settings))
+            figures = figures_of(spec.settings, finished_summaries(spec, entries))
+            top = best_row(frame, figures[0], ranked_states(spec.settings)) \
+                if figures and figures[0].name in frame else None
             if top is not None:
+                primary = figures[0]
                 best = f"{label(frame, spec.axes)[top.name]} ({primary.name} {top[primary.name]:.4g})"
             link = f"[report]({name}/report.md)"
         lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(entries)} cells | {finished} of "

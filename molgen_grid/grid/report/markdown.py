@@ -53,7 +53,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
     figures = report.figures
     primary = figures[0].name
     frame, labels = report.frame, report.labels
-    title = f"# {spec.experiment}" + (f" (test mode: --limit {limit}, {plural(limit, 'molecule')} per cell)"
+    title = f"# {spec.experiment}" + (f" (test mode: --limit {limit}, {spec.settings.limit_key}={limit})"
                                       if limit else "")
     done = int((frame["state"] == DONE).sum())
     lines = [title, "", spec.settings.description or "", "",

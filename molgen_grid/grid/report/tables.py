@@ -1,7 +1,7 @@
 """The report's numbers: one row per finished cell, speed-ups over the baseline with their statistics, the
 best cell, and comparisons of matched pairs along one axis.
 
-The engine knows no molecules: the figures are dotted paths into summary.json named in the config
+The engine knows no study: the figures are dotted paths into summary.json named in the config
 (`grid.report.figures`; the first ranks the cells, `grid.report.lower_is_better` names the times and sizes).
 """
 from __future__ import annotations
@@ -29,6 +29,12 @@ WARNING_SEPARATOR = " | "
 def finished_states(settings: Any) -> set[str]:
     """The states a report shows: done and unsupported, and stale cells where `grid.stale=keep` keeps them."""
     return COMPLETE | ({STALE} if settings.stale == "keep" else set())
+
+
+def finished_summaries(spec: GridSpec, entries: list[Entry]) -> list[dict]:
+    """The summaries of the cells a report shows (where a study names no figures, its figures are theirs)."""
+    shown = finished_states(spec.settings)
+    return [s for s in (e.store.summary() for e in entries if e.state.state in shown) if s is not None]
 
 
 def ranked_states(settings: Any) -> set[str]:
@@ -226,7 +232,10 @@ class Report:
 
 
 def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
-    figures = figures_of(spec.settings)
+    figures = figures_of(spec.settings, finished_summaries(spec, entries))
+    if not figures:
+        raise InputError("no figure to report: the finished cells' summaries hold no number; name the figures in "
+                         "grid.report.figures (dotted paths into summary.json)")
     ranked = ranked_states(spec.settings)
     frame, values = report_frame(spec, entries, figures)
     keys = setting_keys(entries)

@@ -1,0 +1,270 @@
+"""Any study on the engine (issue 17): the task contract, command cells, experiment-pinned code, and an engine
+that names no key of the benchmark. Each study here is written into a temporary folder and run from it, as a
+user runs a study of their own (`molgen-grid --config-dir .`)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Tool, wait_until
+
+#: What the engine must never name (issue 17): the benchmark's keys and words, and its `gpu` group.
+PAYLOAD_WORDS = re.compile(r"\b(metrics|quality|sample_size|molecules?|tokens_per_s|gpus?)\b", re.IGNORECASE)
+
+
+def test_the_engine_names_no_key_or_word_of_the_benchmark() -> None:
+    """Code, comments and docstrings of molgen_grid/grid alike: the engine knows no study."""
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "molgen_grid" / "grid").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1) if PAYLOAD_WORDS.search(line)]
+    assert not found, "\n".join(found)
+
+
+class Study(Tool):
+    """A study of its own in a folder: `files` written there, the tool run from it with `--config-dir .`."""
+
+    def __init__(self, folder: Path, files: dict[str, str]) -> None:
+        super().__init__(folder)
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(textwrap.dedent(text))
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return super().cli("--config-dir", ".", *args, check=check, timeout=timeout)
+
+    def summary(self, cell: str, experiment: str = "default") -> dict:
+        return json.loads((self.results / experiment / cell / "summary.json").read_text())
+
+    def cells(self, *args: str) -> dict[str, dict]:
+        return {c["cell"]: c for c in self.status(*args)["cells"]}
+
+
+CONTRACT = {
+    "config.yaml": """\
+        defaults:
+          - _self_
+        grid:
+          task: contract_task.run
+        mode: figures
+        """,
+    "contract_task.py": """\
+        def run(cfg, cell):
+            if cfg.mode == "unsupported":
+                return {"status": "unsupported", "reason": "no kernel for this here"}
+            if cfg.mode == "list":
+                return [1, 2]
+            if cfg.mode == "reserved":
+                return {"config": 1, "ms": 1.0}
+            if cfg.mode == "not_json":
+                return {"ms": {1, 2}}
+            if cfg.mode == "bad_status":
+                return {"status": "great"}
+            cell.write_json("own.json", {"cell": cell.name})
+            cell.record_inputs("data", "data.txt")
+            return {"ms": 1.5, "nested": {"count": 3}, "provenance": {"kernel": "k1"}}
+        """,
+    "data.txt": "one\n",
+}
+
+
+@pytest.fixture
+def contract(tmp_path: Path) -> Study:
+    return Study(tmp_path, CONTRACT)
+
+
+def test_a_task_of_ones_own_returns_any_figures_and_is_done(contract: Study) -> None:
+    """No `status`, no benchmark key: the cell is done, named by its own settings, and its summary holds the
+    engine's keys, the task's figures and the task's provenance merged into the engine's."""
+    first = contract.cli()
+    assert "default: ok in" in first.stdout and ", ms 1.5" in first.stdout and "0 done, 1 run, 0 failed" in first.stdout
+    (cell,) = contract.cells().values()
+    assert cell["cell"] == "default" and cell["state"] == "done" and cell["overrides"] == []
+    summary = contract.summary("default")
+    assert summary["status"] == "ok" and summary["reason"] is None and summary["ms"] == 1.5
+    assert summary["nested"] == {"count": 3} and "metrics" not in summary and "quality" not in summary
+    assert summary["provenance"]["kernel"] == "k1" and summary["provenance"]["git_sha"]
+    assert summary["fingerprint"]["inputs"] == {"data": {str(contract.cwd / "data.txt"): summary["fingerprint"][
+        "inputs"]["data"][str(contract.cwd / "data.txt")]}}
+    assert json.loads((contract.results / "default" / "default" / "own.json").read_text()) == {"cell": "default"}
+    again = contract.cli()
+    assert "1 done, 0 run, 0 failed" in again.stdout
+    (contract.cwd / "data.txt").write_text("two\n")
+    (cell,) = contract.cells().values()
+    assert cell["state"] == "stale" and cell["reason"] == "data: data.txt"
+
+
+def test_the_reserved_form_is_unsupported_and_done(contract: Study) -> None:
+    contract.cli("mode=unsupported")
+    assert contract.cells("mode=unsupported")["mode=unsupported"]["state"] == "unsupported"
+    assert contract.cells("mode=unsupported")["mode=unsupported"]["reason"] == "no kernel for this here"
+    assert "0 run" in contract.cli("mode=unsupported").stdout
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("list", "returned list, not a mapping"),
+    ("reserved", "returned 'config', which the engine writes"),
+    ("not_json", "returned something JSON cannot hold"),
+    ("bad_status", "returned status 'great'"),
+])
+def test_a_result_the_engine_cannot_store_fails_the_cell_saying_why(contract: Study, mode: str, says: str) -> None:
+    done = contract.cli(f"mode={mode}", check=False)
+    assert done.returncode == 1 and "1 failed" in done.stdout
+    (cell,) = contract.cells(f"mode={mode}").values()
+    assert cell["state"] == "failed" and says in cell["reason"] and "grid.task contract_task.run" in cell["reason"]
+    assert not (contract.results / "default" / cell["cell"] / "summary.json").exists()
+
+
+def test_a_rerun_retires_every_file_of_the_previous_outcome(contract: Study) -> None:
+    contract.cli()
+    contract.cli("--force")
+    cell = contract.results / "default" / "default"
+    (old,) = (cell / "history").iterdir()
+    assert sorted(p.name for p in old.iterdir()) == ["own.json", "summary.json"]
+    assert (cell / "own.json").exists() and (cell / "summary.json").exists()
+
+
+def test_a_study_without_test_mode_or_experiments_says_so_in_one_line(contract: Study) -> None:
+    limit = contract.cli("--limit", "2", check=False)
+    assert limit.returncode == 2 and "this study has no test mode" in limit.stderr and "grid.limit_key" in limit.stderr
+    other = contract.cli("--experiment", "other", check=False)
+    assert other.returncode == 2 and "this study has no experiment group" in other.stderr
+    typo = contract.cli("grid.taks=x", check=False)
+    assert typo.returncode == 2 and "grid.taks" in typo.stderr and len(typo.stderr.strip().splitlines()) == 1
+
+
+BENCH = """\
+    import argparse, json, os, sys, time
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--mode")
+    args = parser.parse_args()
+    print("bench.py starting", flush=True)
+    if args.mode == "fail":
+        print("something broke", file=sys.stderr)
+        print("boom: the last word", file=sys.stderr)
+        sys.exit(3)
+    if args.mode == "wait":
+        with open("pid", "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(600)
+    if args.mode != "silent":
+        with open("result.json", "w") as handle:
+            json.dump({"n": args.n, "ms": {"median": 2.0, "min": 1.0, "max": 3.0, "values": [1.0, 2.0, 3.0]}}, handle)
+    """
+
+
+@pytest.fixture
+def commands(tmp_path: Path) -> Study:
+    return Study(tmp_path, {
+        "config.yaml": f"""\
+            defaults:
+              - _self_
+            grid:
+              command: ["{sys.executable}", "${{hydra:runtime.cwd}}/bench.py", --n, "${{n}}", --mode, "${{mode}}"]
+              command_inputs: [bench.py]
+              limit_key: n
+            n: 3
+            mode: ok
+            """,
+        "bench.py": BENCH})
+
+
+def test_a_command_cell_runs_in_its_directory_and_its_json_is_the_summary(commands: Study) -> None:
+    done = commands.cli("n=3,4")
+    assert "0 done, 2 run, 0 failed" in done.stdout
+    summary = commands.summary("n=4")
+    assert summary["n"] == 4 and summary["ms"]["median"] == 2.0 and summary["fingerprint"]["code"] == {
+        "bench.py": summary["fingerprint"]["code"]["bench.py"]}
+    log = Path(commands.cells("n=3,4")["n=4"]["log"]).read_text()
+    assert "bench.py starting" in log
+    assert "2 done, 0 run" in commands.cli("n=3,4").stdout
+    limited = commands.cli("--limit", "1")
+    assert "count" not in limited.stdout and "n=1" in limited.stdout and commands.summary("n=1")["n"] == 1
+
+
+def test_editing_the_script_stales_its_cells_and_a_comment_does_not(commands: Study) -> None:
+    commands.cli()
+    script = commands.cwd / "bench.py"
+    script.write_text(script.read_text() + "# a comment\n")
+    assert commands.cells()["default"]["state"] == "done"
+    script.write_text(script.read_text() + "EXTRA = 1\n")
+    cell = commands.cells()["default"]
+    assert cell["state"] == "stale" and cell["reason"] == "code: bench.py"
+
+
+@pytest.mark.parametrize("mode, says", [
+    ("fail", "python bench.py ended with exit status 3: something broke | boom: the last word"),
+    ("silent", "python bench.py exited 0 but wrote no result.json"),
+])
+def test_a_command_that_fails_fails_its_cell_with_the_end_of_its_stderr(commands: Study, mode: str,
+                                                                      says: str) -> None:
+    done = commands.cli(f"mode={mode}", check=False)
+    assert done.returncode == 1
+    (cell,) = commands.cells(f"mode={mode}").values()
+    assert cell["state"] == "failed" and says in cell["reason"], cell
+
+
+def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:
+    sweep = commands.popen("--config-dir", ".", "mode=wait")
+    pid_file = commands.results / "default" / "mode=wait" / "pid"
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the command never started"))
+    os.kill(sweep.pid, signal.SIGTERM)
+    out = sweep.communicate(timeout=60)[0]
+    assert sweep.returncode == 143 and "interrupted (SIGTERM)" in out
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the command outlived its cell", timeout=30)
+    (cell,) = commands.cells("mode=wait").values()
+    assert cell["state"] == "interrupted"
+
+
+def test_a_killed_cell_takes_its_command_with_it(commands: Study) -> None:
+    sweep = commands.popen("--config-dir", ".", "mode=wait")
+    pid_file = commands.results / "default" / "mode=wait" / "pid"
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the command never started"))
+    os.killpg(sweep.pid, signal.SIGKILL)  # the sweep, submitit's controller and the cell's process, not the command
+    sweep.wait()
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+               "the command outlived its killed cell", timeout=30)
+
+
+PINNED = {
+    "config.yaml": """\
+        defaults:
+          - _self_
+          - experiment: v1
+        grid:
+          task: pinned_task.run
+        x: 2
+        """,
+    "experiment/v1.yaml": "# @package _global_\ngrid:\n  code: experiments/v1\nhydra:\n  sweeper:\n    params:\n      x: 1,2\n",
+    "experiment/v2.yaml": "# @package _global_\ngrid:\n  code: experiments/v2\nhydra:\n  sweeper:\n    params:\n      x: 1,2\n",
+    "pinned_task.py": "from generation import transform\n\n\ndef run(cfg, cell):\n    return {'y': transform(cfg.x)}\n",
+    "experiments/v1/generation.py": "def transform(x):\n    return x * 10\n",
+    "experiments/v2/generation.py": "def transform(x):\n    return x * 100\n",
+}
+
+
+def test_two_experiments_run_two_versions_of_one_module_side_by_side(tmp_path: Path) -> None:
+    study = Study(tmp_path, PINNED)
+    for name in ("v1", "v2"):
+        assert "0 done, 2 run, 0 failed" in study.cli("--experiment", name).stdout
+    assert [study.summary(c, "v1")["y"] for c in ("x=1", "default")] == [10, 20]
+    assert [study.summary(c, "v2")["y"] for c in ("x=1", "default")] == [100, 200]
+    assert "experiments/v2/generation.py" in study.summary("x=1", "v2")["fingerprint"]["code"]
+    study.cli("--experiment", "v1", "--report")
+    study.cli("--experiment", "v2", "--report")
+    index = (tmp_path / "artifacts" / "README.md").read_text()
+    assert "[report](v1/report.md)" in index and "[report](v2/report.md)" in index
+    edited = tmp_path / "experiments" / "v2" / "generation.py"
+    edited.write_text(edited.read_text().replace("100", "1000"))
+    assert {c["state"] for c in study.status("--experiment", "v2")["cells"]} == {"stale"}
+    assert {c["reason"] for c in study.status("--experiment", "v2")["cells"]} == {"code: experiments/v2/generation.py"}
+    assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
