@@ -7,14 +7,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Tool, wait_until
+from conftest import ROOT, wait_until
+from studies import Study
 
 #: What the engine must never name (issue 17): the benchmark's keys and words, and its `gpu` group.
 PAYLOAD_WORDS = re.compile(r"\b(metrics|quality|sample_size|molecules?|tokens_per_s|gpus?)\b", re.IGNORECASE)
@@ -26,25 +25,6 @@ def test_the_engine_names_no_key_or_word_of_the_benchmark() -> None:
              for path in sorted((ROOT / "molgen_grid" / "grid").rglob("*.py"))
              for number, line in enumerate(path.read_text().splitlines(), 1) if PAYLOAD_WORDS.search(line)]
     assert not found, "\n".join(found)
-
-
-class Study(Tool):
-    """A study of its own in a folder: `files` written there, the tool run from it with `--config-dir .`."""
-
-    def __init__(self, folder: Path, files: dict[str, str]) -> None:
-        super().__init__(folder)
-        for name, text in files.items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(textwrap.dedent(text))
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return super().cli("--config-dir", ".", *args, check=check, timeout=timeout)
-
-    def summary(self, cell: str, experiment: str = "default") -> dict:
-        return json.loads((self.results / experiment / cell / "summary.json").read_text())
-
-    def cells(self, *args: str) -> dict[str, dict]:
-        return {c["cell"]: c for c in self.status(*args)["cells"]}
 
 
 CONTRACT = {

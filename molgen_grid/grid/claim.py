@@ -17,11 +17,13 @@ from typing import Any, Callable, Mapping
 
 from molgen_grid.grid.executors.base import Claim
 from molgen_grid.grid.plan import Entry, why_run
-from molgen_grid.grid.state import JobView, read_state
+from molgen_grid.grid.state import COMPLETE, STALE, JobView, process_identity, read_state
 from molgen_grid.grid.store import OVERRIDES, atomic_write_json
 from molgen_grid.grid.worker import CellJob
 
-BUSY, SETTLED = "busy", "settled"
+#: Why a cell was not claimed: another process holds it, it was finished meanwhile, or another sweep launched it
+#: meanwhile (it is queued or running elsewhere).
+BUSY, FINISHED, ELSEWHERE = "busy", "finished", "elsewhere"
 
 
 @dataclass
@@ -36,8 +38,7 @@ class Claimer:
     stale_policy: str = "rerun"
 
     def __call__(self, entry: Entry, resources: dict[str, Any]) -> Claim | str:
-        """The claim, or why there is none: BUSY (another process holds the cell) or SETTLED (launched or
-        finished meanwhile)."""
+        """The claim, or why there is none: BUSY, FINISHED or ELSEWHERE."""
         store = entry.store
         with store.locked() as got:
             if not got:
@@ -45,9 +46,9 @@ class Claimer:
             state = read_state(store, lambda summary: self.stale(entry, summary), self.views, lock_held=True)
             why = why_run(state, entry.cell.name in self.forced, self.stale_policy)
             if why is None:
-                return SETTLED
+                return FINISHED if state.state in COMPLETE or state.state == STALE else ELSEWHERE
             atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
             attempt = uuid.uuid4().hex[:12]
             store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
-                                  "claimed_by": os.getpid(), "why": why})
+                                  "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": why})
             return Claim(entry, self.make_job(entry, attempt), resources)

@@ -16,6 +16,8 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
+from molgen_grid.grid.store import is_held
+
 #: The variable that lists the accelerators a process may use, and where the driver lists those present.
 VISIBLE = "CUDA_VISIBLE_DEVICES"
 _DEVICE_FILES = re.compile(r"^nvidia(\d+)$")
@@ -49,17 +51,7 @@ def local_device(requested: str) -> str:
 def device_lock_holder(directory: Path, device: str) -> str | None:
     """Who holds `device` now (as its lock file says), or None when it is free: a probe that takes nothing."""
     path = directory / f"{device}.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return path.read_text().strip() or "another sweep"
-    finally:
-        os.close(fd)
-    return None
+    return (path.read_text().strip() or "another sweep") if is_held(path) else None
 
 
 @contextlib.contextmanager
@@ -70,6 +62,8 @@ def device_lock(directory: Path, device: str, waiting: Callable[[str], None]) ->
         directory.chmod(0o1777)  # every user of the machine queues on the same files
     path = directory / f"{device}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    with contextlib.suppress(PermissionError):
+        os.fchmod(fd, 0o666)  # every user queues on it: the umask (0644 as usually set) must not lock others out
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.claim import BUSY, Claimer
+from molgen_grid.grid.claim import BUSY, ELSEWHERE, FINISHED, Claimer
 from molgen_grid.grid.dotted import load, value_at
 from molgen_grid.grid.executors.base import Claim, Executor
 from molgen_grid.grid.figures import Figure, headline, headline_of
@@ -145,7 +145,19 @@ class Runner:
         for warning in warnings:
             self.console.print(f"[yellow]warning: {warning}[/]")
 
+    def adopt(self) -> None:
+        """Record the jobs found for submissions cut short before their ids were written (a sweep stopped
+        while sbatch ran): they are the cells' jobs from now on, whoever asks."""
+        for e in self.entries:
+            if e.state.job_id is None or e.state.state not in IN_FLIGHT:
+                continue
+            last = (e.store.attempts() or [{}])[-1]
+            if last.get("attempt") and not last.get("job_id"):
+                e.store.append_attempt({"update": True, "attempt": last["attempt"], "job_id": e.state.job_id,
+                                        "adopted": True})
+
     def __call__(self) -> SweepOutcome:
+        self.adopt()
         todo = [e for e in self.entries if e.runs]
         outcome = self.outcome
         outcome.total = len(self.entries)
@@ -174,11 +186,12 @@ class Runner:
 
     def _launch(self, executor: Executor, claims: list[Claim | str], events: ConsoleEvents) -> None:
         for claimed in claims:
-            if isinstance(claimed, str):
-                if claimed == BUSY:
-                    self.outcome.busy += 1
-                else:
-                    self.outcome.done += 1
+            if claimed == BUSY:
+                self.outcome.busy += 1
+            elif claimed == ELSEWHERE:
+                self.outcome.in_flight += 1
+            elif claimed == FINISHED:
+                self.outcome.done += 1
         ready = [c for c in claims if isinstance(c, Claim)]
         if ready:
             executor.launch(ready, events)

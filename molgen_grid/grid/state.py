@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from molgen_grid.grid.store import SUMMARY, CellStore
@@ -52,8 +53,31 @@ class JobView(Protocol):
         error record written after that attempt began, if any."""
 
 
-def alive(pid: int | None, host: str | None, since: float | None) -> bool:
-    """Whether process `pid` of `host` lives: checked on this host, trusted for a while on another."""
+def boot_id() -> str | None:
+    """This boot of this machine: a pid recorded before a reboot names another process after it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot): with the boot id, a process's identity, which a pid
+    alone is not once pids are reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_identity(pid: int) -> dict[str, str | None]:
+    """What an attempt records of the process that claimed or runs it."""
+    return {"boot_id": boot_id(), "process_start": process_start(pid)}
+
+
+def alive(pid: int | None, host: str | None, since: float | None, identity: dict | None = None) -> bool:
+    """Whether process `pid` of `host` lives: checked on this host (the same process, not a later one given
+    the same pid, when its boot and start time were recorded), trusted for a while on another."""
     if host != socket.gethostname() or not pid:
         return time.time() - (since or 0) < CLAIM_GRACE_S
     try:
@@ -61,13 +85,16 @@ def alive(pid: int | None, host: str | None, since: float | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    identity = identity or {}
+    if identity.get("boot_id") and identity["boot_id"] != boot_id():
+        return False
+    return not identity.get("process_start") or identity["process_start"] == process_start(int(pid))
 
 
 def claimer_alive(attempt: dict) -> bool:
     """Whether the sweep that claimed an attempt is still alive (it submits or starts the cell next)."""
-    return alive(attempt.get("claimed_by"), attempt.get("host"), attempt.get("when"))
+    return alive(attempt.get("claimed_by"), attempt.get("host"), attempt.get("when"), attempt)
 
 
 def belongs_to(error: dict | None, attempt: dict) -> bool:

@@ -95,6 +95,24 @@ def _flock(fd: int, path: Path, flags: int) -> None:
         raise
 
 
+def is_held(path: Path) -> bool:
+    """Whether a live process holds the exclusive lock on `path`: a probe through a read-only descriptor (so it
+    works on a tree this user cannot write) that asks for a shared lock for an instant and writes nothing. A
+    shared lock, because NFS emulates flock with POSIX locks, which refuse an exclusive one on a read-only
+    descriptor (EBADF); a shared lock is refused exactly while someone holds the exclusive one."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        _flock(fd, path, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 class CellLock:
     """An exclusive lock on one cell, held for as long as the cell is claimed or runs."""
 
@@ -167,7 +185,8 @@ class CellStore:
         return data if isinstance(data, dict) else None
 
     def attempts(self) -> list[dict]:
-        """Every launch of the cell, oldest first (each claim with what its executor added since)."""
+        """Every launch of the cell, oldest first (each claim with what its executor added since); a claim
+        withdrawn before its cell was sent (sbatch refused it) is no attempt."""
         try:
             lines = self.path(ATTEMPTS).read_text().splitlines()
         except OSError:
@@ -180,22 +199,11 @@ class CellStore:
                 continue
             if isinstance(record, dict):
                 out.append(record)
-        return _fold(out)
+        return [a for a in _fold(out) if not a.get("withdrawn")]
 
     def is_locked(self) -> bool:
-        """Whether a live process holds this cell's lock: a probe through a read-only descriptor that takes
-        the lock for an instant and writes nothing (so it works on a tree this user cannot write)."""
-        try:
-            fd = os.open(self.path(LOCK), os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            _flock(fd, self.path(LOCK), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        """Whether a live process holds this cell's lock (see `is_held`)."""
+        return is_held(self.path(LOCK))
 
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:

@@ -123,7 +123,6 @@ def prepare_process(job: CellJob) -> None:
     if job.owner_pid is not None:
         end_with_owner(job.owner_pid)
         interrupt_on_signals()
-    faulthandler.enable()
 
 
 @contextlib.contextmanager
@@ -160,6 +159,7 @@ def execute(job: CellJob) -> str:
 
 
 def _run(job: CellJob, store: CellStore) -> str:
+    faulthandler.enable()  # a crash in native code leaves every thread's traceback in the cell's log
     started = time.time()
     full = compose_cell(job)
     settings = read_settings(full.get("grid"))

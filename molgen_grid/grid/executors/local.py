@@ -26,7 +26,8 @@ from omegaconf import DictConfig
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.interrupts import error_record
-from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, recorded_outcome
+from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
+    recorded_outcome
 from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
 from molgen_grid.grid.worker import execute
 
@@ -50,7 +51,8 @@ class LocalView:
             if claimer_alive(attempt):
                 return CellState(QUEUED, f"claimed by the sweep pid {attempt.get('claimed_by')}", None, since)
             return CellState(FAILED, "killed: its sweep ended before starting it", None, since)
-        if alive(int(job_id), attempt.get("host"), since) and attempt.get("started_at") is None:
+        if alive(int(job_id), attempt.get("host"), since, attempt.get("job_identity")) \
+                and attempt.get("started_at") is None:
             return CellState(QUEUED, "starting", job_id, since)
         return CellState(FAILED, "killed: the attempt ended without a summary or an error record", job_id, since)
 
@@ -85,7 +87,8 @@ class LocalExecutor:
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
         store.append_attempt({"update": True, "attempt": job.attempt, "job_id": str(handle.job_id),
-                              "log": str(handle.paths.stdout), "device": device})
+                              "job_identity": process_identity(int(handle.job_id)), "log": str(handle.paths.stdout),
+                              "device": device})
         events.started(claim)
         try:
             wait(handle)

@@ -11,10 +11,13 @@ OUT_OF_MEMORY, CANCELLED, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, FAILED end 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +33,8 @@ from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, Cell
 from molgen_grid.grid.worker import CellJob, execute
 
 NAME = "slurm"
+#: Every job array the engine submits is named so, with its submission's token.
+JOB_PREFIX = "molgen-grid-"
 DEFAULT_MAX_ARRAY_SIZE = 1001
 #: How long a just-submitted job may be missing from sacct before the cell reads as failed.
 ACCOUNTING_GRACE_S = 600
@@ -65,7 +70,7 @@ class SlurmView:
 
     def job_state(self, attempt: dict, error: dict | None) -> CellState:
         """A Slurm cell without a summary since its last attempt, from its job's state."""
-        job_id, since = attempt.get("job_id"), attempt.get("when")
+        job_id, since = attempt.get("job_id") or self.adopted(attempt), attempt.get("when")
         if job_id is None:
             if claimer_alive(attempt):
                 return CellState(QUEUED, "being submitted", None, since)
@@ -84,6 +89,11 @@ class SlurmView:
                                          "cluster)", job_id, since)
             return CellState(FAILED, f"ended without a summary ({self.cluster.partial})", job_id, since)
         return self._from_job(job_id, job, own, since)
+
+    def adopted(self, attempt: dict) -> str | None:
+        """The job of an attempt whose submission was cut short after sbatch took it: found by its job name."""
+        array = self.cluster.named.get(job_name(attempt["submission"])) if attempt.get("submission") else None
+        return f"{array}_{attempt['index']}" if array is not None else None
 
     @staticmethod
     def _from_job(job_id: str, job: Any, own: CellState | None, since: float | None) -> CellState:
@@ -127,6 +137,10 @@ class Resources:
         )
 
 
+def job_name(token: str) -> str:
+    return JOB_PREFIX + token
+
+
 def max_array_size() -> int:
     """The cluster's MaxArraySize (arrays of more tasks are split)."""
     try:
@@ -158,36 +172,60 @@ class SlurmExecutor:
                              f"option of {self.group} that runs here")
 
     def view(self, attempts: list[dict]) -> SlurmView:
-        return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")]))
+        unresolved = {job_name(a["submission"]): a.get("when") or 0 for a in attempts
+                      if a.get("submission") and not a.get("job_id")}
+        return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")], unresolved))
 
     def launch(self, claims: list[Claim], events: Events) -> None:
         """Every cell out as job arrays (one sbatch per resource group and MaxArraySize chunk); returns when
-        sbatch took them. sbatch's refusal becomes an InputError naming the partition."""
+        sbatch took them. sbatch's refusal becomes an InputError naming the partition, and the cells it left
+        unsubmitted are withdrawn (they read as before); an interrupt leaves the chunk in flight to be adopted
+        by its job name (a later plan finds its jobs) and withdraws the chunks not yet sent."""
         groups: dict[Resources, list[Claim]] = {}
         for claim in claims:
             groups.setdefault(Resources.of(claim.resources), []).append(claim)
         limit = max(1, max_array_size() - 1)
-        for resources, members in groups.items():
-            executor = submitit.SlurmExecutor(folder=self.folder / "%j",
-                                              max_num_timeout=int(self.settings["max_requeues"]))
-            executor.update_parameters(
-                partition=resources.partition, gres=resources.gres, cpus_per_task=resources.cpus_per_task,
-                mem=f"{int(resources.mem_gb * 1024)}M", time=resources.time_min,
-                array_parallelism=int(self.settings["array_parallelism"]),
-                signal_delay_s=int(self.settings["signal_delay_s"]),
-                additional_parameters=json.loads(resources.additional), job_name="molgen-grid",
-            )
-            for chunk in _chunks(members, limit):
-                try:
-                    handles = executor.map_array(CellRunner(), [c.job for c in chunk])
-                except submitit.core.utils.FailedJobError as exc:
-                    lines = [line for line in str(exc).splitlines() if line.strip()]
-                    raise InputError(f"sbatch refused the {len(chunk)} cells for partition {resources.partition}: "
-                                     f"{lines[-1] if lines else exc} (see conf/{self.group}/ or override {self.group}.*)") from None
-                for claim, handle in zip(chunk, handles):
-                    claim.entry.store.append_attempt({
-                        "update": True, "attempt": claim.job.attempt, "job_id": str(handle.job_id),
-                        "partition": resources.partition, "log": str(handle.paths.stdout),
-                    })
-                events.submitted(resources.partition, str(handles[0].job_id).split("_")[0], chunk)
+        chunks = [(resources, chunk) for resources, members in groups.items() for chunk in _chunks(members, limit)]
+        sent = 0
+        try:
+            for resources, chunk in chunks:
+                self._submit(resources, chunk, events)
+                sent += 1
+        except submitit.core.utils.FailedJobError as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            said = lines[-1] if lines else str(exc)
+            resources = chunks[sent][0]
+            withdraw([c for _, chunk in chunks[sent:] for c in chunk], f"sbatch refused it: {said}")
+            raise InputError(f"sbatch refused the {len(chunks[sent][1])} cells for partition {resources.partition}: "
+                             f"{said} (see conf/{self.group}/ or override {self.group}.*)") from None
+        except BaseException:
+            withdraw([c for _, chunk in chunks[sent + 1:] for c in chunk], "its sweep was stopped before sending it")
+            raise
 
+    def _submit(self, resources: Resources, chunk: list[Claim], events: Events) -> None:
+        """One job array. Its name carries a token recorded with each cell's attempt before sbatch runs, so a
+        submission cut short after sbatch took it is found on the cluster and adopted, never sent twice."""
+        token = uuid.uuid4().hex[:12]
+        for index, claim in enumerate(chunk):
+            claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
+                                              "index": index, "partition": resources.partition})
+        executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=int(self.settings["max_requeues"]))
+        executor.update_parameters(
+            partition=resources.partition, gres=resources.gres, cpus_per_task=resources.cpus_per_task,
+            mem=f"{int(resources.mem_gb * 1024)}M", time=resources.time_min,
+            array_parallelism=int(self.settings["array_parallelism"]),
+            signal_delay_s=int(self.settings["signal_delay_s"]),
+            additional_parameters=json.loads(resources.additional), job_name=job_name(token),
+        )
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal; ours says it once
+            handles = executor.map_array(CellRunner(), [c.job for c in chunk])
+        for claim, handle in zip(chunk, handles):
+            claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt,
+                                              "job_id": str(handle.job_id), "log": str(handle.paths.stdout)})
+        events.submitted(resources.partition, str(handles[0].job_id).split("_")[0], chunk)
+
+
+def withdraw(claims: list[Claim], why: str) -> None:
+    """Take back claims whose cells were never sent: their cells read as they did before the claim."""
+    for claim in claims:
+        claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "withdrawn": why})

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 QUERY_TIMEOUT_S = 20
 #: sacct words of a job that squeue still shows, whose live state squeue knows better.
@@ -41,6 +42,8 @@ class ClusterView:
     partial: str | None = None
     #: Neither sacct nor squeue answered: nothing is known of any job.
     blind: bool = False
+    #: {job name: array job id} of submissions found by name (see `named_arrays`).
+    named: dict[str, str] = field(default_factory=dict)
 
 
 def _expand(job_id: str) -> list[str]:
@@ -136,16 +139,34 @@ def _with_live(accounted: dict[str, JobView], live: dict[str, JobView]) -> dict[
     return merged
 
 
-def cluster_view(job_ids: list[str]) -> ClusterView:
-    """The state of these jobs in one call; partial (squeue: live jobs only) when accounting is unavailable."""
+def named_arrays(names: dict[str, float]) -> dict[str, str]:
+    """{job name: array job id} of the jobs submitted under these names since the given times (a submission cut
+    short before its job ids were recorded): squeue for the queue, sacct for jobs that already left it."""
+    found: dict[str, str] = {}
+    queued = _run(["squeue", "-h", "-r", "-n", ",".join(sorted(names)), "-o", "%F|%j"]) or ""
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(names.values()) - 60))
+    accounted = _run(["sacct", "-X", "-n", "-P", "-S", since, f"--name={','.join(sorted(names))}",
+                      "-o", "JobID,JobName"]) or ""
+    for line in (queued + accounted).splitlines():
+        job_id, _, name = line.partition("|")
+        if name in names:
+            found.setdefault(name, job_id.split("_")[0])
+    return found
+
+
+def cluster_view(job_ids: list[str], names: dict[str, float] | None = None) -> ClusterView:
+    """The state of these jobs (and of those submitted under `names` whose ids were never recorded) in one
+    call; partial (squeue: live jobs only) when accounting is unavailable."""
+    named = named_arrays(names) if names else {}
+    job_ids = job_ids + [f"{array}_0" for array in named.values()]  # their whole array is read with them
     if not job_ids:
         return ClusterView({})
     jobs = _from_sacct(job_ids)
     if jobs is not None:
         live = {j for j in job_ids if j not in jobs or jobs[j].state in LIVE_STATES}
-        return ClusterView(_with_live(jobs, _from_squeue(sorted(live)) or {}) if live else jobs)
+        return ClusterView(_with_live(jobs, _from_squeue(sorted(live)) or {}) if live else jobs, named=named)
     jobs = _from_squeue(job_ids)
     if jobs is not None:
         return ClusterView(jobs, "accounting (sacct) unavailable: queued and running jobs from squeue; "
-                                 "ended jobs from their files only")
-    return ClusterView({}, "Slurm does not answer: states from the results tree only", blind=True)
+                                 "ended jobs from their files only", named=named)
+    return ClusterView({}, "Slurm does not answer: states from the results tree only", blind=True, named=named)

@@ -2,7 +2,8 @@
 
 A report removes only what it wrote itself: each report lists its files in `.report-files`, and the next one
 deletes the files of that list it does not write again (a plot that is no longer drawn, the summary copy of a
-cell that left the grid), never anything else. A test-mode report (`--limit N`) lives in its own folder,
+cell that left the grid), never anything else: the list is git-tracked and may arrive with a pull, so a name in
+it that is absolute, climbs out with `..` or leads out through a link is ignored. A test-mode report (`--limit N`) lives in its own folder,
 `limit-N/`, so the two never overwrite or delete each other's files, and the map shows full runs only.
 """
 from __future__ import annotations
@@ -36,9 +37,12 @@ def replace_files(out: Path, written: list[str]) -> None:
         before = json.loads(manifest.read_text())
     except (OSError, ValueError):
         before = []
+    inside = out.resolve()
     for relative in set(before) - set(written):
+        if not isinstance(relative, str) or Path(relative).is_absolute() or ".." in Path(relative).parts:
+            continue  # a manifest is git-tracked, so it may come with a pull: it never names a file outside
         path = out / relative
-        if ".." not in Path(relative).parts and path.is_file():
+        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
             path.unlink()
             if path.parent != out and not any(path.parent.iterdir()):
                 path.parent.rmdir()
