@@ -6,7 +6,8 @@ tokens (0: plain decoding), the target model scores them, and speculative sampli
 min(1, p/q) (the first refused one is resampled from the residual). Both "models" are softmaxes over `--vocab`
 seeded logits (the draft's are the target's plus noise), computed for real, so the latency is measured, not
 made up; a pass of the target also does `--target-layers` rounds of vocab-sized work, whatever the number of
-positions it scores (a large model's pass costs about the same for one position or a few), the draft none. Standard library only: any python3 runs it.
+positions it scores (a large model's pass costs about the same for one position or a few), the draft none.
+Standard library only: any python3 runs it.
 
     python3 bench.py --batch 2 --seq-len 32 --temperature 0.7 --draft 4 --prompts 5 --output result.json
 """
