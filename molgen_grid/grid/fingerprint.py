@@ -167,8 +167,8 @@ def pinned_code(folders: list[Path], project: Path) -> dict[str, str]:
 
 
 def code_part(settings: Any, project: Path) -> dict[str, str]:
-    """The code part of a cell's fingerprint: the task's modules (code_closure) or the command's inputs, and
-    the pinned folders."""
+    """The code part of a cell's fingerprint: the task's modules (code_closure), or the command as written and
+    its inputs; and the pinned folders."""
     from molgen_grid.grid.settings import code_folders
 
     project = project.resolve()
@@ -178,7 +178,9 @@ def code_part(settings: Any, project: Path) -> dict[str, str]:
         code = {k: v for k, v in code.items()
                 if not any((f / k).is_file() for f in folders)}  # listed below with their folder
     else:
-        code = {}
+        from omegaconf import OmegaConf
+
+        code = {"command": digest(json.dumps(OmegaConf.to_container(settings.command, resolve=False)))}
         for name in settings.command_inputs:
             path = (project / str(name)).resolve()
             if not path.is_file():

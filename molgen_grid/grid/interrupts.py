@@ -23,7 +23,9 @@ _stop_signal: list[int] = []
 def failure_reason(exc: BaseException) -> str:
     """One line for the status table. A job that submitit did not requeue after its time-limit signal (no
     requeues left) ends here before Slurm would call it TIMEOUT, so it is named TIMEOUT."""
-    message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # submitit's errors end with what happened; Python's (an OmegaConf key error: key, then details) begin so
+    message = (lines[-1] if type(exc).__module__.startswith("submitit") else lines[0]) if lines else ""
     if type(exc).__name__ == "UncompletedJobError" and "timed-out" in message:
         return f"TIMEOUT: {message}"
     stopped = interruption(exc)

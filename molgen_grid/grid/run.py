@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
 from molgen_grid.errors import InputError
@@ -22,6 +24,7 @@ from molgen_grid.grid.figures import Figure, headline, headline_of
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
+from molgen_grid.grid.worker import command_line
 from molgen_grid.words import plural
 
 LOCAL = "local"
@@ -82,7 +85,9 @@ class ConsoleEvents:
             value = figure.read(summary)[0] if figure is not None else None
             shown = f", {figure.name} {value:.4g}" if isinstance(value, (int, float)) else ""
             self.outcome.ran += 1
-            self.console.print(f"{self._name(claim)}: [green]{summary.get('status', 'ok')}[/] in {seconds:.1f}s{shown}")
+            status = summary.get("status", "ok")
+            why = f": {summary.get('reason')}" if status != "ok" and summary.get("reason") else ""
+            self.console.print(f"{self._name(claim)}: [green]{status}[/] in {seconds:.1f}s{shown}{why}")
             for warning in (value_at(summary, self.warnings) if self.warnings else None) or []:
                 self.console.print(f"  [yellow]warning: {warning}[/]", highlight=False)
             return
@@ -129,6 +134,8 @@ class Runner:
                              f"is not an executor: choose one of {', '.join(self.executors)} (grid.executors)")
         for name, executor in self.executors.items():
             executor.check(by_executor.get(name, {}))
+        if self.spec.settings.command is not None and todo:
+            self.check_command(todo[0])
         if not self.spec.settings.preflight:
             return
         keys = set(self.spec.settings.preflight_keys)
@@ -155,6 +162,21 @@ class Runner:
             if last.get("attempt") and not last.get("job_id"):
                 e.store.append_attempt({"update": True, "attempt": last["attempt"], "job_id": e.state.job_id,
                                         "adopted": True})
+
+    def check_command(self, entry: Entry) -> None:
+        """A command that cannot be written out (a key its interpolation names is not there) is refused before
+        anything launches, on one cell's composed config, rather than failing every cell."""
+        hydra = HydraConfig.instance()
+        sweep = hydra.cfg
+        cfg = self.spec.compose(entry.cell)
+        try:
+            hydra.set_config(cfg)  # `${hydra:runtime.cwd}` resolves as in the cell's process
+            command_line(cfg, self.spec.settings)
+        except OmegaConfBaseException as exc:
+            raise InputError(f"grid.command cannot be written out for cell {entry.cell.name}: "
+                             f"{str(exc).strip().splitlines()[0]}") from None
+        finally:
+            hydra.cfg = sweep
 
     def __call__(self) -> SweepOutcome:
         self.adopt()

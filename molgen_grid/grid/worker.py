@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from molgen_grid.grid.command_task import run_command, shown
 from molgen_grid.grid.devices import device_lock, visible_devices
@@ -96,6 +96,14 @@ def compose_cell(job: CellJob) -> DictConfig:
 def cell_config(cfg: DictConfig) -> dict[str, Any]:
     """The config a task receives: the study's own keys, resolved."""
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_CELL]), resolve=True)
+
+
+def command_line(full: DictConfig, settings: DictConfig) -> list[str]:
+    """A command cell's arguments, each interpolated against the cell's config (the engine's settings, defaults
+    included, under `grid`: `${grid.command_result}` resolves)."""
+    with open_dict(full):
+        full.grid = settings
+    return [str(a) for a in OmegaConf.to_container(full.grid.command, resolve=True)]
 
 
 def superseded(job: CellJob, store: CellStore) -> str | None:
@@ -179,7 +187,7 @@ def _run(job: CellJob, store: CellStore) -> str:
 
     cell.give_up = give_up
     if settings.command is not None:
-        argv = [str(a) for a in OmegaConf.to_container(full.grid.command, resolve=True)]
+        argv = command_line(full, settings)
         outcome = run_command(argv, settings.command_result, cell)
         origin = f"the command {shown(argv)}"
     else:

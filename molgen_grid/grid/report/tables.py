@@ -128,7 +128,14 @@ def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
     keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
+    done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
     return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
+
+
+def numeric_or_text(values: pd.Series) -> pd.Series:
+    """A setting's values as numbers when every one is a number (so they sort as numbers), else as written."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().all() else values
 
 
 def parse_compare(text: str) -> tuple[str, str, str]:
