@@ -20,8 +20,8 @@ from studies import Study, light_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 SEED = 18
-GRID = ["where=h100,a100,rtx3070", "variant=a,b", "count=range(1,35)", "where.gres=null", "where.mem_gb=0.25",
-        "where.time_min=10"]
+GRID = ["where=h100,a100,rtx3070", "variant=a,b", "count=range(1,35)", "++where.gres=null",
+        "++where.mem_gb=0.25", "++where.time_min=10"]
 CELLS = 3 * 2 * 34
 
 
@@ -72,9 +72,10 @@ def test_a_grid_survives_kills_cancels_requeues_and_a_node_going_down(tmp_path: 
     # the sweep command killed in the middle of its submission
     claimed = draw.randint(5, 150)
     sweep = study.popen("--config-dir", ".", *GRID)
-    wait_until(lambda: (study.results / "default").is_dir() and sum(
+    wait_until(lambda: sweep.poll() is not None or (study.results / "default").is_dir() and sum(
         1 for d in (study.results / "default").iterdir() if (d / "attempts.jsonl").exists()) >= claimed,
         "the sweep never claimed", timeout=120)
+    assert sweep.poll() is None, sweep.communicate()[0]
     os.kill(sweep.pid, signal.SIGKILL)
     sweep.wait()
     counts["sweep kills"] += 1

@@ -37,6 +37,8 @@ ACTIONS = ("run", "status", "dry_run", "report")
 ALL_CELLS = "*"
 #: Hydra overrides that steer this launcher or the sweeper, not a cell's composition.
 _SWEEP_ONLY = ("hydra.launcher.", "hydra.sweeper.")
+#: Overrides of the engine's settings (`grid.stale=keep`): the same for every cell of a sweep.
+ENGINE_SETTINGS = "grid."
 
 
 @dataclass
@@ -123,7 +125,9 @@ class GridLauncher(Launcher):
         else:
             if any(e.runs for e in entries):
                 check_writable(root)
-            self.run(spec, entries, executors, views, current, forced, replan)
+            settings_given = [o for o in (job_overrides[0] if job_overrides else [])
+                              if o.lstrip("+~").startswith(ENGINE_SETTINGS)]
+            self.run(spec, entries, executors, views, current, forced, replan, settings_given)
         return []
 
     def current(self, settings: Any) -> Current:
@@ -155,11 +159,13 @@ class GridLauncher(Launcher):
                loader.get_group_options("experiment") or [spec.experiment], plan)
 
     def run(self, spec: GridSpec, entries: list[Entry], executors: dict, views: dict, current: Current,
-            forced: set[str], replan: Callable[[], list[Entry]]) -> None:
+            forced: set[str], replan: Callable[[], list[Entry]], settings_given: list[str]) -> None:
+        """Claim and launch what needs running. `settings_given`: the engine settings the command line set
+        (`grid.versions=...`), which each cell's process composes too, so that it reads what the plan read."""
         provenance = git_provenance(Path(__file__).resolve().parents[2])
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
         conf_dir = str(sources[0].path).removeprefix("file://")
-        base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)]
+        base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
 
         def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
             def job(entry: Entry, attempt: str) -> CellJob:
