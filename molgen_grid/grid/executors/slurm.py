@@ -83,6 +83,9 @@ class SlurmView:
             if self.cluster.blind:
                 return CellState(QUEUED, "state unknown: Slurm does not answer", job_id, since)
             if self.cluster.partial is None:
+                if job_id.split("_")[0] in self.cluster.accounted:
+                    return CellState(FAILED, f"job {job_id} is gone: neither queued nor in accounting, though the "
+                                             "rest of its array is (cancelled before it started)", job_id, since)
                 if time.time() - (since or 0) < ACCOUNTING_GRACE_S:
                     return CellState(QUEUED, "submitted; not yet in accounting", job_id, since)
                 return CellState(FAILED, f"job {job_id} is not in the cluster's accounting (purged, or another "

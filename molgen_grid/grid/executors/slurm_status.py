@@ -44,6 +44,9 @@ class ClusterView:
     blind: bool = False
     #: {job name: array job id} of submissions found by name (see `named_arrays`).
     named: dict[str, str] = field(default_factory=dict)
+    #: The jobs (array ids) accounting knows: a task of one of them that neither sacct nor squeue lists is gone
+    #: (a pending task cancelled before it started leaves no row of its own).
+    accounted: set[str] = field(default_factory=set)
 
 
 def _expand(job_id: str) -> list[str]:
@@ -164,7 +167,12 @@ def cluster_view(job_ids: list[str], names: dict[str, float] | None = None) -> C
     jobs = _from_sacct(job_ids)
     if jobs is not None:
         live = {j for j in job_ids if j not in jobs or jobs[j].state in LIVE_STATES}
-        return ClusterView(_with_live(jobs, _from_squeue(sorted(live)) or {}) if live else jobs, named=named)
+        accounted = {j.split("_")[0] for j in jobs}
+        if not live:
+            return ClusterView(jobs, named=named, accounted=accounted)
+        queued = _from_squeue(sorted(live))
+        return ClusterView(_with_live(jobs, queued or {}), named=named,
+                           accounted=accounted if queued is not None else set())
     jobs = _from_squeue(job_ids)
     if jobs is not None:
         return ClusterView(jobs, "accounting (sacct) unavailable: queued and running jobs from squeue; "
