@@ -8,6 +8,7 @@ checks."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,9 +30,15 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_wheel_runs_the_default_experiment_from_any_directory(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # built from a copy: a build writes build/ beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("molgen_grid", "hydra_plugins"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-         str(ROOT)], tmp_path)
+         str(source)], tmp_path)
     (wheel,) = dist.glob("molgen_grid-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "molgen_grid/conf/config.yaml" in names and "molgen_grid/conf/experiment/default.yaml" in names
