@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, TextIO, TypeVar
 
 import pytest
 
@@ -25,10 +25,12 @@ LIGHT = Path(__file__).resolve().parent / "light"
 T = TypeVar("T")
 
 
-def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[str, str],
+               stdout: TextIO | None = None) -> subprocess.CompletedProcess:
     """A front door run in this process (no interpreter to start): its exit status, stdout and stderr, as a
-    subprocess would give them. For what needs no process of its own (bad input, --dry-run, --status)."""
-    out, err = io.StringIO(), io.StringIO()
+    subprocess would give them. For what needs no process of its own (bad input, --dry-run, --status). With
+    `stdout`, the command writes there (a pipe) and the result's stdout is empty."""
+    out, err = stdout or io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
     code: object = 0
     try:
@@ -48,7 +50,7 @@ def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[s
 
         GlobalHydra.instance().clear()
     code = 0 if code is None else code if isinstance(code, int) else 1
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(argv, code, "" if stdout else out.getvalue(), err.getvalue())
 
 
 class Tool:
