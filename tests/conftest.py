@@ -138,6 +138,9 @@ class Light(Tool):
 
     def __init__(self, cwd: Path) -> None:
         shutil.copytree(LIGHT, cwd, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "results"))
+        # Device locks of its own: a cell held in flight never makes another run on this machine wait.
+        config = cwd / "config.yaml"
+        config.write_text(config.read_text().replace("\ngrid:\n", f"\ngrid:\n  device_locks: {cwd / '.locks'}\n", 1))
         super().__init__(cwd)
 
     def go(self, name: str) -> Path:
