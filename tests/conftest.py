@@ -206,5 +206,5 @@ class DoneGrid:
 def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     tool = Tool(tmp_path_factory.mktemp("done_grid"))
     done = tool.cli(*DONE_GRID)
-    assert "0 done, 4 run, 0 failed" in done.stdout, done.stdout
+    assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
     return DoneGrid(tool, done.stdout)
