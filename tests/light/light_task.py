@@ -27,4 +27,4 @@ def run(cfg: Any, cell: Any) -> dict[str, Any]:
                       "values": values},
             "count": int(cfg.count), "cpus": cell.cpus, "devices": cell.devices,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "warnings": ["one item only"] if int(cfg.count) == 1 else []}
+            "warnings": (["one item only"] if int(cfg.count) == 1 else []) + ([cfg.warning] if cfg.warning else [])}
