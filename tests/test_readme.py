@@ -4,6 +4,10 @@ shows must come out, in that order, up to figures, ids and times (digits, and th
 The commands are typed as README types them (`bash sbatch/run.sh ...`); the project is a copy of sbatch/ and
 pyproject.toml using this checkout's venv (MOLGEN_VENV), so results land in the copy. Lines of the output that
 README leaves out (a load warning, the best cell, a progress bar) may come between the lines it shows.
+
+The cells are made small by configuration: a copy of the benchmark's config tree (MOLGEN_GRID_CONF) with one
+timed pass and no warm-up (SMALL), so that names, lines and figures' places are README's while a cell takes
+seconds, not a minute.
 """
 from __future__ import annotations
 
@@ -23,6 +27,21 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:[smhd]\b)?")
 #: A word in angle brackets in README's output (`<host>`) stands for any one word.
 PLACEHOLDER = re.compile(r"<[a-z]+>")
 BOX_RUN = re.compile(r"([━─═])\1+")
+#: The small cells' settings, (as written in conf/config.yaml, as in the copy): every name and line README
+#: shows is the same, the cells take seconds.
+SMALL = [("warmup: 1\n", "warmup: 0\n"), ("repeats: 5\n", "repeats: 1\n")]
+
+
+def small_conf(into: Path) -> Path:
+    """A copy of the benchmark's config tree with the SMALL settings."""
+    conf = into / "conf"
+    shutil.copytree(ROOT / "molgen_grid" / "conf", conf)
+    text = (conf / "config.yaml").read_text()
+    for before, after in SMALL:
+        assert text.count(before) == 1, before
+        text = text.replace(before, after)
+    (conf / "config.yaml").write_text(text)
+    return conf
 
 
 def normal(line: str) -> str:
@@ -66,16 +85,24 @@ def test_the_readme_blocks_parse() -> None:
     assert first_missing(["on node <host> (32 CPUs), age 3m"], "on node vm-7 (8 CPUs), age 28s") is None
 
 
+def test_a_small_conf_changes_only_the_small_settings(tmp_path: Path) -> None:
+    conf = small_conf(tmp_path)
+    original = (ROOT / "molgen_grid" / "conf" / "config.yaml").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(original, (conf / "config.yaml").read_text().splitlines()) if a != b]
+    assert changed == [(before.strip(), after.strip()) for before, after in SMALL]
+    assert sorted(p.relative_to(conf) for p in conf.rglob("*.yaml")) == sorted(
+        p.relative_to(ROOT / "molgen_grid" / "conf") for p in (ROOT / "molgen_grid" / "conf").rglob("*.yaml"))
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.timeout(1800)  # eleven commands, five real cells and a Slurm array: over the suite's 600 s when busy
 def test_every_console_block_of_the_readme(tmp_path: Path, cluster: None) -> None:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(ROOT / "sbatch", project / "sbatch")
     shutil.copy2(ROOT / "pyproject.toml", project / "pyproject.toml")
     env = {**os.environ, "MOLGEN_VENV": str(Path(sys.executable).parent.parent), "COLUMNS": "200",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "MOLGEN_GRID_CONF": str(small_conf(tmp_path))}
     for command, shown in steps((ROOT / "README.md").read_text()):
         done = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
                               timeout=900)

@@ -197,7 +197,10 @@ def test_a_cell_does_not_outlive_its_sweep(light: Light) -> None:
     wait_until(lambda: started(cell_dir), "the cell's code never started")
     os.kill(sweep.pid, signal.SIGKILL)  # the sweep alone, not its process group
     sweep.wait()
-    wait_until(lambda: not cell_processes(cell_dir), "the cell's processes outlived their sweep", timeout=60)
+    try:
+        wait_until(lambda: not cell_processes(cell_dir), "the cell's processes outlived their sweep", timeout=60)
+    finally:
+        tool.release("never")  # a cell that did outlive its sweep ends (it waits for this file)
     assert not (cell_dir / "summary.json").exists()
     assert tool.states(*args) == {cell_dir.name: "failed"}
 
@@ -229,6 +232,7 @@ def test_a_cell_waiting_for_its_device_says_so(light: Light, tmp_path: Path) -> 
         lines.append(line)
         if "waiting for the cpu (in use by pid 1 on a test)" in line:
             break
+    assert lines and "waiting for the cpu (in use by pid 1 on a test)" in lines[-1], lines  # not ended without
     cell = wait_until(lambda: next((c for c in tool.status(*args)["cells"] if c["reason"] == "waiting for its device"),
                                    None), "the cell never said it waits for its device")
     assert cell["state"] == "queued"
