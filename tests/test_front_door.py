@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,10 +196,13 @@ def test_durations_are_measured_to_a_tenth_of_a_second(light: Light) -> None:
     seconds = float(line.split(": ok in ")[1].split("s")[0])
     summary = json.loads(next(tool.results.rglob("summary.json")).read_text())
     assert seconds >= summary["finished_at"] - summary["started_at"]
-    assert seconds < (summary["finished_at"] - summary["started_at"]) + 10  # not rounded up to whole seconds
+    # to a tenth, not rounded to whole seconds: read from the line's form (how much longer than the cell's own
+    # span the whole launch took depends on the machine's load, so no bound on it is asserted)
+    assert re.search(r": ok in \d+\.\ds\b", line), line
     assert len(attempts(tool.cell_dirs()[0])) == 1
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
     env = {**os.environ, "MOLGEN_VENV": str(tmp_path / "venv"), "MOLGEN_TORCH": "torch==0.0.0.1"}
     done = subprocess.run(["bash", "-c", f"source {ROOT / 'sbatch' / 'venv.sh'} && ensure_venv"], env=env,

@@ -53,6 +53,7 @@ def text_smiles(text: str) -> str:
     return text[len(SMILES_OPEN):text.index(SMILES_CLOSE)]
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_corpus_never_holds_a_cdk2_molecule() -> None:
     held_out = embedded_corpus.held_out_keys()
     selection = embedded_corpus.select_molecules()
