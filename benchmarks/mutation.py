@@ -6,7 +6,7 @@ run when it must not be, report arithmetic turned over, an option that never rea
 run in a scratch copy of the working tree (this checkout is never touched), each against the tests that guard
 what it breaks; a mutant is killed when those tests fail. The unmutated copy must pass the same tests first.
 
-    .venv/bin/python benchmarks/mutation.py            # every mutant (about 30 minutes on 2 cores)
+    .venv/bin/python benchmarks/mutation.py            # every mutant (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/mutation.py -k static  # the mutants whose name contains "static"
 
 No mutant needs the Slurm test cluster: Slurm's states are guarded by tests/test_slurm_states.py.
@@ -38,13 +38,15 @@ class Mutant:
     tests: tuple[str, ...]
 
 
+#: Staleness: the light study's first (seconds), then the benchmark's own parts.
+STALENESS = ("tests/test_staleness_light.py", "tests/test_staleness.py")
 MUTANTS = [
     Mutant("state: an unsupported cell reads as done", "molgen_grid/grid/state.py",
            "return CellState(UNSUPPORTED, summary.get(\"reason\"), job_id, since)",
            "return CellState(DONE, None, job_id, since)",
            ("tests/test_report.py::test_report_numbers_from_known_repeats",)),
     Mutant("state: a stale summary reads as done", "molgen_grid/grid/state.py",
-           "why = stale(summary)", "why = None", ("tests/test_staleness_light.py", "tests/test_staleness.py")),
+           "why = stale(summary)", "why = None", STALENESS),
     Mutant("state: a suspended job's cell reads as running", "molgen_grid/grid/executors/slurm.py",
            '    "SUSPENDED": "resume it with: scontrol resume {job}",\n', "",
            ("tests/test_slurm_states.py",)),
@@ -77,13 +79,13 @@ MUTANTS = [
            ("tests/test_front_door.py::test_test_mode_is_visible_and_kept_apart",)),
     Mutant("fingerprint: the code is never compared", "molgen_grid/grid/fingerprint.py",
            'if changed := _changed_keys(stored["code"], self.code):',
-           'if changed := _changed_keys(stored["code"], stored["code"]):', ("tests/test_staleness_light.py", "tests/test_staleness.py")),
+           'if changed := _changed_keys(stored["code"], stored["code"]):', STALENESS),
     Mutant("fingerprint: every module hashes alike", "molgen_grid/grid/fingerprint.py",
            "return digest(ast.dump(tree, annotate_fields=False, include_attributes=False))",
-           'return digest("")', ("tests/test_staleness_light.py", "tests/test_staleness.py")),
+           'return digest("")', STALENESS),
     Mutant("fingerprint: the config part is never compared", "molgen_grid/grid/fingerprint.py",
            'if changed := _changed_keys(stored["config"], config):',
-           'if changed := _changed_keys(stored["config"], stored["config"]):', ("tests/test_staleness_light.py", "tests/test_staleness.py")),
+           'if changed := _changed_keys(stored["config"], stored["config"]):', STALENESS),
     Mutant("naming: non-axis overrides left out of the name", "molgen_grid/grid/cells.py",
            "items = list(axes) + sorted(extra.items())", "items = list(axes)", ("tests/test_cells.py",)),
     Mutant("naming: long names cut without their hash", "molgen_grid/grid/cells.py",

@@ -1,4 +1,6 @@
-"""Shared helpers: the tool is run as a user runs it, in a subprocess, against a results tree in tmp_path."""
+"""Shared helpers: the tool is run as a user runs it, in a subprocess, against a results tree in tmp_path (or,
+for what launches nothing, in the test's process); the light study; one done grid and the Slurm test cluster,
+each once per pytest run."""
 from __future__ import annotations
 
 import contextlib
