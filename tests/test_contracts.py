@@ -86,6 +86,7 @@ def logging_commands(tmp_path: Path, log: Path) -> dict[str, str]:
     return {"PATH": f"{wrappers}{os.pathsep}{os.environ['PATH']}"}
 
 
+@pytest.mark.slow  # real Slurm jobs of benchmark cells
 @pytest.mark.slurm
 def test_status_and_dry_run_import_no_torch_and_ask_sacct_once(tool: Tool, tmp_path: Path, cluster: None) -> None:
     """Asking about a grid of local and Slurm cells costs one sacct call (and one squeue while jobs live),

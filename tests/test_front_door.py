@@ -27,6 +27,7 @@ def wait_until_running(tool: Tool, args: list[str]) -> dict:
                       "the cell never ran")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupt_stops_the_cell_records_it_and_says_so(light: Light, signum: int, status: int) -> None:
     """Ctrl-C reaches the whole foreground process group; SIGTERM (a scheduler, `kill`) only the sweep. The
@@ -126,6 +127,7 @@ def test_a_closed_pipe_ends_quietly_in_process(tool: Tool, args: list[str]) -> N
     assert taken.count(b"\n") == 3
 
 
+@pytest.mark.slow
 def test_test_mode_is_visible_and_kept_apart(light: Light) -> None:
     """--limit N sets the study's limit key (the light study's `count`) and keeps its cells apart."""
     tool = light
@@ -189,6 +191,7 @@ def test_singular_and_plural(tool: Tool) -> None:
     assert "experiment default: 1 cell" in status.stdout and "1 cells" not in status.stdout
 
 
+@pytest.mark.slow
 def test_durations_are_measured_to_a_tenth_of_a_second(light: Light) -> None:
     tool = light
     done = tool.cli("variant=a")

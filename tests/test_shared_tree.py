@@ -32,6 +32,7 @@ def as_reader(tool: Tool, *args: str) -> subprocess.CompletedProcess:
                     timeout=300)
 
 
+@pytest.mark.slow
 def test_a_read_only_tree_answers_status_dry_run_and_report(light: Light, tmp_path: Path) -> None:
     tool = light
     grid = [f"grid.artifacts_dir={tmp_path / 'artifacts'}"]
@@ -57,6 +58,7 @@ def test_a_read_only_tree_answers_status_dry_run_and_report(light: Light, tmp_pa
     assert tree(tool.results) == before
 
 
+@pytest.mark.slow
 def test_a_group_shared_tree_stays_group_writable(light: Light) -> None:
     tool = light
     done = subprocess.run([sys.executable, "-m", "molgen_grid.cli", *tool.prefix, "variant=a"], cwd=tool.cwd,
