@@ -6,7 +6,7 @@ run when it must not be, report arithmetic turned over, an option that never rea
 run in a scratch copy of the working tree (this checkout is never touched), each against the tests that guard
 what it breaks; a mutant is killed when those tests fail. The unmutated copy must pass the same tests first.
 
-    .venv/bin/python benchmarks/mutation.py            # every mutant (about 30 minutes on 2 cores)
+    .venv/bin/python benchmarks/mutation.py            # every mutant (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/mutation.py -k static  # the mutants whose name contains "static"
 
 No mutant needs the Slurm test cluster: Slurm's states are guarded by tests/test_slurm_states.py.
@@ -38,29 +38,54 @@ class Mutant:
     tests: tuple[str, ...]
 
 
+#: Staleness: the light study's first (seconds), then the benchmark's own parts.
+STALENESS = ("tests/test_staleness_light.py", "tests/test_staleness.py")
 MUTANTS = [
     Mutant("state: an unsupported cell reads as done", "molgen_grid/grid/state.py",
            "return CellState(UNSUPPORTED, summary.get(\"reason\"), job_id, since)",
            "return CellState(DONE, None, job_id, since)",
            ("tests/test_report.py::test_report_numbers_from_known_repeats",)),
     Mutant("state: a stale summary reads as done", "molgen_grid/grid/state.py",
-           "why = stale(summary)", "why = None", ("tests/test_staleness.py",)),
+           "why = stale(summary)", "why = None", STALENESS),
     Mutant("state: a suspended job's cell reads as running", "molgen_grid/grid/executors/slurm.py",
            '    "SUSPENDED": "resume it with: scontrol resume {job}",\n', "",
            ("tests/test_slurm_states.py",)),
-    Mutant("state: a cell interrupted inside a library's import reads as failed", "molgen_grid/grid/worker.py",
+    Mutant("state: a cell interrupted inside a library's import reads as failed", "molgen_grid/grid/interrupts.py",
            '"interrupted": interruption(exc) is not None,',
            '"interrupted": isinstance(exc, (Interrupted, KeyboardInterrupt)),',
            ("tests/test_front_door.py::test_an_interrupt_a_library_turns_into_its_own_error_is_still_an_interrupt",)),
+    # Engine behaviour tested on the light study (tests/light): a mutant each.
+    Mutant("state: a killed local cell reads as starting", "molgen_grid/grid/executors/local.py",
+           'if alive(int(job_id), attempt.get("host"), since) and attempt.get("started_at") is None:',
+           "if True:", ("tests/test_sweep.py::test_kill_9_mid_cell_is_never_done_and_reruns",)),
+    Mutant("state: a stopped local cell is recorded as failed", "molgen_grid/grid/interrupts.py",
+           '"interrupted": interruption(exc) is not None,', '"interrupted": False,',
+           ("tests/test_front_door.py::test_an_interrupt_stops_the_cell_records_it_and_says_so",)),
+    Mutant("state: a failing cell's error is never recorded", "molgen_grid/grid/worker.py",
+           "atomic_write_json(store.path(ERROR), error_record(exc, job.attempt))  # before the lock goes",
+           "pass", ("tests/test_sweep.py::test_a_failing_cell_is_recorded_and_the_sweep_goes_on",)),
+    Mutant("locking: a local cell never waits for its device", "molgen_grid/grid/devices.py",
+           '            waiting(f"waiting for the {device} (in use by {holder})")\n'
+           "            fcntl.flock(fd, fcntl.LOCK_EX)\n", "            pass\n",
+           ("tests/test_sweep.py::test_a_cell_waiting_for_its_device_says_so",)),
+    Mutant("lifetime: a local cell outlives its killed sweep", "molgen_grid/grid/interrupts.py",
+           "                os._exit(137)", "                return",
+           ("tests/test_sweep.py::test_a_cell_does_not_outlive_its_sweep",)),
+    Mutant("shared tree: results lose the group's write permission", "molgen_grid/grid/store.py",
+           "os.fchmod(fd, 0o666 & ~_UMASK)", "os.fchmod(fd, 0o644)",
+           ("tests/test_shared_tree.py::test_a_group_shared_tree_stays_group_writable",)),
+    Mutant("test mode: --limit sets nothing", "molgen_grid/grid/sweeper.py",
+           '        return [f"{key}={limit}"]', "        return []",
+           ("tests/test_front_door.py::test_test_mode_is_visible_and_kept_apart",)),
     Mutant("fingerprint: the code is never compared", "molgen_grid/grid/fingerprint.py",
            'if changed := _changed_keys(stored["code"], self.code):',
-           'if changed := _changed_keys(stored["code"], stored["code"]):', ("tests/test_staleness.py",)),
+           'if changed := _changed_keys(stored["code"], stored["code"]):', STALENESS),
     Mutant("fingerprint: every module hashes alike", "molgen_grid/grid/fingerprint.py",
            "return digest(ast.dump(tree, annotate_fields=False, include_attributes=False))",
-           'return digest("")', ("tests/test_staleness.py",)),
+           'return digest("")', STALENESS),
     Mutant("fingerprint: the config part is never compared", "molgen_grid/grid/fingerprint.py",
            'if changed := _changed_keys(stored["config"], config):',
-           'if changed := _changed_keys(stored["config"], stored["config"]):', ("tests/test_staleness.py",)),
+           'if changed := _changed_keys(stored["config"], stored["config"]):', STALENESS),
     Mutant("naming: non-axis overrides left out of the name", "molgen_grid/grid/cells.py",
            "items = list(axes) + sorted(extra.items())", "items = list(axes)", ("tests/test_cells.py",)),
     Mutant("naming: long names cut without their hash", "molgen_grid/grid/cells.py",
@@ -121,7 +146,10 @@ def scratch_copy(into: Path) -> Path:
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
         source = ROOT / name
-        if source.is_file():
+        if source.is_symlink():  # conf -> molgen_grid/conf: the tests read the tree through it
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).symlink_to(os.readlink(source))
+        elif source.is_file():
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, into / name)
     return into

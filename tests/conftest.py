@@ -1,13 +1,19 @@
-"""Shared helpers: the tool is run as a user runs it, in a subprocess, against a results tree in tmp_path."""
+"""Shared helpers: the tool is run as a user runs it, in a subprocess, against a results tree in tmp_path (or,
+for what launches nothing, in the test's process); the light study; one done grid and the Slurm test cluster,
+each once per pytest run."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, TextIO, TypeVar
 
 import pytest
 
@@ -16,11 +22,44 @@ from molgen_grid.grid.store import CellStore
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
 FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
+#: The light study (tests/light): the engine's tests run on it (its task imports nothing heavy).
+LIGHT = Path(__file__).resolve().parent / "light"
 T = TypeVar("T")
+
+
+def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[str, str],
+               stdout: TextIO | None = None) -> subprocess.CompletedProcess:
+    """A front door run in this process (no interpreter to start): its exit status, stdout and stderr, as a
+    subprocess would give them. For what needs no process of its own (bad input, --dry-run, --status). With
+    `stdout`, the command writes there (a pipe) and the result's stdout is empty."""
+    out, err = stdout or io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
+    code: object = 0
+    try:
+        os.environ.update(env)
+        sys.argv = argv
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        signal.signal(signal.SIGTERM, saved_term)
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+    code = 0 if code is None else code if isinstance(code, int) else 1
+    return subprocess.CompletedProcess(argv, code, "" if stdout else out.getvalue(), err.getvalue())
 
 
 class Tool:
     """Runs `molgen-grid` (the front door) or `python -m molgen_grid` in one working directory."""
+
+    #: Arguments put before every command's own (the light study's `--config-dir .`).
+    prefix: list[str] = []
 
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
@@ -31,15 +70,40 @@ class Tool:
         return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300", **self.extra_env}
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        return self.run([sys.executable, "-m", "molgen_grid.cli", *args], check, timeout)
+        return self.run([sys.executable, "-m", "molgen_grid.cli", *self.prefix, *args], check, timeout)
 
     def hydra(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        return self.run([sys.executable, "-m", "molgen_grid", *args], check, timeout)
+        return self.run([sys.executable, "-m", "molgen_grid", *self.prefix, *args], check, timeout)
+
+    def cli_here(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`molgen-grid ARGS` run in this test's process (the same exit status and output): for bad input,
+        --dry-run, --status and --report, which launch nothing (cells always run in processes of their own)."""
+        from molgen_grid import cli
+
+        done = in_process(lambda: cli.main([*self.prefix, *args]), ["molgen-grid", *self.prefix, *args], self.cwd,
+                          {"COLUMNS": "300", **self.extra_env})
+        return self.checked(done, check)
+
+    def hydra_here(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`python -m molgen_grid ARGS` run in this test's process."""
+        from molgen_grid import __main__ as entry
+        from molgen_grid.errors import front_door
+
+        done = in_process(lambda: front_door(entry.run), ["molgen_grid", *self.prefix, *args], self.cwd,
+                          {"COLUMNS": "300", **self.extra_env})
+        return self.checked(done, check)
+
+    @staticmethod
+    def checked(done: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
+        if check and done.returncode != 0:
+            raise AssertionError(f"{done.args} exited {done.returncode}\nstdout:\n{done.stdout}\n"
+                                 f"stderr:\n{done.stderr}")
+        return done
 
     def popen(self, *args: str) -> subprocess.Popen:
         """A sweep in its own process group, so a test can kill its whole tree."""
-        return subprocess.Popen([sys.executable, "-m", "molgen_grid.cli", *args], cwd=self.cwd, env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        return subprocess.Popen([sys.executable, "-m", "molgen_grid.cli", *self.prefix, *args], cwd=self.cwd,
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
 
     def run(self, cmd: list[str], check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -50,7 +114,10 @@ class Tool:
         return done
 
     def status(self, *args: str) -> dict:
-        return json.loads(self.cli("--status", "--json", *args).stdout)
+        """`--status --json`, asked in this process unless the test set variables for a process of its own
+        (another import path, a faked library version)."""
+        ask = self.cli_here if not self.extra_env else self.cli
+        return json.loads(ask("--status", "--json", *args).stdout)
 
     def states(self, *args: str) -> dict[str, str]:
         return {c["cell"]: c["state"] for c in self.status(*args)["cells"]}
@@ -65,9 +132,35 @@ def attempts(cell_dir: Path) -> list[dict]:
     return CellStore(cell_dir.parent, cell_dir.name).attempts()
 
 
+class Light(Tool):
+    """The tool on the light study: a copy of tests/light is the working directory (its task imports from the
+    cwd; results/ lands in the copy)."""
+
+    prefix = ["--config-dir", "."]
+
+    def __init__(self, cwd: Path) -> None:
+        shutil.copytree(LIGHT, cwd, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "results"))
+        # Device locks of its own: a cell held in flight never makes another run on this machine wait.
+        config = cwd / "config.yaml"
+        config.write_text(config.read_text().replace("\ngrid:\n", f"\ngrid:\n  device_locks: {cwd / '.locks'}\n", 1))
+        super().__init__(cwd)
+
+    def go(self, name: str) -> Path:
+        """A file that lets cells waiting on `wait_for=<it>` go on (created by `release`)."""
+        return self.cwd / f"go-{name}"
+
+    def release(self, name: str) -> None:
+        self.go(name).write_text("go\n")
+
+
 @pytest.fixture
 def tool(tmp_path: Path) -> Tool:
     return Tool(tmp_path)
+
+
+@pytest.fixture
+def light(tmp_path: Path) -> Light:
+    return Light(tmp_path / "light")
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout: float = 300, every: float = 0.2) -> T:
@@ -89,7 +182,31 @@ def started(cell_dir: Path) -> bool:
     return bool(found and found[-1].get("started_at"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> None:
-    """The local Slurm test cluster (sbatch/test-cluster.sh), started once per module that asks for it."""
+    """The local Slurm test cluster (sbatch/test-cluster.sh), started once per pytest run."""
     subprocess.run(["bash", str(ROOT / "sbatch" / "test-cluster.sh"), "start"], check=True, timeout=600)
+
+
+#: The benchmark's grid built once per pytest run (real cells, FAST): every attention option that runs here and
+#: FlashAttention-2 (unsupported on a CPU), each with a dynamic and a static cache.
+DONE_GRID = [*FAST, "attention=eager,sdpa,flash_attention_2", "kv_cache=dynamic,static"]
+
+
+class DoneGrid:
+    """A finished grid of real benchmark cells, and what its run printed; `copy_to` gives a test its own."""
+
+    def __init__(self, tool: Tool, output: str) -> None:
+        self.tool, self.output = tool, output
+
+    def copy_to(self, tool: Tool) -> Tool:
+        shutil.copytree(self.tool.results, tool.results, dirs_exist_ok=True)
+        return tool
+
+
+@pytest.fixture(scope="session")
+def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
+    tool = Tool(tmp_path_factory.mktemp("done_grid"))
+    done = tool.cli(*DONE_GRID)
+    assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
+    return DoneGrid(tool, done.stdout)

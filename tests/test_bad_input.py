@@ -1,4 +1,8 @@
-"""Bad input: one clear line on stderr, a non-zero exit, and nothing in results/ touched."""
+"""Bad input: one clear line on stderr, a non-zero exit, and nothing in results/ touched.
+
+Each refusal is asked in the test's process (`cli_here`: the same exit status and output, no interpreter to
+start); the exit path itself, through a real process of each front door, is kept by one case each
+(`test_bad_input_ends_a_real_process_with_status_2`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +16,12 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
-def refuse(tool: Tool, *args: str, match: str, hydra: bool = False) -> None:
+def refuse(tool: Tool, *args: str, match: str, hydra: bool = False, process: bool = False) -> None:
     before = snapshot(tool.results)
-    done = (tool.hydra if hydra else tool.cli)(*args, check=False)
+    if process:
+        done = (tool.hydra if hydra else tool.cli)(*args, check=False)
+    else:
+        done = (tool.hydra_here if hydra else tool.cli_here)(*args, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -58,5 +65,18 @@ def test_force_of_an_unknown_cell_is_refused(tool: Tool) -> None:
 
 
 def test_slurm_partition_without_a_cluster_is_refused(tool: Tool, tmp_path: Path) -> None:
-    tool.extra_env["SLURM_CONF"] = str(tmp_path / "no-cluster" / "slurm.conf")
+    """A Slurm configuration whose controller does not answer (nothing listens on its port): `scontrol ping`
+    says DOWN at once (a missing slurm.conf would have scontrol retry it for a minute)."""
+    conf = tmp_path / "no-cluster" / "slurm.conf"
+    conf.parent.mkdir()
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=localhost\nSlurmctldPort=9\n"
+                    "NodeName=localhost CPUs=1 State=UNKNOWN\nPartitionName=debug Nodes=localhost Default=YES\n")
+    tool.extra_env["SLURM_CONF"] = str(conf)
     refuse(tool, *FAST, "gpu=h100,a100", match="gpu=a100, gpu=h100 needs a Slurm cluster and no Slurm controller")
+
+
+@pytest.mark.parametrize("hydra", [False, True])
+def test_bad_input_ends_a_real_process_with_status_2(tool: Tool, hydra: bool) -> None:
+    """Each front door's process (`molgen-grid`, `python -m molgen_grid`) ends with status 2 and one line."""
+    refuse(tool, *([] if hydra else FAST), "attention=flashy", match="unknown option attention=flashy: did you "
+           "mean sdpa_flash?", hydra=hydra, process=True)

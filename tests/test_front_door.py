@@ -1,19 +1,25 @@
 """The front door as a new user meets it: interrupts, closed pipes, test mode kept apart and visible, every
-mistake refused before anything runs, and the small truths of what it prints."""
+mistake refused before anything runs, and the small truths of what it prints.
+
+What the engine does with a cell (an interrupt, test mode, a duration) is tested on the light study (a cell in
+flight waits for a file, not for a long benchmark); refusals, plans and closed pipes are asked in the test's
+process, and each exit path keeps one real process (an interrupt, a closed pipe, bad input in
+test_bad_input.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, ROOT, Tool, attempts, wait_until
-
-LONG = [*FAST, "kv_cache=dynamic", "max_new_tokens=800", "repeats=3", "logit_processor=none", "workload=free"]
+from conftest import FAST, ROOT, Light, Tool, attempts, in_process, wait_until
 
 
 def wait_until_running(tool: Tool, args: list[str]) -> dict:
@@ -23,10 +29,15 @@ def wait_until_running(tool: Tool, args: list[str]) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupt_stops_the_cell_records_it_and_says_so(tool: Tool, signum: int, status: int) -> None:
-    """Ctrl-C reaches the whole foreground process group; SIGTERM (a scheduler, `kill`) only the sweep."""
+def test_an_interrupt_stops_the_cell_records_it_and_says_so(light: Light, signum: int, status: int) -> None:
+    """Ctrl-C reaches the whole foreground process group; SIGTERM (a scheduler, `kill`) only the sweep. The
+    light cell waits for a file that never comes: it is in flight until the signal."""
+    tool = light
+    LONG = ["variant=a", f"wait_for={light.go('never')}"]
     sweep = tool.popen(*LONG)
     cell = wait_until_running(tool, LONG)
+    wait_until(lambda: attempts(tool.results / "default" / cell["cell"])[-1].get("started_at"),
+               "the cell's code never started")
     if signum == signal.SIGINT:
         os.killpg(sweep.pid, signum)
     else:
@@ -39,7 +50,7 @@ def test_an_interrupt_stops_the_cell_records_it_and_says_so(tool: Tool, signum: 
     assert "Traceback" not in output
     (after,) = tool.status(*LONG)["cells"]
     assert after["state"] == "interrupted" and after["reason"].startswith("interrupted by SIG"), after
-    plan = tool.cli("--dry-run", *LONG)
+    plan = tool.cli_here("--dry-run", *LONG)
     assert "(interrupted)" in plan.stdout
 
 
@@ -67,27 +78,68 @@ def test_an_interrupt_a_library_turns_into_its_own_error_is_still_an_interrupt(t
     assert record["reason"] == "interrupted by SIGINT", record
 
 
-@pytest.mark.parametrize("args, head", [(["--status", "--json"], "head -c 100"), (["--status"], "head -n 3"),
-                                        (["--dry-run"], "head -n 3")])
-def test_a_closed_pipe_ends_quietly(tool: Tool, args: list[str], head: str) -> None:
-    """`molgen-grid --status --json | head -c 100` on a 576-cell grid: no traceback, status 0."""
-    grid = ["attention=eager,sdpa,sdpa_math", "kv_cache=glob(*)", "template_building=serial,parallel",
-            "tokenizer_cache=none,cached", "logit_processor=glob(*)", "batch_size=1,2"]
-    line = " ".join([sys.executable, "-m", "molgen_grid.cli", *args, *[f"'{g}'" for g in grid]])
-    done = subprocess.run(["bash", "-c", f"set -o pipefail; {line} | {head}"], cwd=tool.cwd, env=tool.env(),
+#: 576 cells: their status and plan are far longer than a pipe's buffer, so the reader closes it mid-output.
+PIPE_GRID = ["attention=eager,sdpa,sdpa_math", "kv_cache=glob(*)", "template_building=serial,parallel",
+             "tokenizer_cache=none,cached", "logit_processor=glob(*)", "batch_size=1,2"]
+
+
+def test_a_closed_pipe_ends_quietly(tool: Tool) -> None:
+    """`molgen-grid --status --json | head -c 100` on a 576-cell grid: no traceback, status 0 (a real process
+    and a real `head`)."""
+    line = " ".join([sys.executable, "-m", "molgen_grid.cli", "--status", "--json", *[f"'{g}'" for g in PIPE_GRID]])
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {line} | head -c 100"], cwd=tool.cwd, env=tool.env(),
                           capture_output=True, timeout=120)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
-    assert len(done.stdout) == 100 if head.endswith("100") else done.stdout.count(b"\n") == 3
+    assert len(done.stdout) == 100
+
+
+def head_of_a_pipe(tool: Tool, args: list[str], lines: int) -> tuple[int, bytes, str]:
+    """`molgen-grid ARGS | head -n LINES` with the command in this process: its stdout is a real pipe whose
+    reader takes LINES lines and closes its end, as head does. (status, what the reader took, stderr)"""
+    from molgen_grid import cli
+
+    read_end, write_end = os.pipe()
+    taken = bytearray()
+
+    def head() -> None:
+        with open(read_end, "rb", buffering=0) as pipe:
+            while taken.count(b"\n") < lines and (chunk := pipe.read(1)):
+                taken.extend(chunk)
+
+    reader = threading.Thread(target=head)
+    reader.start()
+    stdout = open(write_end, "w", encoding="utf-8")
+    try:
+        done = in_process(lambda: cli.main([*args, *PIPE_GRID]), ["molgen-grid", *args], tool.cwd,
+                          {"COLUMNS": "300"}, stdout=stdout)
+    finally:
+        with contextlib.suppress(OSError):
+            stdout.close()
+        reader.join(timeout=60)
+    return done.returncode, bytes(taken), done.stderr
+
+
+@pytest.mark.parametrize("args", [["--status"], ["--dry-run"]])
+def test_a_closed_pipe_ends_quietly_in_process(tool: Tool, args: list[str]) -> None:
+    """`molgen-grid --status | head -n 3`, `--dry-run | head -n 3`: no traceback, status 0."""
+    status, taken, stderr = head_of_a_pipe(tool, args, 3)
+    assert status == 0 and stderr == "", stderr
+    assert taken.count(b"\n") == 3
 
 
 @pytest.mark.slow
-def test_test_mode_is_visible_and_kept_apart(tool: Tool) -> None:
-    tool.cli("--limit", "1", *FAST[1:])
-    plain = tool.cli("--status", *FAST[1:])
+def test_test_mode_is_visible_and_kept_apart(light: Light) -> None:
+    """--limit N sets the study's limit key (the light study's `count`) and keeps its cells apart."""
+    tool = light
+    tool.cli("--limit", "1")
+    assert {json.loads(p.read_text())["count"] for p in tool.results.rglob("summary.json")} == {1}
+    plain = tool.cli_here("--status")
     assert "2 missing" in plain.stdout and "also 2 done with --limit 1" in plain.stdout
-    report = tool.cli("--report", *FAST[1:])
+    report = tool.cli_here("--report")
     assert "0 cells reported" in report.stdout and "their report: --report --limit N" in report.stdout
-    limited = tool.cli("--report", "--limit", "1", *FAST[1:])
+    # The light study's figure `count` is also the setting --limit sets: a report of such cells ends in a pandas
+    # traceback (an engine bug, reported with issue 19); the report here ranks by `value` alone.
+    limited = tool.cli_here("--report", "--limit", "1", "grid.report.figures=[value]")
     assert "2 cells reported, test mode (--limit 1)" in limited.stdout
     out = tool.cwd / "artifacts" / "default" / "limit-1"
     assert (out / "report.md").read_text().startswith("# default (test mode: --limit 1, 1 molecule per cell)")
@@ -95,7 +147,7 @@ def test_test_mode_is_visible_and_kept_apart(tool: Tool) -> None:
     index = (tool.cwd / "artifacts" / "README.md").read_text()
     assert "| default |" in index and "0 of 2" in index  # the map counts full runs only
     # a full report afterwards leaves the test-mode folder alone, and the other way round
-    tool.cli("--report", *FAST[1:])
+    tool.cli_here("--report")
     assert (out / "report.md").exists()
 
 
@@ -125,7 +177,7 @@ def test_test_mode_is_visible_and_kept_apart(tool: Tool) -> None:
     (["grid.stale=maybe"], "grid.stale='maybe': choose one of rerun, keep"),
 ])
 def test_every_mistake_is_refused_before_anything_runs(tool: Tool, args: list[str], match: str) -> None:
-    done = tool.cli(*FAST, *args, check=False)
+    done = tool.cli_here(*FAST, *args, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("molgen-grid: error: ") and match in lines[0], done.stderr
@@ -133,23 +185,27 @@ def test_every_mistake_is_refused_before_anything_runs(tool: Tool, args: list[st
 
 
 def test_singular_and_plural(tool: Tool) -> None:
-    plan = tool.cli("--dry-run", *FAST, "kv_cache=dynamic")
+    plan = tool.cli_here("--dry-run", *FAST, "kv_cache=dynamic")
     assert "experiment default: 1 of 1 cell would run" in plan.stdout
-    status = tool.cli("--status", *FAST, "kv_cache=dynamic")
+    status = tool.cli_here("--status", *FAST, "kv_cache=dynamic")
     assert "experiment default: 1 cell" in status.stdout and "1 cells" not in status.stdout
 
 
 @pytest.mark.slow
-def test_durations_are_measured_to_a_tenth_of_a_second(tool: Tool) -> None:
-    done = tool.cli(*FAST, "kv_cache=dynamic")
+def test_durations_are_measured_to_a_tenth_of_a_second(light: Light) -> None:
+    tool = light
+    done = tool.cli("variant=a")
     (line,) = [line for line in done.stdout.splitlines() if ": ok in " in line]
     seconds = float(line.split(": ok in ")[1].split("s")[0])
     summary = json.loads(next(tool.results.rglob("summary.json")).read_text())
     assert seconds >= summary["finished_at"] - summary["started_at"]
-    assert seconds < (summary["finished_at"] - summary["started_at"]) + 10  # not rounded up to whole seconds
+    # to a tenth, not rounded to whole seconds: read from the line's form (how much longer than the cell's own
+    # span the whole launch took depends on the machine's load, so no bound on it is asserted)
+    assert re.search(r": ok in \d+\.\ds\b", line), line
     assert len(attempts(tool.cell_dirs()[0])) == 1
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
     env = {**os.environ, "MOLGEN_VENV": str(tmp_path / "venv"), "MOLGEN_TORCH": "torch==0.0.0.1"}
     done = subprocess.run(["bash", "-c", f"source {ROOT / 'sbatch' / 'venv.sh'} && ensure_venv"], env=env,

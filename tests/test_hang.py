@@ -3,11 +3,12 @@ as unsupported and ends its process cleanly (nothing to requeue), and the sweep 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, Tool
+from conftest import FAST, ROOT, Tool
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ from molgen_grid.bench import cell
 ORIGINAL = F.scaled_dot_product_attention
 
 
-def run_cell(cfg, *, cpus, give_up=None):
+def run_cell(cfg, cell_handle):
     warm = cell.timed_passes
 
     def timed(*args, **kwargs):
@@ -33,16 +34,24 @@ def run_cell(cfg, *, cpus, give_up=None):
         return warm(*args, **kwargs)
 
     cell.timed_passes = timed
-    return cell.run_cell(cfg, cpus=cpus, give_up=give_up)
+    return cell.run_cell(cfg, cell_handle)
 '''
 
 
 def test_a_hanging_kernel_ends_the_cell_unsupported_through_the_engine_faked_kernel(tool: Tool,
                                                                                    tmp_path: Path) -> None:
     (tmp_path / "hanging_task.py").write_text(HANGING_TASK)
+    # The task is named in a copy of the config tree: `grid.task=...` on the command line does not reach the
+    # cell's process (an engine bug, reported with issue 19: the cell composes its config without it).
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "molgen_grid" / "conf", conf)
+    config = (conf / "config.yaml").read_text()
+    assert "  task: molgen_grid.bench.cell.run_cell\n" in config
+    (conf / "config.yaml").write_text(config.replace("  task: molgen_grid.bench.cell.run_cell\n",
+                                                     "  task: hanging_task.run_cell\n"))
     tool.extra_env["PYTHONPATH"] = str(tmp_path)
-    args = [*FAST, "kv_cache=dynamic", "warmup=1", "grid.task=hanging_task.run_cell", "hang.factor=1",
-            "hang.min_s=3"]
+    tool.extra_env["MOLGEN_GRID_CONF"] = str(conf)
+    args = [*FAST, "kv_cache=dynamic", "warmup=1", "hang.factor=1", "hang.min_s=3"]
     done = tool.cli(*args, timeout=300)
     assert ": unsupported in " in done.stdout and "1 run, 0 failed" in done.stdout, done.stdout
     (cell,) = tool.status(*args)["cells"]

@@ -4,6 +4,10 @@ shows must come out, in that order, up to figures, ids and times (digits, and th
 The commands are typed as README types them (`bash sbatch/run.sh ...`); the project is a copy of sbatch/ and
 pyproject.toml using this checkout's venv (MOLGEN_VENV), so results land in the copy. Lines of the output that
 README leaves out (a load warning, the best cell, a progress bar) may come between the lines it shows.
+
+The cells are made small by configuration: a copy of the benchmark's config tree (MOLGEN_GRID_CONF) with one
+timed pass and no warm-up (SMALL), so that names, lines and figures' places are README's while a cell takes
+seconds, not a minute.
 """
 from __future__ import annotations
 
@@ -23,6 +27,23 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:[smhd]\b)?")
 #: A word in angle brackets in README's output (`<host>`) stands for any one word.
 PLACEHOLDER = re.compile(r"<[a-z]+>")
 BOX_RUN = re.compile(r"([━─═])\1+")
+#: The small cells' settings (a file of the config tree, a line as written there, the line in the copy): every
+#: name and line README shows is the same, the cells take seconds. (The tokens stay: fewer cut the conformers
+#: short, and the --compare line README shows would print NaN for valid_fraction.)
+SMALL = [("config.yaml", "warmup: 1", "warmup: 0"), ("config.yaml", "repeats: 5", "repeats: 1"),
+         ("experiment/default.yaml", "sample_size: 4", "sample_size: 1")]
+
+
+def small_conf(into: Path) -> Path:
+    """A copy of the benchmark's config tree with the SMALL settings."""
+    conf = into / "conf"
+    shutil.copytree(ROOT / "molgen_grid" / "conf", conf)
+    for name, before, after in SMALL:
+        lines = (conf / name).read_text().split("\n")
+        assert lines.count(before) == 1, (name, before)
+        lines[lines.index(before)] = after
+        (conf / name).write_text("\n".join(lines))
+    return conf
 
 
 def normal(line: str) -> str:
@@ -66,16 +87,25 @@ def test_the_readme_blocks_parse() -> None:
     assert first_missing(["on node <host> (32 CPUs), age 3m"], "on node vm-7 (8 CPUs), age 28s") is None
 
 
+def test_a_small_conf_changes_only_the_small_settings(tmp_path: Path) -> None:
+    conf, original = small_conf(tmp_path), ROOT / "molgen_grid" / "conf"
+    assert sorted(p.relative_to(conf) for p in conf.rglob("*.yaml")) == sorted(
+        p.relative_to(original) for p in original.rglob("*.yaml"))
+    changed = [(str(p.relative_to(conf)), a, b) for p in sorted(conf.rglob("*.yaml"))
+               for a, b in zip((original / p.relative_to(conf)).read_text().splitlines(), p.read_text().splitlines())
+               if a != b]
+    assert changed == SMALL
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-@pytest.mark.timeout(1800)  # eleven commands, five real cells and a Slurm array: over the suite's 600 s when busy
 def test_every_console_block_of_the_readme(tmp_path: Path, cluster: None) -> None:
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(ROOT / "sbatch", project / "sbatch")
     shutil.copy2(ROOT / "pyproject.toml", project / "pyproject.toml")
     env = {**os.environ, "MOLGEN_VENV": str(Path(sys.executable).parent.parent), "COLUMNS": "200",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "MOLGEN_GRID_CONF": str(small_conf(tmp_path))}
     for command, shown in steps((ROOT / "README.md").read_text()):
         done = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
                               timeout=900)

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import FAST, ROOT, Tool
+from conftest import DONE_GRID, FAST, ROOT, DoneGrid, Tool
+
+#: A cell timed once: its summary warns that one repeat cannot be judged.
+ONE_REPEAT_WARNING = "one timed repeat: no spread, and no test against another cell can call a difference real"
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
@@ -19,11 +22,14 @@ def declared_cells(name: str) -> int:
 
 
 @pytest.mark.slow
-def test_report_of_a_finished_grid(tool: Tool) -> None:
+def test_report_of_a_finished_grid(tool: Tool, done_grid: DoneGrid) -> None:
+    """The shared done grid's real cells (a copy), four of them reported; their warnings where they are read."""
     grid = [*FAST, "attention=eager,sdpa"]
-    tool.cli(*grid)
+    done_grid.copy_to(tool)
+    assert f"  warning: {ONE_REPEAT_WARNING}" in done_grid.output  # on the console as each cell ends
+    assert ", tokens_per_s " in done_grid.output  # the headline figure
     rewrite_tokens_per_s(tool, grid)  # figures the test controls: which cell is fastest is not measured here
-    done = tool.cli("--report", *grid, "--compare", "kv_cache=static:dynamic")
+    done = tool.cli_here("--report", *grid, "--compare", "kv_cache=static:dynamic")
     assert "4 cells reported" in done.stdout and "2 matched pairs" in done.stdout
     out = tool.cwd / "artifacts" / "default"
     frame = pd.read_csv(out / "report.csv")
@@ -38,6 +44,9 @@ def test_report_of_a_finished_grid(tool: Tool) -> None:
     assert (out / "throughput.png").stat().st_size > 1000 and (out / "heatmap.png").stat().st_size > 1000
     copies = list(out.glob("*/summary.json"))
     assert len(copies) == 4 and all(json.loads(c.read_text())["status"] == "ok" for c in copies)
+    assert ONE_REPEAT_WARNING in frame.loc[0, "warnings"]
+    warnings = text.split("## Warnings", 1)[1]
+    assert f"- {ONE_REPEAT_WARNING}: `" in warnings
     index = (tool.cwd / "artifacts" / "README.md").read_text()
     for name in EXPERIMENTS:
         assert f"| {name} |" in index
@@ -45,7 +54,7 @@ def test_report_of_a_finished_grid(tool: Tool) -> None:
     # Two figures whose paths end alike (lp_quality's RMSD of the model and of ETKDG) head two columns.
     same_end = "grid.report.figures=[metrics.tokens_per_s,quality.rmsd.median_min_rmsd_A," \
                "quality.reference_point.median_min_rmsd_A]"
-    tool.cli("--report", *grid, same_end)
+    tool.cli_here("--report", *grid, same_end)
     frame = pd.read_csv(out / "report.csv")
     assert {"rmsd.median_min_rmsd_A", "reference_point.median_min_rmsd_A"} <= set(frame.columns)
     header = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| cell"))
@@ -53,17 +62,17 @@ def test_report_of_a_finished_grid(tool: Tool) -> None:
 
 
 def test_report_of_an_empty_grid_and_a_bad_comparison(tool: Tool) -> None:
-    done = tool.cli("--report", *FAST)
+    done = tool.cli_here("--report", *FAST)
     assert "0 cells reported (2 missing not yet)" in done.stdout
     assert (tool.cwd / "artifacts" / "default" / "report.md").exists()
-    bad = tool.cli("--report", *FAST, "--compare", "kv_cache", check=False)
+    bad = tool.cli_here("--report", *FAST, "--compare", "kv_cache", check=False)
     assert bad.returncode == 2 and "write AXIS=A:B" in bad.stderr
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_each_named_experiment_shows_its_declared_grid(tool: Tool, name: str) -> None:
     cells = declared_cells(name)
-    plan = tool.cli("--experiment", name, "--dry-run")
+    plan = tool.cli_here("--experiment", name, "--dry-run")
     assert f"experiment {name}: {cells} of {cells} cells would run" in plan.stdout
 
 
@@ -92,13 +101,14 @@ def rewrite_tokens_per_s(tool: Tool, grid: list[str]) -> dict[tuple[str, str], s
 
 
 @pytest.mark.slow
-def test_report_numbers_from_known_repeats(tool: Tool) -> None:
+def test_report_numbers_from_known_repeats(tool: Tool, done_grid: DoneGrid) -> None:
     """Speed-ups, intervals, rank tests, the best cell, pairs and the heatmap, from repeats whose answers are
-    known; FlashAttention-2 on the CPU ends unsupported by itself and is listed with its reason, never ranked."""
-    grid = [*FAST, "attention=eager,sdpa,flash_attention_2", "kv_cache=dynamic,static"]
-    tool.cli(*grid)
+    known; FlashAttention-2 on the CPU ends unsupported by itself and is listed with its reason, never ranked.
+    The cells are a copy of the shared done grid (real summaries, their timings replaced)."""
+    grid = DONE_GRID
+    done_grid.copy_to(tool)
     cells = rewrite_tokens_per_s(tool, grid)
-    done = tool.cli("--report", *grid, "--compare", "kv_cache=static:dynamic", "--heatmap", "attention,kv_cache")
+    done = tool.cli_here("--report", *grid, "--compare", "kv_cache=static:dynamic", "--heatmap", "attention,kv_cache")
     assert "6 cells reported" in done.stdout and "2 matched pairs" in done.stdout
     assert "median change: tokens_per_s static/dynamic 1.75" in done.stdout
     out = tool.cwd / "artifacts" / "default"

@@ -3,7 +3,7 @@ that shares it keeps it writable, and a file system without working locks is nam
 
 The tests run as root, whom file modes do not stop: the reader runs without the capabilities that override
 them (setpriv drops CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER), so the modes bind it as they bind any
-other user.
+other user. The cells are the light study's (what is shared is the engine's tree, whatever a cell computes).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, Tool
+from conftest import Light, Tool
 
 #: A process as a user who may only read what the modes let them read.
 WITHOUT_OVERRIDES = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all",
@@ -28,13 +28,15 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def as_reader(tool: Tool, *args: str) -> subprocess.CompletedProcess:
-    return tool.run([*WITHOUT_OVERRIDES, sys.executable, "-m", "molgen_grid.cli", *args], check=False, timeout=300)
+    return tool.run([*WITHOUT_OVERRIDES, sys.executable, "-m", "molgen_grid.cli", *tool.prefix, *args], check=False,
+                    timeout=300)
 
 
 @pytest.mark.slow
-def test_a_read_only_tree_answers_status_dry_run_and_report(tool: Tool, tmp_path: Path) -> None:
-    grid = [*FAST, f"grid.artifacts_dir={tmp_path / 'artifacts'}"]
-    tool.cli(*grid, "kv_cache=dynamic")
+def test_a_read_only_tree_answers_status_dry_run_and_report(light: Light, tmp_path: Path) -> None:
+    tool = light
+    grid = [f"grid.artifacts_dir={tmp_path / 'artifacts'}"]
+    tool.cli(*grid, "variant=a")
     for path in tool.results.rglob("*"):
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     tool.results.chmod(0o555)
@@ -57,8 +59,9 @@ def test_a_read_only_tree_answers_status_dry_run_and_report(tool: Tool, tmp_path
 
 
 @pytest.mark.slow
-def test_a_group_shared_tree_stays_group_writable(tool: Tool) -> None:
-    done = subprocess.run([sys.executable, "-m", "molgen_grid.cli", *FAST, "kv_cache=dynamic"], cwd=tool.cwd,
+def test_a_group_shared_tree_stays_group_writable(light: Light) -> None:
+    tool = light
+    done = subprocess.run([sys.executable, "-m", "molgen_grid.cli", *tool.prefix, "variant=a"], cwd=tool.cwd,
                           env=tool.env(), capture_output=True, text=True, timeout=300,
                           preexec_fn=lambda: os.umask(0o002))
     assert done.returncode == 0, done.stderr
@@ -69,7 +72,7 @@ def test_a_group_shared_tree_stays_group_writable(tool: Tool) -> None:
     assert not closed, closed
 
 
-def test_a_file_system_without_flock_is_named_in_one_line_faked_file_system(tool: Tool, tmp_path: Path) -> None:
+def test_a_file_system_without_flock_is_named_in_one_line_faked_file_system(light: Light, tmp_path: Path) -> None:
     """flock answering ENOLCK as on an NFS mount without locking: a fake, since no such mount exists here."""
     fake = tmp_path / "no_flock"
     fake.mkdir()
@@ -78,8 +81,9 @@ def test_a_file_system_without_flock_is_named_in_one_line_faked_file_system(tool
         "def flock(fd, op):\n"
         "    raise OSError(errno.ENOLCK, 'No locks available')\n"
         "fcntl.flock = flock\n")
+    tool = light
     tool.extra_env = {"PYTHONPATH": os.pathsep.join([str(fake), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = tool.cli(*FAST, "kv_cache=dynamic", check=False)
+    done = tool.cli("variant=a", check=False)
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert "file locks (flock) do not work on the file system of" in line

@@ -1,4 +1,8 @@
-"""Against the real local Slurm cluster (sbatch/test-cluster.sh): partitions, arrays, faults, accounting down."""
+"""Against the real local Slurm cluster (sbatch/test-cluster.sh): partitions, arrays, faults, accounting down.
+
+The cells are the light study's (tests/light: where=h100/a100/rtx3070 are the test cluster's partitions): a cell
+held in flight waits for a file, one that must run out of memory holds memory_mb. The benchmark's own Slurm
+sweep, end to end, is README's (tests/test_readme.py)."""
 from __future__ import annotations
 
 import json
@@ -9,14 +13,15 @@ import time
 
 import pytest
 
-from conftest import FAST, ROOT, Tool, attempts, started, wait_until
+from conftest import ROOT, Light, attempts, started, wait_until
 from slurm_cluster import SLURM_DIR, last_job, sacct_final, wait_for_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
 
-def test_two_partition_sweep_lands_in_its_partitions_and_resumes(tool: Tool) -> None:
-    grid = [*FAST, "gpu=h100,a100", "kv_cache=dynamic,static"]
+def test_two_partition_sweep_lands_in_its_partitions_and_resumes(light: Light) -> None:
+    tool = light
+    grid = ["where=h100,a100", "variant=a,b"]
     first = tool.cli(*grid)
     assert "submitted array" in first.stdout and first.stdout.count("submitted array") == 2
     assert "4 submitted" in first.stdout
@@ -24,33 +29,39 @@ def test_two_partition_sweep_lands_in_its_partitions_and_resumes(tool: Tool) -> 
     assert early <= {"queued", "running", "done"}
     cells = wait_for_state(tool, grid, {"done"})
     for name in cells:
-        partition = "h100" if "gpu=h100" in name else "a100"
+        partition = "h100" if "where=h100" in name else "a100"
         assert sacct_final(last_job(tool, name)) == [[last_job(tool, name), partition, "COMPLETED"]]
     again = tool.cli(*grid)
     assert "0 to run" in again.stdout and "submitted" not in again.stdout.replace("0 submitted", "")
     assert all(len(attempts(tool.results / "default" / name)) == 1 for name in cells)
 
 
-def test_cancelled_cell_shows_cancelled_and_is_resubmitted(tool: Tool) -> None:
-    grid = [*FAST, "gpu=rtx3070", "kv_cache=dynamic", "max_new_tokens=600", "repeats=3"]
+def test_cancelled_cell_shows_cancelled_and_is_resubmitted(light: Light) -> None:
+    tool = light
+    grid = ["where=rtx3070", "variant=a", f"wait_for={tool.go('a')}"]
     tool.cli(*grid)
     (name,) = wait_for_state(tool, grid, {"running"})
     subprocess.run(["scancel", last_job(tool, name)], check=True)
     cells = wait_for_state(tool, grid, {"failed"}, timeout=120)
     assert cells[name]["reason"].startswith("CANCELLED")
-    again = tool.cli(*FAST, "gpu=rtx3070", "kv_cache=dynamic", "max_new_tokens=600", "repeats=1")
-    assert "1 submitted" in again.stdout or "1 to run" in again.stdout
+    tool.release("a")
+    again = tool.cli(*grid)
+    assert "1 submitted" in again.stdout and "1 to run" in again.stdout
+    wait_for_state(tool, grid, {"done"})
 
 
-def test_memory_limit_shows_out_of_memory(tool: Tool) -> None:
-    grid = [*FAST, "gpu=a100", "kv_cache=dynamic", "gpu.mem_gb=0.15"]
+def test_memory_limit_shows_out_of_memory(light: Light) -> None:
+    tool = light
+    grid = ["where=a100", "variant=a", "where.mem_gb=0.15", "memory_mb=600"]
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=180).values()
     assert cell["reason"].startswith("OUT_OF_MEMORY"), cell
 
 
-def test_requeued_cell_completes(tool: Tool) -> None:
-    grid = [*FAST, "gpu=h100", "kv_cache=static", "max_new_tokens=400", "repeats=5"]
+def test_requeued_cell_completes(light: Light) -> None:
+    """The cell waits for a file until it has been requeued: the requeue lands while its code runs."""
+    tool = light
+    grid = ["where=h100", "variant=b", f"wait_for={tool.go('b')}"]
     tool.cli(*grid)
     (name,) = wait_for_state(tool, grid, {"running"})
     job = last_job(tool, name)
@@ -64,6 +75,7 @@ def test_requeued_cell_completes(tool: Tool) -> None:
         seen.add(state)
         if state == "requeued":
             subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+            tool.release("b")
         if state == "done":
             break
         time.sleep(1)
@@ -72,9 +84,10 @@ def test_requeued_cell_completes(tool: Tool) -> None:
     assert rows[-1][2] == "COMPLETED" and any(row[2] == "REQUEUED" for row in rows), rows
 
 
-def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
-    grid = [*FAST, "gpu=a100", "kv_cache=dynamic", "gpu.time_min=1", "grid.slurm.max_requeues=0",
-            "logit_processor=none", "max_new_tokens=1000", "repeats=100", "sample_size=4", "batch_size=4"]
+def test_time_limit_shows_timeout_and_is_resubmitted(light: Light) -> None:
+    tool = light
+    grid = ["where=a100", "variant=a", "where.time_min=1", "grid.slurm.max_requeues=0",
+            f"wait_for={tool.go('never')}"]
     tool.cli(*grid)
     (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=240).values()
     assert cell["reason"].startswith("TIMEOUT"), cell
@@ -83,8 +96,9 @@ def test_time_limit_shows_timeout_and_is_resubmitted(tool: Tool) -> None:
     subprocess.run(["scancel", last_job(tool, cell["cell"])], check=True)
 
 
-def test_status_answers_while_slurmdbd_is_stopped(tool: Tool) -> None:
-    grid = [*FAST, "gpu=rtx3070", "kv_cache=static"]
+def test_status_answers_while_slurmdbd_is_stopped(light: Light) -> None:
+    tool = light
+    grid = ["where=rtx3070", "variant=b"]
     tool.cli(*grid)
     pid = int((SLURM_DIR / "slurmdbd.pid").read_text())
     os.kill(pid, signal.SIGTERM)

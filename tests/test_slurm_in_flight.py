@@ -1,6 +1,7 @@
 """Cells in flight on the real test cluster: queued, held, suspended, requeued in held state or running, a cell
 is never submitted again (sacct's count of submissions stays the same), a held one says how to let it go on,
-and `--wait` follows cells that another command submitted."""
+and `--wait` follows cells that another command submitted. The cells are the light study's: a cell stays in
+flight until the test creates the file it waits for."""
 from __future__ import annotations
 
 import subprocess
@@ -8,12 +9,10 @@ from typing import Iterator
 
 import pytest
 
-from conftest import FAST, Tool, attempts, started, wait_until
+from conftest import Light, Tool, attempts, started, wait_until
 from slurm_cluster import last_job, submissions, wait_for_state
 
 pytestmark = pytest.mark.slow
-#: Cells long enough to be caught running: the matched workload decodes every step of max_new_tokens.
-LONG = [*FAST, "max_new_tokens=400", "repeats=8"]
 
 
 @pytest.fixture
@@ -42,8 +41,9 @@ def rerun_submits_nothing(tool: Tool, grid: list[str]) -> str:
 
 @pytest.mark.slurm
 def test_queued_held_suspended_requeue_held_and_running_cells_are_never_submitted_again(
-        tool: Tool, h100_taken: str) -> None:
-    grid = [*LONG, "gpu=h100", "kv_cache=dynamic,static"]
+        light: Light, h100_taken: str) -> None:
+    tool = light
+    grid = [f"wait_for={tool.go('cells')}", "where=h100", "variant=a,b"]  # in flight until the file exists
     first = tool.cli(*grid)
     assert "2 submitted" in first.stdout and len(submissions(tool.cwd)) == 1
     cells = wait_for_state(tool, grid, {"queued"})
@@ -78,35 +78,43 @@ def test_queued_held_suspended_requeue_held_and_running_cells_are_never_submitte
     rerun_submits_nothing(tool, grid)
     scontrol("release", job)
 
+    tool.release("cells")
     wait_for_state(tool, grid, {"done"}, timeout=600)
     assert len(submissions(tool.cwd)) == 1
     assert all(len(attempts(tool.results / "default" / n)) == 1 for n in cells)
 
 
 @pytest.mark.slurm
-def test_wait_follows_cells_another_command_submitted(tool: Tool, h100_taken: str) -> None:
-    grid = [*FAST, "gpu=h100,a100", "kv_cache=dynamic"]
+def test_wait_follows_cells_another_command_submitted(light: Light, h100_taken: str) -> None:
+    """The cells wait for a file until the waiting command has printed its plan (both still in flight)."""
+    tool = light
+    grid = [f"wait_for={tool.go('cells')}", "where=h100,a100", "variant=a"]
     tool.cli(*grid)
     waiting = tool.popen(*grid, "--wait")
     wait_until(lambda: all(c["state"] != "missing" for c in tool.status(*grid)["cells"]), "nothing was submitted")
+    first = next(waiting.stdout)
+    tool.release("cells")
     subprocess.run(["scancel", h100_taken], check=True)
-    out = waiting.communicate(timeout=600)[0]
+    out = first + waiting.communicate(timeout=600)[0]
     assert waiting.returncode == 0, out
     assert "experiment default: 2 cells, 0 to run, 0 done, 2 queued or running" in out
     assert out.rstrip().splitlines()[-1] == "sweep default: 2 cells: 2 done"
     assert set(tool.states(*grid).values()) == {"done"}
-    assert len(submissions(tool.cwd)) == 2  # one array per partition, none from the waiting command
+    # one array per partition, none from the waiting command (ended jobs show once slurmdbd has recorded them)
+    assert len(wait_until(lambda: submissions(tool.cwd) if len(submissions(tool.cwd)) >= 2 else None,
+                          "the cluster's accounting never listed both arrays", timeout=120)) == 2
 
 
 @pytest.mark.parametrize("gpu", ["local", pytest.param("a100", marks=pytest.mark.slurm)])
-def test_force_one_all_and_a_never_run_cell(tool: Tool, gpu: str, request: pytest.FixtureRequest) -> None:
+def test_force_one_all_and_a_never_run_cell(light: Light, gpu: str, request: pytest.FixtureRequest) -> None:
     """--force NAME, --force=NAME (of a cell that never ran) and --force with no name, locally and on Slurm."""
+    tool = light
     if gpu != "local":
         request.getfixturevalue("cluster")
-    grid = [*FAST, f"gpu={gpu}", "kv_cache=dynamic,static"]
-    names = {next(o for o in c["overrides"] if o.startswith("kv_cache=")): c["cell"]
+    grid = [f"where={gpu}", "variant=a,b"]
+    names = {next(o for o in c["overrides"] if o.startswith("variant=")): c["cell"]
              for c in tool.status(*grid)["cells"]}
-    dynamic, static = names["kv_cache=dynamic"], names["kv_cache=static"]
+    dynamic, static = names["variant=a"], names["variant=b"]
 
     def run(*args: str) -> str:
         out = tool.cli(*args).stdout
@@ -117,7 +125,7 @@ def test_force_one_all_and_a_never_run_cell(tool: Tool, gpu: str, request: pytes
     def runs() -> tuple[int, int]:
         return tuple(len(attempts(tool.results / "default" / n)) for n in (dynamic, static))
 
-    run(*FAST, f"gpu={gpu}", "kv_cache=dynamic")
+    run(f"where={gpu}", "variant=a")
     assert runs() == (1, 0)
     forced = run(*grid, f"--force={static}")  # only the named cell: the rest of the grid is not planned
     assert "experiment default: 1 cell, 1 to run," in forced and runs() == (1, 1)
@@ -126,4 +134,4 @@ def test_force_one_all_and_a_never_run_cell(tool: Tool, gpu: str, request: pytes
     forced = run(*grid, "--force")
     assert ", 2 to run, 0 done," in forced and runs() == (3, 2)
     assert set(tool.states(*grid).values()) == {"done"}
-    assert len(list((tool.results / "default" / dynamic / "history").glob("*summary.json"))) == 2
+    assert len(list((tool.results / "default" / dynamic / "history").glob("*/summary.json"))) == 2

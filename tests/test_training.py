@@ -19,9 +19,14 @@ sys.path.insert(0, str(SCRIPTS))
 import embedded_corpus
 
 
-def quick_run(out: Path) -> None:
-    subprocess.run([sys.executable, str(SCRIPTS / "train_embedded.py"), "--quick", "--seed", "3", "--out", str(out)],
-                   cwd=ROOT, check=True, capture_output=True, text=True, timeout=300)
+def quick_runs(*outs: Path) -> None:
+    """The quick training, once into each folder, the runs side by side (each its own process)."""
+    runs = [subprocess.Popen([sys.executable, str(SCRIPTS / "train_embedded.py"), "--quick", "--seed", "3", "--out",
+                              str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for out in outs]
+    for run in runs:
+        output = run.communicate(timeout=300)[0]
+        assert run.returncode == 0, output
 
 
 def digest(path: Path) -> str:
@@ -33,8 +38,7 @@ def test_quick_training_is_deterministic_and_loads(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     first, second = tmp_path / "a", tmp_path / "b"
-    quick_run(first)
-    quick_run(second)
+    quick_runs(first, second)
     assert digest(first / "model.safetensors") == digest(second / "model.safetensors")
     assert (first / "model.safetensors").stat().st_size <= 20 * 2 ** 20
     assert (first / "loss.png").is_file() and (first / "training.json").is_file()
@@ -53,6 +57,7 @@ def text_smiles(text: str) -> str:
     return text[len(SMILES_OPEN):text.index(SMILES_CLOSE)]
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_corpus_never_holds_a_cdk2_molecule() -> None:
     held_out = embedded_corpus.held_out_keys()
     selection = embedded_corpus.select_molecules()

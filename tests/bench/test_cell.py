@@ -1,6 +1,8 @@
 """run_cell end to end on the tiny model, and the combinations that cannot run here."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,7 @@ def test_processor_on_and_off_run_equal_steps_when_matched(two_molecules: Path, 
         assert off["metrics"]["decode_steps"] == max(g["generated_tokens"] for g in off["generations"]) <= 300
 
 
+@pytest.mark.slow  # torch.compile's inductor builds its kernels: about a minute here
 def test_warm_up_runs_every_shape_and_nothing_recompiles_in_the_timed_passes(tmp_path: Path) -> None:
     path = tmp_path / "three.smi"
     path.write_text("CO\nCCCCO\nc1ccccc1\n")  # batches of 2 and 1 rows: two shapes
@@ -130,3 +133,20 @@ def test_flash_attention_2_in_half_precision_without_flash_attn_says_so() -> Non
                   attention="flash_attention_2")
     out = run_cell(cfg, cpus=1)
     assert out["status"] == "unsupported" and "FlashAttention2" in out["reason"], out["reason"]
+
+
+def test_a_checkpoint_cut_short_passes_the_pre_check_and_fails_its_cell_with_the_loaders_error(
+        tmp_path: Path) -> None:
+    """A checkpoint whose weights file is cut short passes the pre-check (its files are there) and fails when the
+    cell loads it, with the loader's own error (the engine records a failing cell: tests/test_sweep.py)."""
+    from molgen_grid.bench.preflight import check_inputs
+
+    broken = tmp_path / "broken"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "molgen_grid" / "bench" / "embedded_model", broken)
+    os.truncate(broken / "model.safetensors", 1000)
+    cfg = compose(f"model.path={broken}", "sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0",
+                  "repeats=1")
+    assert check_inputs(cfg) == []
+    with pytest.raises(Exception) as failed:
+        run_cell(cfg)
+    assert type(failed.value).__name__ == "SafetensorError"

@@ -177,6 +177,7 @@ def test_greedy_tensor_equals_python_token_for_token(model_and_tokenizer: tuple[
     assert (tensor.sequences == tokenizer.eos_token_id).any(dim=1).all()
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_beam_search_tensor_equals_python(model_and_tokenizer: tuple[Any, Any]) -> None:
     model, tokenizer = model_and_tokenizer
     python = generate_with("python", model, tokenizer, DISTINCT, num_beams=2)

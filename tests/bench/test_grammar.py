@@ -227,6 +227,7 @@ def test_tensor_equals_reference_at_every_step(model_and_tokenizer: tuple[Any, A
     assert ended.sum().item() == rows - 1 and ended[:, tokenizer.eos_token_id].sum().item() == rows - 1
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 def test_greedy_tensor_equals_reference(model_and_tokenizer: tuple[Any, Any]) -> None:
     model, tokenizer = model_and_tokenizer
     templates, reference, out_reference = generate(ReferenceGrammarProcessor, model, tokenizer, DISTINCT)
@@ -237,6 +238,7 @@ def test_greedy_tensor_equals_reference(model_and_tokenizer: tuple[Any, Any]) ->
         assert_follows_the_grammar(tokenizer, s, template, row)
 
 
+@pytest.mark.slow  # several seconds: in the whole suite, not the quick half
 @pytest.mark.parametrize("num_beams", [2, 3])
 def test_beam_search_tensor_equals_reference(model_and_tokenizer: tuple[Any, Any], num_beams: int) -> None:
     model, tokenizer = model_and_tokenizer

@@ -1,6 +1,7 @@
 """The light task: values computed at once from the cell's settings, or after a file appears."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,4 +26,5 @@ def run(cfg: Any, cell: Any) -> dict[str, Any]:
     return {"value": {"median": statistics.median(values), "min": min(values), "max": max(values),
                       "values": values},
             "count": int(cfg.count), "cpus": cell.cpus, "devices": cell.devices,
-            "warnings": ["one item only"] if int(cfg.count) == 1 else []}
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "warnings": (["one item only"] if int(cfg.count) == 1 else []) + ([cfg.warning] if cfg.warning else [])}
