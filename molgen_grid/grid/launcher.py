@@ -18,6 +18,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from molgen_grid.errors import InputError
+from molgen_grid.grid.app import is_app
+from molgen_grid.grid.app.launcher import AppLauncher
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -78,6 +80,7 @@ class GridLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context = hydra_context
+        self.task_function = task_function
         self.config = config
 
     @property
@@ -85,6 +88,9 @@ class GridLauncher(Launcher):
         return Path(self.config.hydra.runtime.cwd)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        if is_app(self.config):  # another project's own @hydra.main app: its task function is the job
+            return AppLauncher(self.hydra_context, self.task_function, self.config, self.action, self.force,
+                               self.json, self.console).launch(job_overrides, initial_job_idx)
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         spec.check_base()
         settings = spec.settings

@@ -1,0 +1,16 @@
+"""App mode: the grid launcher under another project's own `@hydra.main` app.
+
+An app that adds `override hydra/launcher: grid` to its defaults and has no `grid.task`/`grid.command` gets the
+engine's resume for its multiruns: each job is a cell in a stable directory under `hydra.sweep.dir`, its function
+runs there through Hydra's `run_job` in a fresh process, its return value is stored as the cell's summary, and a
+rerun runs only what is missing, failed, interrupted or stale. docs/hydra-apps.md is the user's page.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def is_app(config: DictConfig) -> bool:
+    """Whether the launcher serves an app's own task function: its config names no engine task or command."""
+    return OmegaConf.select(config, "grid.task", default=None) is None and \
+        OmegaConf.select(config, "grid.command", default=None) is None

@@ -1,0 +1,167 @@
+"""The launcher's app mode: plan an app's jobs as cells, show them or run what needs running, return every job.
+
+Each job's state is read from its directory (summary, error record, attempts, lock), as the engine reads its
+cells' (state.py); a job runs when it is missing, failed, interrupted, stale or forced, in a fresh process
+(submitit's LocalExecutor, one job after another) so that a crash ends the job, never the sweep. A done job is
+not run again: it comes back as a COMPLETED `JobReturn` carrying its stored value.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+import submitit
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, setup_globals
+from hydra.errors import HydraException
+from hydra.types import HydraContext
+from omegaconf import DictConfig
+from rich.console import Console
+
+from molgen_grid.grid.app.cell_process import AppCellJob, run_app_cell
+from molgen_grid.grid.app.jobs import AppJob, plan_job, stale_reason, summary_value
+from molgen_grid.grid.app.returns import stored_return
+from molgen_grid.grid.executors.local import LocalView, record_interruption, stop, wait
+from molgen_grid.grid.plan import why_run
+from molgen_grid.grid.state import IN_FLIGHT, process_identity, read_state
+from molgen_grid.grid.store import OVERRIDES, atomic_write_json
+from molgen_grid.words import plural
+
+LOCAL = "local"
+#: A local job's time limit (submitit's LocalExecutor needs one).
+TIMEOUT_MIN = 24 * 60
+
+
+def forces(name: str, job: AppJob) -> bool:
+    """Whether a `force` entry names this job: `*`, its directory's name, or some of its cell's `key=value`
+    parts (`x=1` forces every job with x=1, as the engine's partial cell names do)."""
+    if name in ("*", job.out_dir.name, job.cell.name):
+        return True
+    parts = set(job.cell.name.split(","))
+    return all(part in parts for part in name.split(","))
+
+
+class AppLauncher:
+    """One multirun batch of an app: its jobs planned, shown or run."""
+
+    def __init__(self, hydra_context: HydraContext, task_function: Callable, config: DictConfig, action: str,
+                 force: Sequence[str], as_json: bool, console: Console) -> None:
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.config = config
+        self.action = action
+        self.force = list(force)
+        self.json = as_json
+        self.console = console
+        self.views = {LOCAL: LocalView()}
+
+    def plan(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[AppJob]:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        loader = self.hydra_context.config_loader
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            cfg = loader.load_sweep_config(self.config, list(overrides))
+            job = plan_job(initial_job_idx + i, overrides, cfg, parser, self.task_function, self.views, False)
+            if any(forces(name, job) for name in self.force):
+                job.why = why_run(job.state, True)
+            jobs.append(job)
+        return jobs
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        jobs = self.plan(job_overrides, initial_job_idx)
+        if self.action in ("status", "dry_run"):
+            self.show(jobs)
+            return []
+        busy = [j for j in jobs if j.why is None and j.state.state in IN_FLIGHT]
+        if busy:
+            raise HydraException(f"{plural(len(busy), 'job')} of this sweep {'is' if len(busy) == 1 else 'are'} "
+                                 f"{busy[0].state.state} in another sweep ({busy[0].out_dir}): rerun when it ends")
+        todo = [j for j in jobs if j.why is not None]
+        self.console.print(f"sweep {self.config.hydra.sweep.dir}: {plural(len(jobs), 'job')}, {len(todo)} to run, "
+                           f"{len(jobs) - len(todo)} done")
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        returns = []
+        for job in jobs:
+            if job.why is None:
+                returns.append(stored_return(job, summary_value(job.store)))
+                continue
+            returns.append(self.run_local(job, todo.index(job) + 1, len(todo)))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return returns
+
+    def show(self, jobs: list[AppJob]) -> None:
+        """status: every job's state; dry_run: what a run would do with each."""
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j.state.state] = counts.get(j.state.state, 0) + 1
+        if self.json:
+            print(json.dumps({"sweep_dir": str(self.config.hydra.sweep.dir), "counts": counts, "jobs": [
+                {"num": j.idx, "cell": j.cell.name, "dir": str(j.out_dir), "state": j.state.state,
+                 "reason": j.state.reason, "runs": j.why, "overrides": j.overrides} for j in jobs]}))
+            return
+        for j in jobs:
+            what = (f"runs ({j.why})" if j.why else "kept") if self.action == "dry_run" else j.state.state
+            reason = f": {j.state.reason}" if j.state.reason else ""
+            self.console.print(f"#{j.idx} {j.out_dir.name}: {what}{reason}", highlight=False)
+        self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+    def claim(self, job: AppJob) -> str | None:
+        """The cell's lock taken for an instant, its state read again under it, the attempt recorded: the
+        attempt's id, or None when another sweep took or finished the cell meanwhile."""
+        store = job.store
+        with store.locked() as got:
+            if not got:
+                return None
+            state = read_state(store, lambda s: stale_reason(s.get("fingerprint"), job.fingerprint), self.views,
+                               lock_held=True)
+            if why_run(state, job.why == "forced") is None:
+                return None
+            atomic_write_json(store.path(OVERRIDES), job.overrides)
+            attempt = uuid.uuid4().hex[:12]
+            store.append_attempt({"attempt": attempt, "executor": LOCAL, "host": socket.gethostname(),
+                                  "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": job.why})
+            return attempt
+
+    def cell_job(self, job: AppJob, attempt: str, owner_pid: int | None) -> AppCellJob:
+        return AppCellJob(out_dir=str(job.out_dir), cell=job.cell.name, attempt=attempt, idx=job.idx,
+                          overrides=job.overrides, cfg=job.cfg, task_function=self.task_function,
+                          hydra_context=self.hydra_context, singleton_state=Singleton.get_state(),
+                          fingerprint=job.fingerprint, cwd=os.getcwd(), sys_path=list(sys.path),
+                          owner_pid=owner_pid)
+
+    def run_local(self, job: AppJob, place: int, total: int) -> JobReturn:
+        """Run one job in its own process and wait for it; Ctrl-C stops it, recorded as interrupted."""
+        attempt = self.claim(job)
+        if attempt is None:
+            raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another sweep meanwhile")
+        executor = submitit.LocalExecutor(folder=job.out_dir / "logs")
+        executor.update_parameters(timeout_min=TIMEOUT_MIN)
+        self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: running ({job.why})", highlight=False)
+        started = time.time()
+        handle = executor.submit(run_app_cell, self.cell_job(job, attempt, os.getpid()))
+        job.store.append_attempt({"update": True, "attempt": attempt, "job_id": str(handle.job_id),
+                                  "job_identity": process_identity(int(handle.job_id)),
+                                  "log": str(handle.paths.stdout)})
+        try:
+            wait(handle)
+        except BaseException as exc:
+            stop(handle)
+            record_interruption(job.store, exc, attempt)
+            raise
+        ret = handle.result()
+        if ret is None:
+            raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another attempt meanwhile")
+        ok = job.store.summary() is not None and (job.store.summary() or {}).get("attempt") == attempt
+        self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: "
+                           f"{'[green]done[/]' if ok else '[red]failed[/]'} in {time.time() - started:.1f}s")
+        return ret
+
