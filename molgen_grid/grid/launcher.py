@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from molgen_grid.errors import InputError
 from molgen_grid.grid.app import is_app
 from molgen_grid.grid.app.launcher import AppLauncher
+from molgen_grid.grid.app.slurm import SlurmKeys
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -61,11 +62,22 @@ class GridLauncherConf:
     #: Test mode (`--limit N`): the study's `grid.limit_key` set to N in every cell; reports go to
     #: artifacts/<experiment>/limit-N/.
     limit: Optional[int] = None
+    #: App mode (docs/hydra-apps.md): where an app's jobs run (local or slurm) and, in hydra-submitit-launcher's
+    #: names, what Slurm is asked for (timeout_min also limits a local job). A study's cells take theirs from its
+    #: resource group instead.
+    executor: str = "local"
+    partition: Optional[str] = None
+    gres: Optional[str] = None
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[float] = None
+    timeout_min: int = 60
+    array_parallelism: int = 256
 
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False,
-                 compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None) -> None:
+                 compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
+                 executor: str = "local", **slurm: Any) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
@@ -75,6 +87,8 @@ class GridLauncher(Launcher):
         self.compare = list(compare)
         self.heatmap = list(heatmap)
         self.limit = limit
+        self.executor = executor
+        self.slurm = SlurmKeys(**slurm)
         self.console = make_console()
         self.outcome: SweepOutcome | None = None
 
@@ -90,7 +104,8 @@ class GridLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         if is_app(self.config):  # another project's own @hydra.main app: its task function is the job
             return AppLauncher(self.hydra_context, self.task_function, self.config, self.action, self.force,
-                               self.json, self.console).launch(job_overrides, initial_job_idx)
+                               self.json, self.console, self.executor, self.slurm, self.wait).launch(
+                job_overrides, initial_job_idx)
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         spec.check_base()
         settings = spec.settings

@@ -40,11 +40,12 @@ class GridSweeper(BasicSweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         assert self.hydra_context is not None and self.launcher is not None
+        returns: Any = []
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = parser.parse_overrides(self._parse_config() + list(arguments) + self._test_mode())
             (cells,) = self.split_arguments(overrides, None)
-            self.launcher.launch(cells, initial_job_idx=0)
+            returns = self.launcher.launch(cells, initial_job_idx=0)  # an app's jobs (app mode), else none
         except InputError as exc:
             fail(str(exc))
         except (HydraException, OmegaConfBaseException) as exc:
@@ -57,7 +58,7 @@ class GridSweeper(BasicSweeper):
         outcome = getattr(self.launcher, "outcome", None)
         if outcome is not None and outcome.failed:
             sys.exit(1)
-        return []
+        return [returns] if returns else []
 
     def _test_mode(self) -> list[str]:
         """`--limit N` (`hydra.launcher.limit=N`): the study's `grid.limit_key` set to N in every cell."""

@@ -63,7 +63,7 @@ def run_app_cell(job: AppCellJob) -> JobReturn | None:
     out = Path(job.out_dir)
     store = CellStore(out.parent, out.name)
     with store.locked(wait_s=CLAIM_WAIT_S) as got:
-        why_not = superseded(job, store) if got else f"another process holds cell {job.cell}'s lock"  # type: ignore[arg-type]
+        why_not = superseded(job, store) if got else f"another process holds cell {job.cell}'s lock"  # type: ignore
         if why_not is not None:
             print(f"molgen-grid: not running {job.cell}: {why_not}", flush=True)
             return None

@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from molgen_grid.grid.cells import Cell, canonical, make_cell
 from molgen_grid.grid.fingerprint import code_hash, digest
-from molgen_grid.grid.plan import why_run
 from molgen_grid.grid.state import CellState, JobView, read_state
 from molgen_grid.grid.store import CellStore
 
@@ -96,9 +95,9 @@ def stale_reason(stored: dict | None, now: dict[str, Any]) -> str | None:
     return f"the app's code changed since it ran: {', '.join(sorted(changed))}" if changed else None
 
 
-def plan_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: OverridesParser,
-             task_function: Callable, views: dict[str, JobView], forced: bool) -> AppJob:
-    """The job's cell, directory and state (no process started, nothing written)."""
+def prepare_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: OverridesParser,
+                task_function: Callable) -> AppJob:
+    """The job's number, cell, directory and fingerprint (no state read yet, nothing written)."""
     cell = cell_of(cfg.hydra.overrides.task, parser)
     with open_dict(cfg):
         cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
@@ -106,12 +105,13 @@ def plan_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: Overri
         if OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") == NUMBERED_SUBDIR:
             cfg.hydra.sweep.subdir = cell.name
     out = Path(os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))))
-    store = CellStore(out.parent, out.name)
-    job = AppJob(idx, list(overrides), cfg, cell, store, fingerprint(cfg, task_function))
-    job.state = read_state(store, lambda summary: stale_reason(summary.get("fingerprint"), job.fingerprint),
-                           views)
-    job.why = why_run(job.state, forced)
-    return job
+    return AppJob(idx, list(overrides), cfg, cell, CellStore(out.parent, out.name), fingerprint(cfg, task_function))
+
+
+def job_state(job: AppJob, views: Mapping[str, JobView], lock_held: bool = False) -> CellState:
+    """The job's state, read from its directory and its executor's view, as an engine cell's is."""
+    return read_state(job.store, lambda summary: stale_reason(summary.get("fingerprint"), job.fingerprint), views,
+                      lock_held=lock_held)
 
 
 def summary_value(store: CellStore) -> Any:

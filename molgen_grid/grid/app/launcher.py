@@ -1,9 +1,11 @@
 """The launcher's app mode: plan an app's jobs as cells, show them or run what needs running, return every job.
 
-Each job's state is read from its directory (summary, error record, attempts, lock), as the engine reads its
-cells' (state.py); a job runs when it is missing, failed, interrupted, stale or forced, in a fresh process
-(submitit's LocalExecutor, one job after another) so that a crash ends the job, never the sweep. A done job is
-not run again: it comes back as a COMPLETED `JobReturn` carrying its stored value.
+Each job's state is read from its directory (summary, error record, attempts, lock) and its executor's view of
+its last attempt, as the engine reads its cells' (state.py); a job runs when it is missing, failed, interrupted,
+stale or forced. Locally each runs in a fresh process (submitit's LocalExecutor, one after another), so a crash
+ends the job, never the sweep; on Slurm the jobs go out as one job array and the launch returns (or, with
+`wait`, blocks for their values). A done job is not run again: it comes back as a COMPLETED `JobReturn`
+carrying its stored value.
 """
 from __future__ import annotations
 
@@ -26,17 +28,17 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from molgen_grid.grid.app.cell_process import AppCellJob, run_app_cell
-from molgen_grid.grid.app.jobs import AppJob, plan_job, stale_reason, summary_value
+from molgen_grid.grid.app.jobs import AppJob, job_state, prepare_job, summary_value
 from molgen_grid.grid.app.returns import stored_return
+from molgen_grid.grid.app.slurm import NAME as SLURM, SlurmKeys, slurm_view, submit
 from molgen_grid.grid.executors.local import LocalView, record_interruption, stop, wait
-from molgen_grid.grid.plan import why_run
-from molgen_grid.grid.state import IN_FLIGHT, process_identity, read_state
+from molgen_grid.grid.plan import jobs_to_ask, why_run
+from molgen_grid.grid.state import IN_FLIGHT, JobView, process_identity
 from molgen_grid.grid.store import OVERRIDES, atomic_write_json
 from molgen_grid.words import plural
 
 LOCAL = "local"
-#: A local job's time limit (submitit's LocalExecutor needs one).
-TIMEOUT_MIN = 24 * 60
+EXECUTORS = (LOCAL, SLURM)
 
 
 def forces(name: str, job: AppJob) -> bool:
@@ -52,7 +54,10 @@ class AppLauncher:
     """One multirun batch of an app: its jobs planned, shown or run."""
 
     def __init__(self, hydra_context: HydraContext, task_function: Callable, config: DictConfig, action: str,
-                 force: Sequence[str], as_json: bool, console: Console) -> None:
+                 force: Sequence[str], as_json: bool, console: Console, executor: str = LOCAL,
+                 slurm: SlurmKeys = SlurmKeys(), wait: bool = False) -> None:
+        if executor not in EXECUTORS:
+            raise HydraException(f"hydra.launcher.executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
@@ -60,18 +65,28 @@ class AppLauncher:
         self.force = list(force)
         self.json = as_json
         self.console = console
-        self.views = {LOCAL: LocalView()}
+        self.executor = executor
+        self.slurm = slurm
+        self.wait = wait
+        self.views: dict[str, JobView] = {LOCAL: LocalView()}
+
+    @property
+    def sweep_dir(self) -> Path:
+        return Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
 
     def plan(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[AppJob]:
+        """Every job's cell, directory and state (the cluster asked once, only about jobs it may hold)."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         loader = self.hydra_context.config_loader
-        jobs = []
-        for i, overrides in enumerate(job_overrides):
-            cfg = loader.load_sweep_config(self.config, list(overrides))
-            job = plan_job(initial_job_idx + i, overrides, cfg, parser, self.task_function, self.views, False)
-            if any(forces(name, job) for name in self.force):
-                job.why = why_run(job.state, True)
-            jobs.append(job)
+        jobs = [prepare_job(initial_job_idx + i, overrides, loader.load_sweep_config(self.config, list(overrides)),
+                            parser, self.task_function) for i, overrides in enumerate(job_overrides)]
+        found = [j for j in jobs if j.store.dir.is_dir()]
+        wanted = jobs_to_ask([j.store for j in found], [j.store.attempts() for j in found])
+        if wanted.get(SLURM):
+            self.views[SLURM] = slurm_view(wanted[SLURM])
+        for job in jobs:
+            job.state = job_state(job, self.views)
+            job.why = why_run(job.state, any(forces(name, job) for name in self.force))
         return jobs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -82,13 +97,18 @@ class AppLauncher:
             self.show(jobs)
             return []
         busy = [j for j in jobs if j.why is None and j.state.state in IN_FLIGHT]
-        if busy:
-            raise HydraException(f"{plural(len(busy), 'job')} of this sweep {'is' if len(busy) == 1 else 'are'} "
-                                 f"{busy[0].state.state} in another sweep ({busy[0].out_dir}): rerun when it ends")
+        if busy and (self.executor == LOCAL or not self.wait):
+            self.console.print(f"{plural(len(busy), 'job')} queued or running elsewhere: "
+                               f"{', '.join(j.out_dir.name for j in busy[:3])}{' ...' if len(busy) > 3 else ''}")
         todo = [j for j in jobs if j.why is not None]
-        self.console.print(f"sweep {self.config.hydra.sweep.dir}: {plural(len(jobs), 'job')}, {len(todo)} to run, "
-                           f"{len(jobs) - len(todo)} done")
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        self.console.print(f"sweep {self.sweep_dir}: {plural(len(jobs), 'job')}, {len(todo)} to run, "
+                           f"{len(jobs) - len(todo) - len(busy)} done, {len(busy)} queued or running")
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        if self.executor == SLURM:
+            return self.launch_slurm(jobs, todo)
+        if busy:
+            raise HydraException(f"{busy[0].out_dir} is {busy[0].state.state} in another sweep: rerun once it "
+                                 f"ended (hydra.launcher.action=status shows it)")
         returns = []
         for job in jobs:
             if job.why is None:
@@ -104,9 +124,10 @@ class AppLauncher:
         for j in jobs:
             counts[j.state.state] = counts.get(j.state.state, 0) + 1
         if self.json:
-            print(json.dumps({"sweep_dir": str(self.config.hydra.sweep.dir), "counts": counts, "jobs": [
+            print(json.dumps({"sweep_dir": str(self.sweep_dir), "counts": counts, "jobs": [
                 {"num": j.idx, "cell": j.cell.name, "dir": str(j.out_dir), "state": j.state.state,
-                 "reason": j.state.reason, "runs": j.why, "overrides": j.overrides} for j in jobs]}))
+                 "reason": j.state.reason, "job_id": j.state.job_id, "runs": j.why, "overrides": j.overrides}
+                for j in jobs]}))
             return
         for j in jobs:
             what = (f"runs ({j.why})" if j.why else "kept") if self.action == "dry_run" else j.state.state
@@ -119,15 +140,11 @@ class AppLauncher:
         attempt's id, or None when another sweep took or finished the cell meanwhile."""
         store = job.store
         with store.locked() as got:
-            if not got:
-                return None
-            state = read_state(store, lambda s: stale_reason(s.get("fingerprint"), job.fingerprint), self.views,
-                               lock_held=True)
-            if why_run(state, job.why == "forced") is None:
+            if not got or why_run(job_state(job, self.views, lock_held=True), job.why == "forced") is None:
                 return None
             atomic_write_json(store.path(OVERRIDES), job.overrides)
             attempt = uuid.uuid4().hex[:12]
-            store.append_attempt({"attempt": attempt, "executor": LOCAL, "host": socket.gethostname(),
+            store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
                                   "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": job.why})
             return attempt
 
@@ -144,7 +161,7 @@ class AppLauncher:
         if attempt is None:
             raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another sweep meanwhile")
         executor = submitit.LocalExecutor(folder=job.out_dir / "logs")
-        executor.update_parameters(timeout_min=TIMEOUT_MIN)
+        executor.update_parameters(timeout_min=self.slurm.timeout_min)
         self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: running ({job.why})", highlight=False)
         started = time.time()
         handle = executor.submit(run_app_cell, self.cell_job(job, attempt, os.getpid()))
@@ -160,8 +177,42 @@ class AppLauncher:
         ret = handle.result()
         if ret is None:
             raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another attempt meanwhile")
-        ok = job.store.summary() is not None and (job.store.summary() or {}).get("attempt") == attempt
+        ok = (job.store.summary() or {}).get("attempt") == attempt
         self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: "
-                           f"{'[green]done[/]' if ok else '[red]failed[/]'} in {time.time() - started:.1f}s")
+                           f"{'[green]done[/]' if ok else '[red]failed[/]'} in {time.time() - started:.1f}s",
+                           highlight=False)
         return ret
 
+    def launch_slurm(self, jobs: list[AppJob], todo: list[AppJob]) -> Sequence[JobReturn]:
+        """Submit what needs running as one job array and return; with `wait`, block for every job's value."""
+        claimed = [(j, a) for j in todo for a in [self.claim(j)] if a is not None]
+        handles: dict[int, submitit.Job] = {}
+        if claimed:
+            submitted = submit([self.cell_job(j, a, None) for j, a in claimed], [j.store for j, _ in claimed],
+                               self.slurm, self.sweep_dir / ".submitit")
+            handles = {j.idx: h for (j, _), h in zip(claimed, submitted)}
+            self.console.print(f"submitted array {str(submitted[0].job_id).split('_')[0]} to "
+                               f"{self.slurm.partition or 'the default partition'}: {plural(len(claimed), 'job')}")
+        if not self.wait:
+            self.console.print("jobs submitted, not waited for: hydra.launcher.action=status follows them, "
+                               "hydra.launcher.wait=true returns their values")
+            return []
+        returns = []
+        for job in jobs:
+            if job.idx in handles:
+                returns.append(handles[job.idx].results()[0])
+            else:  # done, or in flight from an earlier submission: its value once its summary is there
+                returns.append(self.await_stored(job))
+        return returns
+
+    def await_stored(self, job: AppJob) -> JobReturn:
+        """The value of a job another submission runs, once it ended (done: its stored value)."""
+        while True:
+            if job.state.state not in IN_FLIGHT:
+                if job.state.state != "done":
+                    raise HydraException(f"{job.out_dir} ended {job.state.state}: {job.state.reason}")
+                return stored_return(job, summary_value(job.store))
+            time.sleep(5)
+            found = job.store.attempts()
+            self.views[SLURM] = slurm_view(found[-1:])
+            job.state = job_state(job, self.views)
