@@ -7,12 +7,20 @@ on purpose is kept and marked xfail(strict=True) with the reason, also written i
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hydra.test_utils.launcher_common_tests import (BatchedSweeperTestSuite, IntegrationTestSuite,
                                                     LauncherTestSuite)
+from slurm_cluster import sacct_final
 
 #: The in-process suites compose with whatever `version_base` an earlier test left behind (Hydra's
 #: `initialize_config_dir` restores GlobalHydra, not VersionBase); the suites expect chdir, so it is said.
@@ -41,3 +49,130 @@ class TestGridLauncherWithBatching(BatchedSweeperTestSuite):
                                 "hydra/job_logging=disabled"])])
 class TestGridLauncherIntegration(IntegrationTestSuite):
     pass
+
+
+# --- the example app (examples/hydra_app) end to end ------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hydra_app"
+GRID = ["model=small,wide", "optim=sgd,adam"]
+
+
+class App:
+    """The example app, copied into a test's directory and run as its user runs it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path / "hydra_app"
+        shutil.copytree(EXAMPLE, self.dir)
+        self.holds = tmp_path / "holds"
+        self.holds.mkdir()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300", "EXAMPLE_HOLD_DIR": str(self.holds)}
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "train.py", "-m", *args], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        """A sweep in its own process group, as a terminal runs it (Ctrl-C reaches the whole group)."""
+        return subprocess.Popen([sys.executable, "train.py", "-m", *args], cwd=self.dir, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def status(self, *args: str) -> dict[str, dict]:
+        out = self.run(*args, "hydra.launcher.action=status", "hydra.launcher.json=true")
+        return {job["cell"]: job for job in json.loads(out.strip().splitlines()[-1])["jobs"]}
+
+    def states(self, *args: str) -> dict[str, str]:
+        return {cell: job["state"] for cell, job in self.status(*args).items()}
+
+    def summary(self, cell: str) -> dict:
+        return json.loads((self.dir / "multirun" / "train" / cell / "summary.json").read_text())
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    out = app.run("model=small", "optim=sgd")
+    assert "1 job, 1 to run, 0 done" in out, out
+    assert app.summary("model=small,optim=sgd")["value"]["loss"] > 0
+
+    # the whole grid, interrupted (Ctrl-C to the sweep's process group) while its third job runs
+    (app.holds / "model=wide,optim=sgd.hold").touch()
+    sweep = app.popen(*GRID)
+    wait_for_file(app.holds / "model=wide,optim=sgd.started", sweep)
+    os.killpg(sweep.pid, signal.SIGINT)
+    out = sweep.communicate(timeout=120)[0]
+    assert sweep.returncode != 0, out
+    assert "4 jobs, 3 to run, 1 done" in out, out
+    assert app.states(*GRID) == {"model=small,optim=sgd": "done", "model=small,optim=adam": "done",
+                                 "model=wide,optim=sgd": "interrupted", "model=wide,optim=adam": "missing"}
+
+    # resumed: only the interrupted and the missing job run
+    (app.holds / "model=wide,optim=sgd.hold").unlink()
+    out = app.run(*GRID)
+    assert "4 jobs, 2 to run, 2 done" in out, out
+    assert out.count(": running (") == 2 and "#2 model=wide,optim=sgd: running (interrupted)" in out, out
+    assert "#3 model=wide,optim=adam: running (missing)" in out, out
+    assert set(app.states(*GRID).values()) == {"done"}
+    first = app.summary("model=small,optim=sgd")["attempt"]
+
+    # an edit of one option's file stales the jobs that use it, and names why; a rerun runs only those
+    adam = app.dir / "conf" / "optim" / "adam.yaml"
+    adam.write_text(adam.read_text().replace("lr: 0.01", "lr: 0.02"))
+    status = app.status(*GRID)
+    assert {c: j["state"] for c, j in status.items()} == {
+        "model=small,optim=sgd": "done", "model=small,optim=adam": "stale",
+        "model=wide,optim=sgd": "done", "model=wide,optim=adam": "stale"}
+    assert "config changed" in status["model=small,optim=adam"]["reason"]
+    out = app.run(*GRID)
+    assert "4 jobs, 2 to run, 2 done" in out and out.count("running (stale)") == 2, out
+    assert app.summary("model=small,optim=sgd")["attempt"] == first
+
+    # forced: one job by part of its name
+    out = app.run(*GRID, 'hydra.launcher.force=["model=small,optim=sgd"]')
+    assert "4 jobs, 1 to run, 3 done" in out and "running (forced)" in out, out
+    assert app.summary("model=small,optim=sgd")["attempt"] != first
+
+
+def test_a_rerun_returns_every_job_to_the_sweeper(hydra_sweep_runner: Any, tmpdir: Path) -> None:
+    """A rerun of a finished sweep runs nothing and still hands BasicSweeper every job, in order, numbered, with
+    the value each returned (the pid of the process that ran it: the first sweep's)."""
+    def task(cfg: Any) -> dict:
+        return {"a": cfg.a, "pid": os.getpid()}
+
+    def sweep() -> Any:
+        return hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", task_function=task,
+                                  config_path="configs", config_name="compose.yaml", temp_dir=str(tmpdir),
+                                  overrides=["hydra/launcher=grid", CHDIR, "+a=0,1,2"])
+
+    with sweep() as first, sweep() as second:
+        before, after = first.returns[0], second.returns[0]
+    assert [r.return_value for r in after] == [r.return_value for r in before]
+    assert [r.return_value["a"] for r in after] == [0, 1, 2]
+    assert os.getpid() not in {r.return_value["pid"] for r in before}
+    assert [r.hydra_cfg.hydra.job.num for r in after] == [0, 1, 2]
+    assert [r.overrides for r in after] == [["+a=0"], ["+a=1"], ["+a=2"]]
+    assert [Path(r.working_dir).name for r in after] == ["a=0", "a=1", "a=2"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.usefixtures("cluster")
+def test_example_on_the_slurm_test_cluster(tmp_path: Path) -> None:
+    app = App(tmp_path)
+    slurm = ["hydra.launcher.executor=slurm", "hydra.launcher.partition=a100", "hydra.launcher.mem_gb=2"]
+    out = app.run("optim=sgd,adam", *slurm)
+    assert "submitted array" in out and "to a100: 2 jobs" in out, out
+    job_ids = [job["job_id"] for job in app.status("optim=sgd,adam").values()]
+    out = app.run("optim=sgd,adam", *slurm, "hydra.launcher.wait=true")
+    assert set(app.states("optim=sgd,adam").values()) == {"done"}, out
+    for job_id in job_ids:
+        assert sacct_final(job_id)[0][1:] == ["a100", "COMPLETED"]
