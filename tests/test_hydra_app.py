@@ -110,7 +110,8 @@ def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
     wait_for_file(app.holds / "model=wide,optim=sgd.started", sweep)
     os.killpg(sweep.pid, signal.SIGINT)
     out = sweep.communicate(timeout=120)[0]
-    assert sweep.returncode != 0, out
+    assert sweep.returncode == 130 and "Traceback" not in out, out
+    assert "job #2 model=wide,optim=sgd stopped and is recorded as interrupted" in out, out
     assert "4 jobs, 3 to run, 1 done" in out, out
     assert app.states(*GRID) == {"model=small,optim=sgd": "done", "model=small,optim=adam": "done",
                                  "model=wide,optim=sgd": "interrupted", "model=wide,optim=adam": "missing"}

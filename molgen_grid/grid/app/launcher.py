@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -27,11 +28,12 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig
 from rich.console import Console
 
+from molgen_grid.errors import Interrupted, interrupted
 from molgen_grid.grid.app.cell_process import AppCellJob, run_app_cell
 from molgen_grid.grid.app.jobs import AppJob, job_state, prepare_job, summary_value
 from molgen_grid.grid.app.returns import stored_return
 from molgen_grid.grid.app.slurm import NAME as SLURM, SlurmKeys, slurm_view, submit
-from molgen_grid.grid.executors.local import LocalView, record_interruption, stop, wait
+from molgen_grid.grid.executors.local import LocalView, outcome, record_interruption, stop, wait
 from molgen_grid.grid.plan import jobs_to_ask, why_run
 from molgen_grid.grid.state import IN_FLIGHT, JobView, process_identity
 from molgen_grid.grid.store import OVERRIDES, atomic_write_json
@@ -164,7 +166,11 @@ class AppLauncher:
         executor.update_parameters(timeout_min=self.slurm.timeout_min)
         self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: running ({job.why})", highlight=False)
         started = time.time()
-        handle = executor.submit(run_app_cell, self.cell_job(job, attempt, os.getpid()))
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # submitit's controller would print a traceback:
+        try:  # the job's own process takes Ctrl-C (cell_process.py), the sweep stops the controller itself
+            handle = executor.submit(run_app_cell, self.cell_job(job, attempt, os.getpid()))
+        finally:
+            signal.signal(signal.SIGINT, previous)
         job.store.append_attempt({"update": True, "attempt": attempt, "job_id": str(handle.job_id),
                                   "job_identity": process_identity(int(handle.job_id)),
                                   "log": str(handle.paths.stdout)})
@@ -173,8 +179,16 @@ class AppLauncher:
         except BaseException as exc:
             stop(handle)
             record_interruption(job.store, exc, attempt)
+            if isinstance(exc, (KeyboardInterrupt, Interrupted)):  # one line and 128 + the signal, no traceback
+                interrupted(getattr(exc, "signum", signal.SIGINT),
+                            f"job #{job.idx} {job.out_dir.name} stopped and is recorded as interrupted; the same "
+                            f"multirun again runs it and the jobs not run yet")
             raise
-        ret = handle.result()
+        try:
+            ret = handle.result()
+        except submitit.core.utils.UncompletedJobError:  # killed, or stopped by a signal the sweep did not get
+            raise HydraException(f"job {job.idx} ({job.out_dir}) ended without a result: "
+                                 f"{outcome(job.store, attempt)}") from None
         if ret is None:
             raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another attempt meanwhile")
         ok = (job.store.summary() or {}).get("attempt") == attempt
