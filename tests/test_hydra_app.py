@@ -142,6 +142,14 @@ def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
     assert "4 jobs, 1 to run, 3 done" in out and "running (forced)" in out, out
     assert app.summary("model=small,optim=sgd")["attempt"] != first
 
+    # an edit of the app's code stales every job; a comment does not
+    train = app.dir / "train.py"
+    train.write_text(train.read_text().replace("    hold_if_asked()\n", "    hold_if_asked()  # a comment\n"))
+    assert set(app.states(*GRID).values()) == {"done"}
+    train.write_text(train.read_text().replace("steps_per_s", "steps_per_second"))
+    reasons = {job["reason"] for job in app.status(*GRID).values()}
+    assert reasons == {"the app's code changed since it ran: train.py"}, reasons
+
 
 def test_a_rerun_returns_every_job_to_the_sweeper(hydra_sweep_runner: Any, tmpdir: Path) -> None:
     """A rerun of a finished sweep runs nothing and still hands BasicSweeper every job, in order, numbered, with
@@ -162,6 +170,36 @@ def test_a_rerun_returns_every_job_to_the_sweeper(hydra_sweep_runner: Any, tmpdi
     assert [r.hydra_cfg.hydra.job.num for r in after] == [0, 1, 2]
     assert [r.overrides for r in after] == [["+a=0"], ["+a=1"], ["+a=2"]]
     assert [Path(r.working_dir).name for r in after] == ["a=0", "a=1", "a=2"]
+
+
+def test_a_failed_job_is_recorded_and_rerun_alone(hydra_sweep_runner: Any, tmpdir: Path) -> None:
+    """A job whose function raises is failed with its reason (the sweeper re-raises, as with any launcher); the
+    next run reruns it alone, and a job whose return JSON cannot hold is stored pickled beside its summary."""
+    flag = Path(tmpdir) / "fail"
+    flag.touch()
+
+    def task(cfg: Any) -> Any:
+        if cfg.a == 1 and flag.exists():
+            raise ValueError("a=1 refused")
+        return {1, cfg.a}
+
+    def sweep() -> Any:
+        return hydra_sweep_runner(calling_file=None, calling_module="hydra.test_utils.a_module", task_function=task,
+                                  config_path="configs", config_name="compose.yaml", temp_dir=str(tmpdir),
+                                  overrides=["hydra/launcher=grid", CHDIR, "+a=0,1"])
+
+    with pytest.raises(ValueError, match="a=1 refused"), sweep():
+        pass
+    error = json.loads((Path(tmpdir) / "a=1" / "error.json").read_text())
+    assert error["reason"] == "ValueError: a=1 refused" and not error["interrupted"]
+    summary = json.loads((Path(tmpdir) / "a=0" / "summary.json").read_text())
+    assert summary["value_file"] == "return_value.pkl" and summary["value_type"] == "set"
+    first = summary["attempt"]
+    flag.unlink()
+    with sweep() as again:  # (its exit removes the sweep dir)
+        assert [r.return_value for r in again.returns[0]] == [{0, 1}, {1}]
+        assert json.loads((Path(tmpdir) / "a=0" / "summary.json").read_text())["attempt"] == first
+        assert (Path(tmpdir) / "a=1" / "history").is_dir()  # the failed attempt's files, kept aside
 
 
 @pytest.mark.slow
