@@ -206,12 +206,24 @@ def test_a_failed_job_is_recorded_and_rerun_alone(hydra_sweep_runner: Any, tmpdi
 @pytest.mark.slurm
 @pytest.mark.usefixtures("cluster")
 def test_example_on_the_slurm_test_cluster(tmp_path: Path) -> None:
+    """Routed by the app's own `where` group (submit and return, then a mixed sweep that waits for every value),
+    and by the launcher's keys alone (hydra-submitit-launcher's names)."""
     app = App(tmp_path)
-    slurm = ["hydra.launcher.executor=slurm", "hydra.launcher.partition=a100", "hydra.launcher.mem_gb=2"]
-    out = app.run("optim=sgd,adam", *slurm)
-    assert "submitted array" in out and "to a100: 2 jobs" in out, out
-    job_ids = [job["job_id"] for job in app.status("optim=sgd,adam").values()]
-    out = app.run("optim=sgd,adam", *slurm, "hydra.launcher.wait=true")
-    assert set(app.states("optim=sgd,adam").values()) == {"done"}, out
-    for job_id in job_ids:
+    out = app.run("optim=sgd,adam", "where=a100")
+    assert "submitted array" in out and "to a100: 2 jobs" in out and "not waited for" in out, out
+    on_a100 = [job["job_id"] for job in app.status("optim=sgd,adam", "where=a100").values()]
+    assert all(on_a100), on_a100
+    grid = ["optim=sgd,adam", "where=here,a100"]
+    out = app.run(*grid, "hydra.launcher.wait=true")
+    assert "4 jobs, 2 to run, 0 done, 2 queued or running" in out or "4 jobs, 2 to run, 2 done" in out, out
+    assert set(app.states(*grid).values()) == {"done"}, out
+    for job_id in on_a100:
         assert sacct_final(job_id)[0][1:] == ["a100", "COMPLETED"]
+    assert app.summary("optim=sgd,where=a100")["provenance"]["slurm_job_id"]
+    assert app.summary("optim=sgd,where=here")["provenance"]["slurm_job_id"] is None
+
+    out = app.run("optim=sgd", "seed=1", "hydra.launcher.resources=null", "hydra.launcher.executor=slurm",
+                  "hydra.launcher.partition=h100", "hydra.launcher.wait=true")
+    assert "to h100: 1 job" in out, out
+    (job,) = app.status("optim=sgd", "seed=1", "hydra.launcher.resources=null").values()
+    assert job["state"] == "done" and sacct_final(job["job_id"])[0][1:] == ["h100", "COMPLETED"]

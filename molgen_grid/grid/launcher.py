@@ -72,12 +72,14 @@ class GridLauncherConf:
     mem_gb: Optional[float] = None
     timeout_min: int = 60
     array_parallelism: int = 256
+    #: App mode: a config group of the app whose option may set, per job, its `executor` and any key above.
+    resources: Optional[str] = None
 
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
-                 executor: str = "local", **slurm: Any) -> None:
+                 executor: str = "local", resources: str | None = None, **slurm: Any) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
@@ -88,6 +90,7 @@ class GridLauncher(Launcher):
         self.heatmap = list(heatmap)
         self.limit = limit
         self.executor = executor
+        self.resources = resources
         self.slurm = SlurmKeys(**slurm)
         self.console = make_console()
         self.outcome: SweepOutcome | None = None
@@ -104,7 +107,8 @@ class GridLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         if is_app(self.config):  # another project's own @hydra.main app: its task function is the job
             return AppLauncher(self.hydra_context, self.task_function, self.config, self.action, self.force,
-                               self.json, self.console, self.executor, self.slurm, self.wait).launch(
+                               self.json, self.console, self.executor, self.slurm, self.wait,
+                               self.resources).launch(
                 job_overrides, initial_job_idx)
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         spec.check_base()

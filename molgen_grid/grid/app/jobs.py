@@ -63,11 +63,13 @@ def cell_of(overrides: Sequence[str], parser: OverridesParser) -> Cell:
     return make_cell([], extra)
 
 
-def task_config(cfg: DictConfig) -> DictConfig:
-    """The job's config as the app's function receives it: without Hydra's section."""
+def task_config(cfg: DictConfig, leave_out: str | None = None) -> DictConfig:
+    """The job's config as the app's function receives it: without Hydra's section (and `leave_out`)."""
     out = cfg.copy()
     with read_write(out), open_dict(out):
         out.pop("hydra", None)
+        if leave_out is not None:
+            out.pop(leave_out, None)
     return out
 
 
@@ -79,10 +81,11 @@ def code_files(task_function: Callable) -> list[Path]:
         return []
 
 
-def fingerprint(cfg: DictConfig, task_function: Callable) -> dict[str, Any]:
-    """The job's identity: its config (unresolved, so `${now:}` does not change it) and the app's code."""
+def fingerprint(cfg: DictConfig, task_function: Callable, resources: str | None = None) -> dict[str, Any]:
+    """The job's identity: its config (unresolved, so `${now:}` does not change it; the resource group, which
+    only says where it runs, left out) and the app's code."""
     code = {str(p): code_hash(p) for p in code_files(task_function) if p.is_file()}
-    return {"config": digest(OmegaConf.to_yaml(task_config(cfg))), "code": code}
+    return {"config": digest(OmegaConf.to_yaml(task_config(cfg, resources))), "code": code}
 
 
 def stale_reason(stored: dict | None, now: dict[str, Any]) -> str | None:
@@ -96,7 +99,7 @@ def stale_reason(stored: dict | None, now: dict[str, Any]) -> str | None:
 
 
 def prepare_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: OverridesParser,
-                task_function: Callable) -> AppJob:
+                task_function: Callable, resources: str | None = None) -> AppJob:
     """The job's number, cell, directory and fingerprint (no state read yet, nothing written)."""
     cell = cell_of(cfg.hydra.overrides.task, parser)
     with open_dict(cfg):
@@ -105,7 +108,8 @@ def prepare_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: Ove
         if OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") == NUMBERED_SUBDIR:
             cfg.hydra.sweep.subdir = cell.name
     out = Path(os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))))
-    return AppJob(idx, list(overrides), cfg, cell, CellStore(out.parent, out.name), fingerprint(cfg, task_function))
+    return AppJob(idx, list(overrides), cfg, cell, CellStore(out.parent, out.name),
+                  fingerprint(cfg, task_function, resources))
 
 
 def job_state(job: AppJob, views: Mapping[str, JobView], lock_held: bool = False) -> CellState:

@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 import uuid
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.errors import HydraException
 from hydra.types import HydraContext
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from molgen_grid.errors import Interrupted, interrupted
@@ -41,6 +42,9 @@ from molgen_grid.words import plural
 
 LOCAL = "local"
 EXECUTORS = (LOCAL, SLURM)
+SLURM_KEYS = {f.name for f in fields(SlurmKeys)}
+#: How often a sweep that waits looks at jobs another sweep or submission runs.
+WAIT_POLL_S = 2.0
 
 
 def forces(name: str, job: AppJob) -> bool:
@@ -57,7 +61,7 @@ class AppLauncher:
 
     def __init__(self, hydra_context: HydraContext, task_function: Callable, config: DictConfig, action: str,
                  force: Sequence[str], as_json: bool, console: Console, executor: str = LOCAL,
-                 slurm: SlurmKeys = SlurmKeys(), wait: bool = False) -> None:
+                 slurm: SlurmKeys = SlurmKeys(), wait: bool = False, resources: str | None = None) -> None:
         if executor not in EXECUTORS:
             raise HydraException(f"hydra.launcher.executor={executor!r}: choose one of {', '.join(EXECUTORS)}")
         self.hydra_context = hydra_context
@@ -70,6 +74,7 @@ class AppLauncher:
         self.executor = executor
         self.slurm = slurm
         self.wait = wait
+        self.resources = resources
         self.views: dict[str, JobView] = {LOCAL: LocalView()}
 
     @property
@@ -81,7 +86,7 @@ class AppLauncher:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         loader = self.hydra_context.config_loader
         jobs = [prepare_job(initial_job_idx + i, overrides, loader.load_sweep_config(self.config, list(overrides)),
-                            parser, self.task_function) for i, overrides in enumerate(job_overrides)]
+                            parser, self.task_function, self.resources) for i, overrides in enumerate(job_overrides)]
         found = [j for j in jobs if j.store.dir.is_dir()]
         wanted = jobs_to_ask([j.store for j in found], [j.store.attempts() for j in found])
         if wanted.get(SLURM):
@@ -99,26 +104,39 @@ class AppLauncher:
             self.show(jobs)
             return []
         busy = [j for j in jobs if j.why is None and j.state.state in IN_FLIGHT]
-        if busy and (self.executor == LOCAL or not self.wait):
-            self.console.print(f"{plural(len(busy), 'job')} queued or running elsewhere: "
-                               f"{', '.join(j.out_dir.name for j in busy[:3])}{' ...' if len(busy) > 3 else ''}")
         todo = [j for j in jobs if j.why is not None]
         self.console.print(f"sweep {self.sweep_dir}: {plural(len(jobs), 'job')}, {len(todo)} to run, "
                            f"{len(jobs) - len(todo) - len(busy)} done, {len(busy)} queued or running")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        if self.executor == SLURM:
-            return self.launch_slurm(jobs, todo)
-        if busy:
-            raise HydraException(f"{busy[0].out_dir} is {busy[0].state.state} in another sweep: rerun once it "
-                                 f"ended (hydra.launcher.action=status shows it)")
+        routes = {j.idx: self.route(j) for j in todo}
+        handles = self.submit_slurm([j for j in todo if routes[j.idx][0] == SLURM], routes)
+        local = [j for j in todo if routes[j.idx][0] == LOCAL]
+        ran = {j.idx: self.run_local(j, place, len(local)) for place, j in enumerate(local, 1)}
+        if (handles or busy) and not self.wait:
+            self.console.print(f"{plural(len(handles) + len(busy), 'job')} submitted or running elsewhere, not "
+                               f"waited for: hydra.launcher.action=status follows them, hydra.launcher.wait=true "
+                               f"returns every value")
+            return []
         returns = []
         for job in jobs:
-            if job.why is None:
-                returns.append(stored_return(job, summary_value(job.store)))
-                continue
-            returns.append(self.run_local(job, todo.index(job) + 1, len(todo)))
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            if job.idx in ran:
+                returns.append(ran[job.idx])
+            elif job.idx in handles:
+                returns.append(handles[job.idx].results()[0])
+            else:  # done, or in flight elsewhere: its stored value once it ended
+                returns.append(self.await_stored(job))
         return returns
+
+    def route(self, job: AppJob) -> tuple[str, SlurmKeys]:
+        """Where the job runs and what Slurm is asked for: the launcher's keys, overridden by the job's option of
+        the app's resource group (`hydra.launcher.resources`) where it has one."""
+        option = OmegaConf.select(job.cfg, self.resources) if self.resources else None
+        values = OmegaConf.to_container(option, resolve=True) if OmegaConf.is_dict(option) else {}
+        executor = str(values.get("executor", self.executor))
+        if executor not in EXECUTORS:
+            raise HydraException(f"{self.resources}.executor={executor!r} (job {job.out_dir.name}): choose one of "
+                                 f"{', '.join(EXECUTORS)}")
+        return executor, replace(self.slurm, **{k: v for k, v in values.items() if k in SLURM_KEYS})
 
     def show(self, jobs: list[AppJob]) -> None:
         """status: every job's state; dry_run: what a run would do with each."""
@@ -137,7 +155,7 @@ class AppLauncher:
             self.console.print(f"#{j.idx} {j.out_dir.name}: {what}{reason}", highlight=False)
         self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
 
-    def claim(self, job: AppJob) -> str | None:
+    def claim(self, job: AppJob, executor: str) -> str | None:
         """The cell's lock taken for an instant, its state read again under it, the attempt recorded: the
         attempt's id, or None when another sweep took or finished the cell meanwhile."""
         store = job.store
@@ -146,7 +164,7 @@ class AppLauncher:
                 return None
             atomic_write_json(store.path(OVERRIDES), job.overrides)
             attempt = uuid.uuid4().hex[:12]
-            store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
+            store.append_attempt({"attempt": attempt, "executor": executor, "host": socket.gethostname(),
                                   "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": job.why})
             return attempt
 
@@ -159,7 +177,7 @@ class AppLauncher:
 
     def run_local(self, job: AppJob, place: int, total: int) -> JobReturn:
         """Run one job in its own process and wait for it; Ctrl-C stops it, recorded as interrupted."""
-        attempt = self.claim(job)
+        attempt = self.claim(job, LOCAL)
         if attempt is None:
             raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another sweep meanwhile")
         executor = submitit.LocalExecutor(folder=job.out_dir / "logs")
@@ -197,36 +215,30 @@ class AppLauncher:
                            highlight=False)
         return ret
 
-    def launch_slurm(self, jobs: list[AppJob], todo: list[AppJob]) -> Sequence[JobReturn]:
-        """Submit what needs running as one job array and return; with `wait`, block for every job's value."""
-        claimed = [(j, a) for j in todo for a in [self.claim(j)] if a is not None]
+    def submit_slurm(self, todo: list[AppJob], routes: dict[int, tuple[str, SlurmKeys]]) -> dict[int, submitit.Job]:
+        """Claim and submit these jobs: one job array per distinct set of Slurm keys; their handles by number."""
+        groups: dict[SlurmKeys, list[tuple[AppJob, str]]] = {}
+        for job in todo:
+            attempt = self.claim(job, SLURM)
+            if attempt is not None:
+                groups.setdefault(routes[job.idx][1], []).append((job, attempt))
         handles: dict[int, submitit.Job] = {}
-        if claimed:
-            submitted = submit([self.cell_job(j, a, None) for j, a in claimed], [j.store for j, _ in claimed],
-                               self.slurm, self.sweep_dir / ".submitit")
-            handles = {j.idx: h for (j, _), h in zip(claimed, submitted)}
+        for keys, claimed in groups.items():
+            submitted = submit([self.cell_job(j, a, None) for j, a in claimed], [j.store for j, _ in claimed], keys,
+                               self.sweep_dir / ".submitit")
+            handles.update({j.idx: h for (j, _), h in zip(claimed, submitted)})
             self.console.print(f"submitted array {str(submitted[0].job_id).split('_')[0]} to "
-                               f"{self.slurm.partition or 'the default partition'}: {plural(len(claimed), 'job')}")
-        if not self.wait:
-            self.console.print("jobs submitted, not waited for: hydra.launcher.action=status follows them, "
-                               "hydra.launcher.wait=true returns their values")
-            return []
-        returns = []
-        for job in jobs:
-            if job.idx in handles:
-                returns.append(handles[job.idx].results()[0])
-            else:  # done, or in flight from an earlier submission: its value once its summary is there
-                returns.append(self.await_stored(job))
-        return returns
+                               f"{keys.partition or 'the default partition'}: {plural(len(claimed), 'job')}")
+        return handles
 
     def await_stored(self, job: AppJob) -> JobReturn:
-        """The value of a job another submission runs, once it ended (done: its stored value)."""
-        while True:
-            if job.state.state not in IN_FLIGHT:
-                if job.state.state != "done":
-                    raise HydraException(f"{job.out_dir} ended {job.state.state}: {job.state.reason}")
-                return stored_return(job, summary_value(job.store))
-            time.sleep(5)
-            found = job.store.attempts()
-            self.views[SLURM] = slurm_view(found[-1:])
+        """The stored value of a done job, or of one another sweep or submission runs, once it ended."""
+        while job.state.state in IN_FLIGHT:
+            time.sleep(WAIT_POLL_S)
+            last = job.store.attempts()[-1:]
+            if last and last[0].get("executor") == SLURM:
+                self.views[SLURM] = slurm_view(last)
             job.state = job_state(job, self.views)
+        if job.state.state != "done":
+            raise HydraException(f"{job.out_dir} ended {job.state.state}: {job.state.reason}")
+        return stored_return(job, summary_value(job.store))
