@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hydra.test_utils.launcher_common_tests import (BatchedSweeperTestSuite, IntegrationTestSuite,
                                                     LauncherTestSuite)
+from conftest import attempts
 from slurm_cluster import sacct_final
 
 #: The in-process suites compose with whatever `version_base` an earlier test left behind (Hydra's
@@ -149,6 +150,26 @@ def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
     train.write_text(train.read_text().replace("steps_per_s", "steps_per_second"))
     reasons = {job["reason"] for job in app.status(*GRID).values()}
     assert reasons == {"the app's code changed since it ran: train.py"}, reasons
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_run_each_job_once(tmp_path: Path) -> None:
+    """A second sweep leaves the job the first one runs alone and runs the rest; the first then finds that job
+    done and returns its stored value instead of running it again."""
+    app = App(tmp_path)
+    (app.holds / "optim=sgd.hold").touch()
+    first = app.popen("optim=sgd,adam")
+    wait_for_file(app.holds / "optim=sgd.started", first)
+    out = app.run("optim=sgd,adam")
+    assert "2 jobs, 1 to run, 0 done, 1 queued or running" in out and "#1 optim=adam: running (missing)" in out, out
+    assert "1 job submitted or running elsewhere, not waited for" in out, out
+    (app.holds / "optim=sgd.hold").unlink()
+    out = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, out
+    assert "#1 optim=adam: taken by another sweep meanwhile" in out, out
+    assert set(app.states("optim=sgd,adam").values()) == {"done"}
+    for cell in ("optim=sgd", "optim=adam"):
+        assert len(attempts(app.dir / "multirun" / "train" / cell)) == 1, cell
 
 
 def test_a_rerun_returns_every_job_to_the_sweeper(hydra_sweep_runner: Any, tmpdir: Path) -> None:

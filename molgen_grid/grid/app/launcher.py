@@ -111,7 +111,14 @@ class AppLauncher:
         routes = {j.idx: self.route(j) for j in todo}
         handles = self.submit_slurm([j for j in todo if routes[j.idx][0] == SLURM], routes)
         local = [j for j in todo if routes[j.idx][0] == LOCAL]
-        ran = {j.idx: self.run_local(j, place, len(local)) for place, j in enumerate(local, 1)}
+        ran: dict[int, JobReturn] = {}
+        for place, job in enumerate(local, 1):
+            ret = self.run_local(job, place, len(local))
+            if ret is None:  # another sweep took the job meanwhile: as if it had been busy from the start
+                job.state = job_state(job, self.views)
+                busy += [job] if job.state.state in IN_FLIGHT else []
+            else:
+                ran[job.idx] = ret
         if (handles or busy) and not self.wait:
             self.console.print(f"{plural(len(handles) + len(busy), 'job')} submitted or running elsewhere, not "
                                f"waited for: hydra.launcher.action=status follows them, hydra.launcher.wait=true "
@@ -175,11 +182,14 @@ class AppLauncher:
                           fingerprint=job.fingerprint, cwd=os.getcwd(), sys_path=list(sys.path),
                           owner_pid=owner_pid)
 
-    def run_local(self, job: AppJob, place: int, total: int) -> JobReturn:
-        """Run one job in its own process and wait for it; Ctrl-C stops it, recorded as interrupted."""
+    def run_local(self, job: AppJob, place: int, total: int) -> JobReturn | None:
+        """Run one job in its own process and wait for it (None: another sweep took or finished it meanwhile);
+        Ctrl-C stops it, recorded as interrupted."""
         attempt = self.claim(job, LOCAL)
         if attempt is None:
-            raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another sweep meanwhile")
+            self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: taken by another sweep "
+                               f"meanwhile", highlight=False)
+            return None
         executor = submitit.LocalExecutor(folder=job.out_dir / "logs")
         executor.update_parameters(timeout_min=self.slurm.timeout_min)
         self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: running ({job.why})", highlight=False)
@@ -208,7 +218,7 @@ class AppLauncher:
             raise HydraException(f"job {job.idx} ({job.out_dir}) ended without a result: "
                                  f"{outcome(job.store, attempt)}") from None
         if ret is None:
-            raise HydraException(f"job {job.idx} ({job.out_dir}) was taken by another attempt meanwhile")
+            return None
         ok = (job.store.summary() or {}).get("attempt") == attempt
         self.console.print(f"[{place}/{total}] #{job.idx} {job.out_dir.name}: "
                            f"{'[green]done[/]' if ok else '[red]failed[/]'} in {time.time() - started:.1f}s",
