@@ -105,7 +105,7 @@ class GridLauncher(Launcher):
         return Path(self.config.hydra.runtime.cwd)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        if is_app(self.config):  # another project's own @hydra.main app: its task function is the job
+        if is_app(self.config, self.task_function):  # another project's own @hydra.main app: its task function is the job
             return AppLauncher(self.hydra_context, self.task_function, self.config, self.action, self.force,
                                self.json, self.console, self.executor, self.slurm, self.wait,
                                self.resources).launch(

@@ -7,10 +7,15 @@ rerun runs only what is missing, failed, interrupted or stale. docs/hydra-apps.m
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from omegaconf import DictConfig, OmegaConf
 
+from molgen_grid.grid.command import never_called
 
-def is_app(config: DictConfig) -> bool:
-    """Whether the launcher serves an app's own task function: its config names no engine task or command."""
-    return OmegaConf.select(config, "grid.task", default=None) is None and \
-        OmegaConf.select(config, "grid.command", default=None) is None
+
+def is_app(config: DictConfig, task_function: Callable) -> bool:
+    """Whether the launcher serves an app's own task function: its config names no engine task or command, and
+    the sweep is not the engine's front door (a study that names neither is refused there, in one line)."""
+    return task_function is not never_called and OmegaConf.select(config, "grid.task", default=None) is None \
+        and OmegaConf.select(config, "grid.command", default=None) is None
