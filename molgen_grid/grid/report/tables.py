@@ -6,7 +6,7 @@ The engine knows no study: the figures are dotted paths into summary.json named 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -244,8 +244,10 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
         raise InputError("no figure to report: the finished cells' summaries hold no number; name the figures in "
                          "grid.report.figures (dotted paths into summary.json)")
     ranked = ranked_states(spec.settings)
-    frame, values = report_frame(spec, entries, figures)
     keys = setting_keys(entries)
+    # a figure named like a setting (a study returning the count it was given) heads a column of its own
+    figures = [replace(f, name=f"{f.name} (result)") if f.name in keys else f for f in figures]
+    frame, values = report_frame(spec, entries, figures)
     baseline, note = resolve_baseline(spec, entries)
     frame = with_speedup(frame, values, figures[0], baseline, ranked)
     shown = finished_states(spec.settings)
