@@ -210,3 +210,10 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     done = tool.cli(*DONE_GRID)
     assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
     return DoneGrid(tool, done.stdout)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hydra's own launcher suites (tests/test_hydra_app.py) run last: their `hydra_restore_singletons` rescans
+    Hydra's plugins in this process, which executes Hydra's core plugin modules again (new BasicSweeper class
+    objects), after which the in-process front doors of other tests cannot instantiate the engine's sweeper."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_hydra_app.py"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -18,12 +17,10 @@ class Study(Tool):
 
     def __init__(self, folder: Path, files: dict[str, str] | None = None) -> None:
         super().__init__(folder)
+        self.prefix = ["--config-dir", "."]
         for name, text in (files or {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(textwrap.dedent(text))
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return super().cli("--config-dir", ".", *args, check=check, timeout=timeout)
 
     def summary(self, cell: str, experiment: str = "default") -> dict:
         return json.loads((self.results / experiment / cell / "summary.json").read_text())

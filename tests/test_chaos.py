@@ -71,7 +71,7 @@ def test_a_grid_survives_kills_cancels_requeues_and_a_node_going_down(tmp_path: 
 
     # the sweep command killed in the middle of its submission
     claimed = draw.randint(5, 150)
-    sweep = study.popen("--config-dir", ".", *GRID)
+    sweep = study.popen(*GRID)
     wait_until(lambda: sweep.poll() is not None or (study.results / "default").is_dir() and sum(
         1 for d in (study.results / "default").iterdir() if (d / "attempts.jsonl").exists()) >= claimed,
         "the sweep never claimed", timeout=120)
@@ -102,7 +102,7 @@ def test_a_grid_survives_kills_cancels_requeues_and_a_node_going_down(tmp_path: 
             subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
             counts["node down"] += 1
         else:
-            again = study.popen("--config-dir", ".", *GRID)
+            again = study.popen(*GRID)
             os.kill(again.pid, signal.SIGKILL)
             again.wait()
             counts["sweep kills"] += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,7 @@ class Study(Tool):
         copy = tmp_path / name
         shutil.copytree(EXAMPLES / name, copy, ignore=shutil.ignore_patterns("__pycache__", "results", "artifacts"))
         super().__init__(copy)
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 600):
-        return self.run([sys.executable, "-m", "molgen_grid.cli", "--config-dir", ".", *args], check, timeout)
+        self.prefix = ["--config-dir", "."]
 
     def summary(self, cell: str) -> dict:
         return json.loads((self.results / "default" / cell / "summary.json").read_text())

@@ -142,7 +142,7 @@ def test_test_mode_is_visible_and_kept_apart(light: Light) -> None:
     limited = tool.cli_here("--report", "--limit", "1", "grid.report.figures=[value]")
     assert "2 cells reported, test mode (--limit 1)" in limited.stdout
     out = tool.cwd / "artifacts" / "default" / "limit-1"
-    assert (out / "report.md").read_text().startswith("# default (test mode: --limit 1, 1 molecule per cell)")
+    assert (out / "report.md").read_text().startswith("# default (test mode: --limit 1, count=1)")
     assert "wrote artifacts/default/limit-1/report.csv" in limited.stdout  # relative to the project
     index = (tool.cwd / "artifacts" / "README.md").read_text()
     assert "| default |" in index and "0 of 2" in index  # the map counts full runs only

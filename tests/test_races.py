@@ -43,7 +43,7 @@ def test_a_failed_cell_stays_locked_until_its_error_is_recorded(light: Study, tm
     env, flag = pause_at(tmp_path, "molgen_grid.grid.interrupts", "error_record")
     light.extra_env.update(env)
     grid = ["variant=a", "fail=boom", locks(light)]
-    first = light.popen("--config-dir", ".", *grid)
+    first = light.popen(*grid)
     wait_until(flag.exists, "the failed cell never reached its error record")
     del light.extra_env["PYTHONPATH"]
     second = light.cli(*grid)  # while the first cell's process holds the cell
@@ -249,10 +249,10 @@ def test_a_cell_another_sweep_claimed_meanwhile_counts_as_elsewhere(light: Study
     env_a, planned = pause_at(tmp_path / "a", "molgen_grid.grid.claim", "Claimer.__call__", "before")
     env_b, claimed = pause_at(tmp_path / "b", "molgen_grid.grid.claim", "Claimer.__call__", "after")
     light.extra_env.update(env_a)
-    a = light.popen("--config-dir", ".", "variant=a", locks(light))
+    a = light.popen("variant=a", locks(light))
     wait_until(planned.exists, "sweep A never planned")
     light.extra_env.update(env_b)
-    b = light.popen("--config-dir", ".", "variant=a", locks(light))
+    b = light.popen("variant=a", locks(light))
     wait_until(claimed.exists, "sweep B never claimed")
     Path(f"{planned}.go").touch()
     out = a.communicate(timeout=60)[0]

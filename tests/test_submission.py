@@ -68,7 +68,7 @@ def test_a_submission_stopped_at_any_point_sends_each_cell_once(tmp_path: Path, 
     env, flag = pause_at(tmp_path, "submitit.core.core", "Executor.map_array", when, call)
     study.extra_env.update(env)
     try:
-        sweep = study.popen("--config-dir", ".", *cells)
+        sweep = study.popen(*cells)
         wait_until(flag.exists, "the submission never reached its pause point", timeout=120)
         os.kill(sweep.pid, signal.SIGINT)  # Ctrl-C, at that exact step
         out = sweep.communicate(timeout=60)[0]

@@ -196,7 +196,7 @@ def test_a_command_that_fails_fails_its_cell_with_the_end_of_its_stderr(commands
 
 
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:
-    sweep = commands.popen("--config-dir", ".", "mode=wait")
+    sweep = commands.popen("mode=wait")
     pid_file = commands.results / "default" / "mode=wait" / "pid"
     pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the command never started"))
     os.kill(sweep.pid, signal.SIGTERM)
@@ -208,7 +208,7 @@ def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: St
 
 
 def test_a_killed_cell_takes_its_command_with_it(commands: Study) -> None:
-    sweep = commands.popen("--config-dir", ".", "mode=wait")
+    sweep = commands.popen("mode=wait")
     pid_file = commands.results / "default" / "mode=wait" / "pid"
     pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), "the command never started"))
     os.killpg(sweep.pid, signal.SIGKILL)  # the sweep, submitit's controller and the cell's process, not the command
