@@ -212,8 +212,11 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     return DoneGrid(tool, done.stdout)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Hydra's own launcher suites (tests/test_hydra_app.py) run last: their `hydra_restore_singletons` rescans
-    Hydra's plugins in this process, which executes Hydra's core plugin modules again (new BasicSweeper class
-    objects), after which the in-process front doors of other tests cannot instantiate the engine's sweeper."""
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_hydra_app.py"))
+    """tests/run.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test
+    cluster run one after another on one of them: they cancel, requeue and count its jobs and set its node down,
+    which jobs of another test would disturb."""
+    for item in items:
+        if item.get_closest_marker("slurm") or "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

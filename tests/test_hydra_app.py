@@ -7,6 +7,7 @@ on purpose is kept and marked xfail(strict=True) with the reason, also written i
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from hydra.test_utils.launcher_common_tests import (BatchedSweeperTestSuite, IntegrationTestSuite,
                                                     LauncherTestSuite)
-from conftest import attempts
+from conftest import Light, attempts
 from slurm_cluster import sacct_final
 
 #: The in-process suites compose with whatever `version_base` an earlier test left behind (Hydra's
@@ -50,6 +51,18 @@ class TestGridLauncherWithBatching(BatchedSweeperTestSuite):
                                 "hydra/job_logging=disabled"])])
 class TestGridLauncherIntegration(IntegrationTestSuite):
     pass
+
+
+def test_the_engine_runs_after_hydra_rescans_its_plugins(light: Light) -> None:
+    """Hydra's test fixtures restore its singletons after each case, which scans its plugins again and executes
+    its core plugin modules anew (a new BasicSweeper class): the engine's sweeper, built on the BasicSweeper of
+    the latest scan, still runs in the same process (it used to fail with `super(type, obj)`)."""
+    from hydra.core.singleton import Singleton
+
+    before = light.cli_here("--dry-run", "variant=a,b")
+    Singleton.set_state(copy.deepcopy(Singleton.get_state()))
+    after = light.cli_here("--dry-run", "variant=a,b")
+    assert after.stdout == before.stdout and "variant=b" in after.stdout, after.stdout
 
 
 # --- the example app (examples/hydra_app) end to end ------------------------------------------------------------

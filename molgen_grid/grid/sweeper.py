@@ -11,7 +11,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -33,7 +32,19 @@ class GridSweeperConf:
     single: bool = False
 
 
-class GridSweeper(BasicSweeper):
+class GridSweeping:
+    """The engine's sweep, on top of Hydra's BasicSweeper (its override expansion and batching).
+
+    The sweeper Hydra instantiates is this mixed with BasicSweeper in hydra_plugins.molgen_grid_plugins, not a
+    subclass bound here at import: each plugin scan (the first use, and again whenever Hydra's test fixtures
+    restore its singletons) executes Hydra's core plugin modules anew, after which the BasicSweeper this module
+    saw would reach, through its own `super(BasicSweeper, self)`, a class it no longer is."""
+
+    # Set by BasicSweeper, the class this is mixed with.
+    hydra_context: Any
+    launcher: Any
+    config: Any
+
     def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
                  single: bool = False) -> None:
         super().__init__(max_batch_size, None if single else params)
