@@ -210,13 +210,3 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     done = tool.cli(*DONE_GRID)
     assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
     return DoneGrid(tool, done.stdout)
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """tests/run.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test
-    cluster run one after another on one of them: they cancel, requeue and count its jobs and set its node down,
-    which jobs of another test would disturb."""
-    for item in items:
-        if item.get_closest_marker("slurm") or "cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
