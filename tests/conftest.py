@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TextIO, TypeVar
+from typing import Callable, Iterator, TextIO, TypeVar
 
 import pytest
 
@@ -182,6 +182,16 @@ def started(cell_dir: Path) -> bool:
     return bool(found and found[-1].get("started_at"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def device_locks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The device locks of this pytest run (each xdist worker's own): the run's local cells never wait on a sweep
+    of someone else on this machine, nor on the other worker's cells (tests of the locks name theirs)."""
+    locks = tmp_path_factory.mktemp("device-locks")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOLGEN_GRID_DEVICE_LOCKS", str(locks))
+        yield locks
+
+
 @pytest.fixture(scope="session")
 def cluster() -> None:
     """The local Slurm test cluster (sbatch/test-cluster.sh), started once per pytest run."""
@@ -210,3 +220,13 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     done = tool.cli(*DONE_GRID)
     assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
     return DoneGrid(tool, done.stdout)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/run.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test
+    cluster run one after another on one of them: they cancel, requeue and count its jobs and set its node down,
+    which jobs of another test would disturb."""
+    for item in items:
+        if item.get_closest_marker("slurm") or "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -75,8 +75,9 @@ class GridSettings:
     })
     results_dir: str = "results"
     artifacts_dir: str = "artifacts"
-    #: Machine-wide locks, one per device: local cells of every sweep here take turns.
-    device_locks: str = "/tmp/molgen-grid-devices"
+    #: Machine-wide locks, one per device: local cells of every sweep here take turns. MOLGEN_GRID_DEVICE_LOCKS
+    #: moves them (a /tmp private to each service, or test runs in parallel that must not wait on each other).
+    device_locks: str = "${oc.env:MOLGEN_GRID_DEVICE_LOCKS,/tmp/molgen-grid-devices}"
     #: What the experiment studies, and the cell (a full or partial name) reports compare against.
     description: str = ""
     baseline: Optional[str] = None
