@@ -27,6 +27,7 @@ from molgen_grid.bench.model import checkpoint_files, load, resolve_device, reso
 from molgen_grid.bench.passes import Pass, compiled_frames, timed_passes, warm_up
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.templates import resolve_workers
+from molgen_grid.bench.trackers.energy import energy_meter
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.bench.watchdog import Watchdog
 from molgen_grid.bench.workload import plan_workload
@@ -34,7 +35,7 @@ from molgen_grid.errors import InputError
 
 #: The per-pass figures reported as {"median", "min", "max", "values"} over the timed repeats.
 FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "step_ms", "chars_per_s", "template_s", "tokenize_s",
-           "processor_build_s", "pass_s")
+           "processor_build_s", "pass_s", "joules", "joules_per_token")
 
 
 def resolve_cell_device(requested: str) -> torch.device:
@@ -95,7 +96,9 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             generator = Generator(model, tokenizer, cfg, device, workload.cache_length)
             warm = warm_up(generator, workload, cfg, workers, watchdog)
             frames = compiled_frames()
-            passes = timed_passes(generator, workload, cfg, workers, watchdog, warm.pass_estimate_s)
+            meter = energy_meter(f"GPU-{torch.cuda.get_device_properties(device).uuid}"
+                                 if device.type == "cuda" else None)
+            passes = timed_passes(generator, workload, cfg, workers, watchdog, warm.pass_estimate_s, meter)
             recompiles = compiled_frames() - frames
         except KeyboardInterrupt:
             if watchdog.fired is None:
@@ -129,6 +132,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mem_mb": peak_allocated,
         "peak_gpu_reserved_mb": peak_reserved,
+        "energy": meter.describe(),
         "tokenizer_cache": {"enabled": last.cache.enabled, "hits": last.cache.hits, "misses": last.cache.misses},
         "torch_threads": torch.get_num_threads(),
         "load": load_block,

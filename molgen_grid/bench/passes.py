@@ -18,6 +18,7 @@ from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.first_steps import first_steps, judge
 from molgen_grid.bench.generate import BatchRun, Generator
 from molgen_grid.bench.templates import TokenizerCache, build_templates
+from molgen_grid.bench.trackers.energy import EnergyMeter
 from molgen_grid.bench.watchdog import Watchdog
 from molgen_grid.bench.workload import Batch, Workload
 
@@ -41,6 +42,8 @@ class Pass:
     applied: dict[str, Any] = field(default_factory=dict)
     template_workers: int = 1
     template_threads: int = 0
+    #: The pass's joules from the device's energy counter (None where there is none: trackers/energy.py).
+    joules: float | None = None
 
     @property
     def decode_steps(self) -> int:
@@ -65,6 +68,9 @@ class Pass:
             "tokenize_s": self.cache.seconds,
             "processor_build_s": self.build_s,
             "pass_s": self.pass_s,
+            "joules": self.joules,
+            "joules_per_token": self.joules / self.generated_tokens if self.joules is not None
+            and self.generated_tokens else None,
         }
 
     def add(self, batch: Batch, run: BatchRun, template_s: float) -> None:
@@ -146,14 +152,17 @@ def warm_up(generator: Generator, workload: Workload, cfg: Any, workers: int, wa
 
 
 def timed_passes(generator: Generator, workload: Workload, cfg: Any, workers: int, watchdog: Watchdog,
-                 estimate_s: float | None) -> list[Pass]:
+                 estimate_s: float | None, meter: EnergyMeter) -> list[Pass]:
     """`cfg.repeats` passes over every batch, each bounded by `hang.factor` times the expected pass (at least
-    `hang.min_s`); without warm-up the first pass is bounded by `hang.warmup_s` and sets the estimate."""
+    `hang.min_s`); without warm-up the first pass is bounded by `hang.warmup_s` and sets the estimate. The meter
+    reads the energy counter around each pass (generate() has synchronised the device at its end)."""
     passes: list[Pass] = []
     for index in range(int(cfg.repeats)):
         budget = float(cfg.hang.warmup_s) if estimate_s is None else max(float(cfg.hang.min_s),
                                                                         float(cfg.hang.factor) * estimate_s)
         with watchdog.guard(budget, f"timed pass {index + 1} of {int(cfg.repeats)}"):
+            meter.start()
             passes.append(run_pass(generator, workload.batches, cfg, workers))
+            passes[-1].joules = meter.stop()
         estimate_s = estimate_s if estimate_s is not None else passes[-1].pass_s
     return passes

@@ -40,6 +40,12 @@ def test_run_cell_end_to_end(two_molecules: Path) -> None:
     assert metrics["tokenizer_cache"] == {"enabled": True, "hits": 2, "misses": 2}  # each molecule twice
     assert metrics["recompiles"] == 0 and metrics["compile_s"] is None and metrics["warmup_shapes"] == 1
     assert set(metrics["load"]) >= {"loadavg_before", "loadavg_after", "other_cores"}
+    # Energy: measured (a figure per pass) where the machine has a counter, else null with the reason, never both.
+    energy, joules = metrics["energy"], metrics["joules"]["values"] + metrics["joules_per_token"]["values"]
+    if energy["source"] is None:
+        assert joules == [None] * 4 and energy["reason"].startswith("energy: unavailable (no RAPL here"), energy
+    else:
+        assert energy["reason"] is None and all(j > 0 for j in joules), metrics
 
     tokenizer = build_tokenizer()
     expected = {s: len(build_template(s, tokenizer, TokenizerCache(False)).token_ids) + 1 for s in ("CO", "CCCCO")}
