@@ -4,6 +4,7 @@ each once per pytest run."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -19,6 +20,9 @@ import pytest
 
 from molgen_grid.grid.store import CellStore
 
+# Idle OpenMP threads sleep instead of spinning (read when torch loads, here and in every cell's process): with
+# two pytest-xdist workers on a small machine, spinning threads of one test's torch starve the other's.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
 FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
@@ -216,10 +220,19 @@ class DoneGrid:
 
 @pytest.fixture(scope="session")
 def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
-    tool = Tool(tmp_path_factory.mktemp("done_grid"))
-    done = tool.cli(*DONE_GRID)
-    assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
-    return DoneGrid(tool, done.stdout)
+    """Built by the first worker that needs it, under a lock in the folder the run's workers share; the others
+    wait for it and read the same tree (tests copy it before they change anything)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    tool, printed = Tool(shared / "done_grid"), shared / "done_grid.out"
+    with open(shared / "done_grid.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not printed.exists():
+            tool.cwd.mkdir(exist_ok=True)
+            done = tool.cli(*DONE_GRID)
+            assert "0 done, 6 run, 0 failed" in done.stdout, done.stdout
+            printed.write_text(done.stdout)
+    return DoneGrid(tool, printed.read_text())
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks

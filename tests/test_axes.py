@@ -19,6 +19,7 @@ UNSUPPORTED_HERE = {
     ("attention", "flash_attention_2"): "FlashAttention-2 runs in float16 or bfloat16 only",
     ("attention", "sdpa_cudnn"): "No viable backend",
     ("attention", "sdpa_efficient"): "No viable backend",
+    ("quantization", "int4_weight_only"): "Requires mslk",  # torchao's int4 kernels (a CUDA package)
 }
 PROCESSORS = {"none": None, "python": "PythonTemplateProcessor", "tensor": "TensorTemplateProcessor",
               "grammar": "GrammarProcessor"}
@@ -80,12 +81,26 @@ def check_logit_processor(option: str, summary: dict) -> None:
         p in applied["processors"] for p in PROCESSORS.values() if p)
 
 
+def check_quantization(option: str, summary: dict) -> None:
+    method, block = option_file("quantization", option)["method"], summary["applied"]["quantization"]
+    assert block["method"] == method and block["bytes"] > 0
+    linears = sum(block["weight_classes"].values())
+    if method == "none":
+        assert block["weight_classes"] == {"Parameter": linears} and not block["dynamic_activations"]
+        return
+    # every Linear holds torchao's int8 tensor, a quarter of float32's bytes (plus scales and the embedding)
+    assert block["weight_classes"] == {"Int8Tensor": linears}, block
+    assert block["dynamic_activations"] is (method == "int8_dynamic")
+    assert block["bytes"] < block["bytes_before"] / 2 and block["torchao"], block
+
+
 CHECKS: dict[str, tuple[list[str], Callable[[str, dict], None]]] = {
     "attention": ([], check_attention),
     "kv_cache": ([], check_kv_cache),
     "template_building": ([], check_template_building),
     "tokenizer_cache": (["num_generations=2"], check_tokenizer_cache),
     "logit_processor": ([], check_logit_processor),
+    "quantization": ([], check_quantization),
 }
 
 
@@ -101,9 +116,11 @@ def test_every_option_is_applied_or_unsupported_by_name(tool: Tool, done_grid: D
     cells = tool.status(*grid)["cells"]
     assert len(cells) == len(options(axis))
     for cell in cells:
-        option = next(o.split("=", 1)[1] for o in cell["overrides"] if o.startswith(axis + "="))
         summary = json.loads((tool.results / "default" / cell["cell"] / "summary.json").read_text())
-        assert summary["axes"][axis] == option
+        if axis in summary["axes"]:
+            option = summary["axes"][axis]
+        else:  # not one of grid.axes (names stay as they were): an override where it is not the default
+            option = next((o.split("=", 1)[1] for o in cell["overrides"] if o.startswith(axis + "=")), "none")
         if (axis, option) in UNSUPPORTED_HERE:
             assert cell["state"] == "unsupported", cell
             assert UNSUPPORTED_HERE[axis, option] in summary["reason"], summary["reason"]

@@ -24,10 +24,12 @@ from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
 from molgen_grid.bench.model import checkpoint_files, load, resolve_device, resolve_dtype
-from molgen_grid.bench.passes import Pass, compiled_frames, timed_passes, warm_up
+from molgen_grid.bench.passes import Pass, compiled_frames, run_pass, timed_passes, warm_up
 from molgen_grid.bench.provenance import provenance
+from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
 from molgen_grid.bench.trackers.energy import energy_meter
+from molgen_grid.bench.trackers.profile import profiled_pass
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.bench.watchdog import Watchdog
 from molgen_grid.bench.workload import plan_workload
@@ -89,6 +91,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             attention.prepare(cfg.attention, dtype)
             loading = time.perf_counter()
             model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
+            quantized = quantize(model, cfg.quantization)
             load_s = time.perf_counter() - loading
             workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
                                      str(cfg.workload), int(cfg.max_new_tokens))
@@ -100,6 +103,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
                                  if device.type == "cuda" else None)
             passes = timed_passes(generator, workload, cfg, workers, watchdog, warm.pass_estimate_s, meter)
             recompiles = compiled_frames() - frames
+            profiled = profile_block(cfg, generator, workload, workers, watchdog, device, cell)
         except KeyboardInterrupt:
             if watchdog.fired is None:
                 raise
@@ -140,8 +144,19 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     })
     quality_block, generations = judged(cfg, rows, last, molecules)
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})
-    return {"status": "ok", "metrics": metrics, "applied": applied(cfg, generator, last, warm, device),
-            "quality": quality_block, "provenance": provenance(device), "data": data}
+    return {"status": "ok", "metrics": metrics,
+            "applied": {**applied(cfg, generator, last, warm, device), "quantization": quantized},
+            "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled}
+
+
+def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,
+                  device: torch.device, cell: Any) -> dict[str, Any] | None:
+    """`profile=torch`: one pass more, under the profiler, bounded as the first timed pass was (None: none)."""
+    if cfg.profile.kind == "none":
+        return None
+    with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+        return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
+                             int(cfg.profile.top_ops))
 
 
 def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiles: int, device: torch.device,

@@ -45,6 +45,7 @@ RULES: dict[str, Rule] = {
     "num_generations": positive_integer(),
     "max_new_tokens": positive_integer(),
     "repeats": positive_integer(),
+    "profile.top_ops": positive_integer(),
     "warmup": ((lambda v: _integer(v) and v >= 0), "an integer >= 0"),
     "seed": ((lambda v: _integer(v)), "an integer"),
     "workload": one_of("matched", "free"),

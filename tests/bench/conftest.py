@@ -55,15 +55,15 @@ def generate_batch(model: Any, tokenizer: Any, cfg: DictConfig, smiles: list[str
     return generator.run(workload.batches[0], templates)
 
 
-def run_cell(cfg: DictConfig, cpus: int = 1) -> dict[str, Any]:
-    """The benchmark's task as the engine calls it, on a handle with a scratch directory (no give-up hook:
-    outside the engine a hang interrupts the main thread); the generations it wrote and the inputs it named
-    are put beside its figures for the test to read."""
+def run_cell(cfg: DictConfig, cpus: int = 1, folder: Path | None = None) -> dict[str, Any]:
+    """The benchmark's task as the engine calls it, on a handle with a scratch directory (`folder`, to keep what
+    the cell wrote there; no give-up hook: outside the engine a hang interrupts the main thread); the
+    generations it wrote and the inputs it named are put beside its figures for the test to read."""
     from molgen_grid.bench.cell import run_cell as task
     from molgen_grid.grid.task import CellHandle
 
     with tempfile.TemporaryDirectory() as scratch:
-        cell = CellHandle(name="test", experiment="test", dir=Path(scratch), cpus=cpus)
+        cell = CellHandle(name="test", experiment="test", dir=folder or Path(scratch), cpus=cpus)
         out = task(cfg, cell)
         written = cell.dir / "results.json"
         out["generations"] = json.loads(written.read_text())["generations"] if written.exists() else []

@@ -40,6 +40,7 @@ def test_run_cell_end_to_end(two_molecules: Path) -> None:
     assert metrics["tokenizer_cache"] == {"enabled": True, "hits": 2, "misses": 2}  # each molecule twice
     assert metrics["recompiles"] == 0 and metrics["compile_s"] is None and metrics["warmup_shapes"] == 1
     assert set(metrics["load"]) >= {"loadavg_before", "loadavg_after", "other_cores"}
+    assert out["profile"] is None  # no profile unless asked
     # Energy: measured (a figure per pass) where the machine has a counter, else null with the reason, never both.
     energy, joules = metrics["energy"], metrics["joules"]["values"] + metrics["joules_per_token"]["values"]
     if energy["source"] is None:
