@@ -56,7 +56,8 @@ MUTANTS = [
            ("tests/test_front_door.py::test_an_interrupt_a_library_turns_into_its_own_error_is_still_an_interrupt",)),
     # Engine behaviour tested on the light study (tests/light): a mutant each.
     Mutant("state: a killed local cell reads as starting", "molgen_grid/grid/executors/local.py",
-           'if alive(int(job_id), attempt.get("host"), since) and attempt.get("started_at") is None:',
+           'if alive(int(job_id), attempt.get("host"), since, attempt.get("job_identity")) \\\n'
+           '                and attempt.get("started_at") is None:',
            "if True:", ("tests/test_sweep.py::test_kill_9_mid_cell_is_never_done_and_reruns",)),
     Mutant("state: a stopped local cell is recorded as failed", "molgen_grid/grid/interrupts.py",
            '"interrupted": interruption(exc) is not None,', '"interrupted": False,',
@@ -137,6 +138,17 @@ MUTANTS = [
     Mutant("options: template building always serial", "molgen_grid/bench/templates.py",
            'return max(1, cpus if workers == "auto" else int(workers))', "return 1",
            ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[template_building]",)),
+    Mutant("options: quantization never reaches the model", "molgen_grid/bench/quantization.py",
+           "tq.quantize_(model, getattr(tq, CONFIGS[method])(**options))", "pass",
+           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[quantization]",)),
+    Mutant("energy: a RAPL counter that wrapped is not unwound", "molgen_grid/bench/trackers/energy.py",
+           "(a - b) % (top + 1)", "(a - b)", ("tests/bench/test_energy.py",)),
+    Mutant("profile: the profiled pass counted among the timed ones", "molgen_grid/bench/passes.py",
+           "            passes.append(run_pass(generator, workload.batches, cfg, workers))\n",
+           "            passes.append(run_pass(generator, workload.batches, cfg, workers))\n"
+           "            if cfg.profile.kind != \"none\" and index == 0:\n"
+           "                passes.append(run_pass(generator, workload.batches, cfg, workers))\n",
+           ("tests/bench/test_profile.py",)),
 ]
 
 

@@ -59,12 +59,18 @@ def run_cell(cfg: DictConfig, cpus: int = 1, folder: Path | None = None) -> dict
     """The benchmark's task as the engine calls it, on a handle with a scratch directory (`folder`, to keep what
     the cell wrote there; no give-up hook: outside the engine a hang interrupts the main thread); the
     generations it wrote and the inputs it named are put beside its figures for the test to read."""
+    import torch
+
     from molgen_grid.bench.cell import run_cell as task
     from molgen_grid.grid.task import CellHandle
 
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as scratch:
         cell = CellHandle(name="test", experiment="test", dir=folder or Path(scratch), cpus=cpus)
-        out = task(cfg, cell)
+        try:
+            out = task(cfg, cell)
+        finally:  # a cell takes its CPUs' worth of threads; the tests after it keep one_thread's
+            torch.set_num_threads(threads)
         written = cell.dir / "results.json"
         out["generations"] = json.loads(written.read_text())["generations"] if written.exists() else []
         out["inputs"] = cell.inputs
