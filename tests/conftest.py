@@ -21,7 +21,7 @@ import pytest
 from molgen_grid.grid.store import CellStore
 
 # Idle OpenMP threads sleep instead of spinning (read when torch loads, here and in every cell's process): with
-# two pytest-xdist workers on a small machine, spinning threads of one test's torch starve the other's.
+# pytest-xdist workers on a small machine, spinning threads of one test's torch starve the others'.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
@@ -237,7 +237,7 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """tests/run.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test
+    """tests/run.sh runs the suite on pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test
     cluster run one after another on one of them: they cancel, requeue and count its jobs and set its node down,
     which jobs of another test would disturb."""
     for item in items:
