@@ -66,6 +66,7 @@ def command(tmp_path: Path) -> Study:
     return Study(tmp_path, "command_grid")
 
 
+@pytest.mark.slow  # four sweeps and a report of a study's own: 10 to 20 s
 def test_sdpa_study_runs_resumes_forces_limits_and_reports(sdpa: Study) -> None:
     first = sdpa.cli(*SDPA).stdout
     assert "0 failed" in first, first
@@ -99,6 +100,7 @@ def test_sdpa_study_runs_resumes_forces_limits_and_reports(sdpa: Study) -> None:
     assert "ms_per_call" in text and "backend=math" in text and "unsupported" in text
 
 
+@pytest.mark.slow  # four sweeps and a report of a study's own: about 10 s
 def test_command_study_runs_resumes_forces_limits_reports_and_stales_on_an_edit(command: Study) -> None:
     first = command.cli(*COMMAND).stdout
     assert "0 failed" in first, first

@@ -206,6 +206,7 @@ def test_status_of_a_tree_on_nfs_answers_faked_nfs_locks(light: Study, tmp_path:
 # --- 7. a report never deletes what its manifest names outside its folder -----------------------------------------
 
 
+@pytest.mark.slow  # a sweep and two reports: about 8 s
 def test_a_manifest_that_names_a_file_outside_its_folder_deletes_nothing(light: Study, tmp_path: Path) -> None:
     light.cli(locks(light))
     light.cli("--report", locks(light))

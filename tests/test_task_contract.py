@@ -234,6 +234,7 @@ PINNED = {
 }
 
 
+@pytest.mark.slow  # two experiments' sweeps: about 8 s
 def test_two_experiments_run_two_versions_of_one_module_side_by_side(tmp_path: Path) -> None:
     study = Study(tmp_path, PINNED)
     for name in ("v1", "v2"):
