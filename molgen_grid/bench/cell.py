@@ -91,8 +91,8 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             attention.prepare(cfg.attention, dtype)
             loading = time.perf_counter()
             model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
-            quantized = quantize(model, cfg.quantization)
             load_s = time.perf_counter() - loading
+            quantized = quantize(model, cfg.quantization)
             workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
                                      str(cfg.workload), int(cfg.max_new_tokens))
             data["batches"] = len(workload.batches)
