@@ -10,6 +10,7 @@ quantized as well (int8_dynamic), with the model's size in memory before and aft
 """
 from __future__ import annotations
 
+from collections import Counter
 from importlib import metadata
 from typing import Any
 
@@ -46,8 +47,5 @@ def quantize(model: torch.nn.Module, quantization_cfg: Any) -> dict[str, Any]:
 def applied(model: torch.nn.Module) -> dict[str, Any]:
     """The Linear layers' weight classes (how many of each) and whether their activations are quantized."""
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    classes: dict[str, int] = {}
-    for weight in weights:
-        classes[type(weight).__name__] = classes.get(type(weight).__name__, 0) + 1
-    return {"weight_classes": classes,
+    return {"weight_classes": dict(Counter(type(w).__name__ for w in weights)),
             "dynamic_activations": any(getattr(w, "act_quant_kwargs", None) is not None for w in weights)}
