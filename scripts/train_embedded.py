@@ -5,9 +5,12 @@ command anyone can rerun. This script makes the shipped checkpoint in under 30 m
 the format but not yet chemistry, is in docs/model-card.md):
 
     PYTHONPATH=. .venv/bin/python scripts/train_embedded.py [--seed 0] [--minutes 25] [--out DIR] [--quick]
+    PYTHONPATH=. .venv/bin/python scripts/train_embedded.py --draft [--minutes 12]
 
 The architecture is conf/model/tiny.yaml `embedded:` with the character tokenizer, built exactly as
-molgen_grid.bench.model builds it. Determinism: the step count comes from `--minutes` through a measured rate
+molgen_grid.bench.model builds it. `--draft` trains the draft model of assisted decoding instead (tiny.yaml
+`draft:`, the same tokenizer, corpus and recipe, fewer layers and a narrower width) into embedded_model/draft/:
+a draft must share the target's vocabulary, and a small one is what makes a draft pay off. Determinism: the step count comes from `--minutes` through a measured rate
 (never the wall clock), the corpus and the batch order depend only on `--seed`, torch runs a fixed number of
 threads with deterministic algorithms, and there are no data-loader workers. Same seed and threads on the same
 machine, same bytes of model.safetensors.
@@ -50,8 +53,6 @@ import evaluate_embedded
 from molgen_grid.bench.tokenizer import build_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "molgen_grid" / "bench" / "embedded_model"
-DEFAULT_PLOT = ROOT / "docs" / "embedded-model-loss.png"
 MODEL_CONFIG = ROOT / "conf" / "model" / "tiny.yaml"
 #: One optimizer step of the full plan, validation included, at 2 threads: 1.02 s measured over 1,462 steps on
 #: this machine shared with other work (load average about 3.5); about 0.45 s idle (estimated). Steps come from
@@ -83,9 +84,26 @@ class Plan:
     evaluation_max_new_tokens: int
 
 
-def full_plan(minutes: float) -> Plan:
+@dataclass(frozen=True)
+class Role:
+    """Which of the two embedded checkpoints a run trains: its tiny.yaml section, folder, plot and step rate."""
+
+    settings_key: str
+    out: Path
+    plot: Path
+    seconds_per_step: float
+    flag: str
+
+
+TARGET = Role("embedded", ROOT / "molgen_grid" / "bench" / "embedded_model", ROOT / "docs" / "embedded-model-loss.png",
+              SECONDS_PER_STEP, "")
+#: The draft's step, measured like the target's (2 threads, machine shared): see docs/model-card.md.
+DRAFT = Role("draft", TARGET.out / "draft", ROOT / "docs" / "embedded-draft-loss.png", 0.25, "--draft ")
+
+
+def full_plan(minutes: float, seconds_per_step: float = SECONDS_PER_STEP) -> Plan:
     """The real run: as many steps as `minutes` holds at the measured rate, after the fixed overhead."""
-    steps = int((minutes * 60 - OVERHEAD_SECONDS) / SECONDS_PER_STEP)
+    steps = int((minutes * 60 - OVERHEAD_SECONDS) / seconds_per_step)
     if steps < 100:
         raise SystemExit(f"--minutes {minutes} leaves {steps} steps after the corpus and evaluation: give more")
     return Plan(steps=steps, tokens_per_batch=4096, peak_lr=1e-3, warmup_steps=min(200, steps // 10),
@@ -101,13 +119,13 @@ def quick_plan() -> Plan:
                 molecules_per_source=3, evaluation_molecules=2, evaluation_max_new_tokens=16)
 
 
-def embedded_settings() -> dict[str, Any]:
-    return yaml.safe_load(MODEL_CONFIG.read_text())["embedded"]
+def embedded_settings(key: str = TARGET.settings_key) -> dict[str, Any]:
+    return yaml.safe_load(MODEL_CONFIG.read_text())[key]
 
 
-def build_model(tokenizer: Any, seed: int) -> LlamaForCausalLM:
-    """The tiny Llama of tiny.yaml, configured as molgen_grid.bench.model does, initialised from `seed`."""
-    params = {k: v for k, v in embedded_settings().items() if k != "seed"}
+def build_model(tokenizer: Any, seed: int, key: str = TARGET.settings_key) -> LlamaForCausalLM:
+    """A tiny Llama of tiny.yaml (`key`: embedded or draft), initialised from `seed`."""
+    params = {k: v for k, v in embedded_settings(key).items() if k != "seed"}
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          tie_word_embeddings=True, **params)
@@ -275,10 +293,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="model, corpus and batch-order seed (default: 0)")
     parser.add_argument("--minutes", type=float, default=25.0,
                         help="time budget of the whole script, turned into a fixed step count (default: 25)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint directory (default: %(default)s)")
+    parser.add_argument("--draft", action="store_true",
+                        help="train the draft model (tiny.yaml draft:) into embedded_model/draft/")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="checkpoint directory (default: embedded_model/, or embedded_model/draft/ with --draft)")
     parser.add_argument("--plot", type=Path, default=None,
-                        help=f"loss curve PNG (default: {DEFAULT_PLOT.relative_to(ROOT)} for the default --out, "
-                             "else OUT/loss.png)")
+                        help=f"loss curve PNG (default: {TARGET.plot.relative_to(ROOT)} or "
+                             f"{DRAFT.plot.relative_to(ROOT)} for the default --out, else OUT/loss.png)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads and ETKDG processes (default: 2)")
     parser.add_argument("--quick", action="store_true", help="a few steps on a handful of molecules (tests)")
     return parser.parse_args(argv)
@@ -287,9 +308,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.perf_counter()
+    role = DRAFT if args.draft else TARGET
+    args.out = args.out or role.out
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    plan = quick_plan() if args.quick else full_plan(args.minutes)
+    plan = quick_plan() if args.quick else full_plan(args.minutes, role.seconds_per_step)
     tokenizer = build_tokenizer()
 
     selection = embedded_corpus.select_molecules()
@@ -301,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{corpus_seconds:.0f}s", flush=True)
     train_ids, validation_ids = tokenize(tokenizer, corpus.train), tokenize(tokenizer, corpus.validation)
 
-    model = build_model(tokenizer, args.seed)
+    model = build_model(tokenizer, args.seed, role.settings_key)
     run = train(model, train_ids, validation_ids, tokenizer.pad_token_id, plan, args.seed)
     train_sample = train_ids[::max(1, len(train_ids) // len(validation_ids))][:len(validation_ids)]
     final = {"train_loss": mean_loss(model, train_sample, tokenizer.pad_token_id, plan.tokens_per_batch),
@@ -310,13 +333,14 @@ def main(argv: list[str] | None = None) -> None:
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
 
-    plot_path = args.plot or (DEFAULT_PLOT if args.out.resolve() == DEFAULT_OUT and not args.quick
+    plot_path = args.plot or (role.plot if args.out.resolve() == role.out and not args.quick
                               else args.out / "loss.png")
-    plot(run["curve"], plot_path, f"Embedded tiny Llama, seed {args.seed}: {plan.steps} steps, "
+    plot(run["curve"], plot_path, f"Embedded tiny Llama{' draft' if args.draft else ''}, seed {args.seed}: "
+                                  f"{plan.steps} steps, "
                                   f"{run['real_tokens'] / 1e6:.1f}M tokens")
     evaluation = evaluate_embedded.evaluate(args.out, plan.evaluation_molecules, plan.evaluation_max_new_tokens,
                                             seed=args.seed)
-    facts = card_facts(args, plan, model, corpus, selection, run, final, corpus_seconds, train_ids)
+    facts = card_facts(args, role, plan, model, corpus, selection, run, final, corpus_seconds, train_ids)
     facts["wall_seconds"] = time.perf_counter() - started
     facts["evaluation"] = evaluation
     (args.out / "training.json").write_text(json.dumps(facts, indent=2) + "\n")
@@ -325,12 +349,13 @@ def main(argv: list[str] | None = None) -> None:
           "valid unconstrained", flush=True)
 
 
-def card_facts(args: argparse.Namespace, plan: Plan, model: LlamaForCausalLM, corpus: embedded_corpus.Corpus,
+def card_facts(args: argparse.Namespace, role: Role, plan: Plan, model: LlamaForCausalLM,
+               corpus: embedded_corpus.Corpus,
                selection: embedded_corpus.Selection, run: dict[str, Any], final: dict[str, float],
                corpus_seconds: float, train_ids: list[list[int]]) -> dict[str, Any]:
     """training.json: everything the model card states, measured by this run."""
     return {
-        "command": "PYTHONPATH=. .venv/bin/python scripts/train_embedded.py "
+        "command": "PYTHONPATH=. .venv/bin/python scripts/train_embedded.py " + role.flag
                    + ("--quick" if args.quick else f"--seed {args.seed} --minutes {args.minutes:g}"),
         "seed": args.seed,
         "threads": args.threads,
@@ -352,7 +377,7 @@ def card_facts(args: argparse.Namespace, plan: Plan, model: LlamaForCausalLM, co
             "train_tokens": sum(map(len, train_ids)),
             "seconds": corpus_seconds,
         },
-        "architecture": {**embedded_settings(), "vocab_size": model.config.vocab_size,
+        "architecture": {**embedded_settings(role.settings_key), "vocab_size": model.config.vocab_size,
                          "tie_word_embeddings": True, "parameters": sum(p.numel() for p in model.parameters())},
         "training": {**asdict(plan), "precision": "bfloat16 autocast, float32 weights and optimizer state",
                      "optimizer": "AdamW, betas (0.9, 0.95)", "schedule": "linear warm-up, cosine decay",

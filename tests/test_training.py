@@ -19,10 +19,11 @@ sys.path.insert(0, str(SCRIPTS))
 import embedded_corpus
 
 
-def quick_runs(*outs: Path) -> None:
+def quick_runs(*outs: Path, draft: bool = False) -> None:
     """The quick training, once into each folder, the runs side by side (each its own process)."""
     runs = [subprocess.Popen([sys.executable, str(SCRIPTS / "train_embedded.py"), "--quick", "--seed", "3", "--out",
-                              str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              str(out), *(["--draft"] if draft else [])],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for out in outs]
     for run in runs:
         output = run.communicate(timeout=300)[0]
@@ -51,6 +52,24 @@ def test_quick_training_is_deterministic_and_loads(tmp_path: Path) -> None:
     assert first_tokens == [tokenizer.bos_token_id] * 2
     output = model.generate(**inputs, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
     assert output.shape[0] == 2 and output.shape[1] > inputs["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_quick_draft_training_is_deterministic_small_and_shares_the_vocabulary(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    quick_runs(first, second, draft=True)
+    assert digest(first / "model.safetensors") == digest(second / "model.safetensors")
+    assert (first / "model.safetensors").stat().st_size <= 5 * 2 ** 20
+    config = json.loads((first / "config.json").read_text())
+    draft = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())["draft"]
+    assert {k: config[k] for k in draft if k != "seed"} == {k: v for k, v in draft.items() if k != "seed"}
+    facts = json.loads((first / "training.json").read_text())
+    assert facts["command"].endswith("train_embedded.py --draft --quick")
+    assert facts["architecture"]["parameters"] < 500_000 and config["vocab_size"] == 103
 
 
 def text_smiles(text: str) -> str:
