@@ -29,6 +29,12 @@ def options(axis: str) -> list[str]:
     return sorted(p.stem for p in (ROOT / "conf" / axis).glob("*.yaml"))
 
 
+def default_option(group: str) -> str:
+    """The group's option in conf/config.yaml's defaults list."""
+    defaults = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["defaults"]
+    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+
+
 def option_file(axis: str, option: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / "conf" / axis / f"{option}.yaml").read_text())
 
@@ -94,6 +100,19 @@ def check_quantization(option: str, summary: dict) -> None:
     assert block["bytes"] < block["bytes_before"] / 2 and block["torchao"], block
 
 
+def check_decoding(option: str, summary: dict) -> None:
+    kind, block = option_file("decoding", option)["kind"], summary["applied"]["decoding"]
+    metrics = summary["metrics"]
+    assert block["kind"] == kind
+    assert block["candidate_generator"] == {"standard": None, "assisted": "AssistedCandidateGenerator",
+                                            "prompt_lookup": "PromptLookupCandidateGenerator"}[kind]
+    if kind == "standard":
+        assert metrics["draft_tokens"]["median"] is None and metrics["target_forwards_per_token"]["median"] == 1.0
+    else:
+        assert metrics["draft_tokens"]["median"] > 0 and 0 <= metrics["acceptance_ratio"]["median"] <= 1
+        assert metrics["decode_steps"] + metrics["accepted_tokens"]["median"] == metrics["generated_tokens"]
+
+
 CHECKS: dict[str, tuple[list[str], Callable[[str, dict], None]]] = {
     "attention": ([], check_attention),
     "kv_cache": ([], check_kv_cache),
@@ -101,6 +120,7 @@ CHECKS: dict[str, tuple[list[str], Callable[[str, dict], None]]] = {
     "tokenizer_cache": (["num_generations=2"], check_tokenizer_cache),
     "logit_processor": ([], check_logit_processor),
     "quantization": ([], check_quantization),
+    "decoding": ([], check_decoding),
 }
 
 
@@ -120,7 +140,8 @@ def test_every_option_is_applied_or_unsupported_by_name(tool: Tool, done_grid: D
         if axis in summary["axes"]:
             option = summary["axes"][axis]
         else:  # not one of grid.axes (names stay as they were): an override where it is not the default
-            option = next((o.split("=", 1)[1] for o in cell["overrides"] if o.startswith(axis + "=")), "none")
+            option = next((o.split("=", 1)[1] for o in cell["overrides"] if o.startswith(axis + "=")),
+                          default_option(axis))
         if (axis, option) in UNSUPPORTED_HERE:
             assert cell["state"] == "unsupported", cell
             assert UNSUPPORTED_HERE[axis, option] in summary["reason"], summary["reason"]

@@ -13,6 +13,7 @@ import os
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,24 +21,27 @@ from transformers.utils import logging as hf_logging
 
 from molgen_grid.bench import attention, machine
 from molgen_grid.bench.data import existing_file, invalid_rows_warning, load_molecules
+from molgen_grid.bench.decoding import draft_directory
 from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import checkpoint_files, load, resolve_device, resolve_dtype
+from molgen_grid.bench.model import checkpoint_files, directory_files, load, resolve_device, resolve_dtype
 from molgen_grid.bench.passes import Pass, compiled_frames, run_pass, timed_passes, warm_up
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
 from molgen_grid.bench.trackers.energy import energy_meter
+from molgen_grid.bench.trackers.ncu import ncu_executable, ncu_profile
 from molgen_grid.bench.trackers.profile import profiled_pass
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.bench.watchdog import Watchdog
-from molgen_grid.bench.workload import plan_workload
+from molgen_grid.bench.workload import Workload, plan_workload
 from molgen_grid.errors import InputError
 
 #: The per-pass figures reported as {"median", "min", "max", "values"} over the timed repeats.
 FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "step_ms", "chars_per_s", "template_s", "tokenize_s",
-           "processor_build_s", "pass_s", "joules", "joules_per_token")
+           "processor_build_s", "pass_s", "joules", "joules_per_token", "latency_s", "target_forwards_per_token",
+           "draft_tokens", "accepted_tokens", "acceptance_ratio")
 
 
 def resolve_cell_device(requested: str) -> torch.device:
@@ -54,6 +58,8 @@ def record_inputs(cfg: Any, cell: Any) -> None:
     """The files a result depends on beyond the config and the code: the data file, the checkpoint's files."""
     cell.record_inputs("data", existing_file(str(cfg.data.path)))
     cell.record_inputs("checkpoint", *checkpoint_files(cfg.model))
+    if cfg.decoding.kind == "assisted":
+        cell.record_inputs("draft", *directory_files([draft_directory(cfg.decoding)]))
 
 
 def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
@@ -70,12 +76,11 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     # Every cell alike: transformers turns the tokenizers' own threads off when it compiles on CUDA.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     hf_logging.disable_progress_bar()
-    molecules = load_molecules(str(cfg.data.path), str(cfg.data.get("column") or "smiles"), cfg.sample_size)
+    molecules, rows = generation_rows(cfg)
     device = resolve_cell_device(str(cfg.gpu.device))
     if device.type == "cpu":
         # The CPUs the engine allotted (Slurm's allocation), not every core of a shared node.
         torch.set_num_threads(max(1, cpus))
-    rows = [s for s in molecules.smiles for _ in range(int(cfg.num_generations))]
     workers = resolve_workers(cfg.template_building, cpus)
     data = {"source": molecules.source, "molecules": len(molecules.smiles), "invalid_rows": len(molecules.invalid),
             "reference_conformers": sum(len(v) for v in molecules.references.values()), "rows": len(rows)}
@@ -87,16 +92,11 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         try:
-            dtype = resolve_dtype(str(cfg.model.dtype), device)
-            attention.prepare(cfg.attention, dtype)
-            loading = time.perf_counter()
-            model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
-            load_s = time.perf_counter() - loading
-            quantized = quantize(model, cfg.quantization)
-            workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
-                                     str(cfg.workload), int(cfg.max_new_tokens))
+            if cfg.profile.kind == "ncu":
+                ncu_executable(cfg.profile)  # before any work: a machine without Nsight Compute says so at once
+            loaded = load_generator(cfg, device, rows)
+            generator, workload = loaded.generator, loaded.workload
             data["batches"] = len(workload.batches)
-            generator = Generator(model, tokenizer, cfg, device, workload.cache_length)
             warm = warm_up(generator, workload, cfg, workers, watchdog)
             frames = compiled_frames()
             meter = energy_meter(f"GPU-{torch.cuda.get_device_properties(device).uuid}"
@@ -128,7 +128,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "cache_length": workload.cache_length if generator.static else None,
         "recompiles": recompiles,
         "wall_s": time.perf_counter() - started,
-        "load_s": load_s,
+        "load_s": loaded.load_s,
         "compile_s": warm.compile_s,
         "warmup": int(cfg.warmup),
         "warmup_shapes": len(workload.distinct()),
@@ -145,16 +145,48 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     quality_block, generations = judged(cfg, rows, last, molecules)
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})
     return {"status": "ok", "metrics": metrics,
-            "applied": {**applied(cfg, generator, last, warm, device), "quantization": quantized},
+            "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
+                        "decoding": generator.decoding.applied()},
             "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled}
+
+
+def generation_rows(cfg: Any) -> tuple[Any, list[str]]:
+    """The cell's molecules and its prompt rows (each molecule `num_generations` times)."""
+    molecules = load_molecules(str(cfg.data.path), str(cfg.data.get("column") or "smiles"), cfg.sample_size)
+    return molecules, [s for s in molecules.smiles for _ in range(int(cfg.num_generations))]
+
+
+@dataclass
+class Loaded:
+    generator: Generator
+    workload: Workload
+    #: What quantization applied (quantization.py), and the checkpoint's load seconds (without it).
+    quantized: dict[str, Any]
+    load_s: float
+
+
+def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
+    """The model (loaded, then quantized as the cell says), its work planned, and the generator that runs it."""
+    dtype = resolve_dtype(str(cfg.model.dtype), device)
+    attention.prepare(cfg.attention, dtype)
+    loading = time.perf_counter()
+    model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
+    load_s = time.perf_counter() - loading
+    quantized = quantize(model, cfg.quantization)
+    workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
+                             str(cfg.workload), int(cfg.max_new_tokens))
+    return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s)
 
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,
                   device: torch.device, cell: Any) -> dict[str, Any] | None:
-    """`profile=torch`: one pass more, under the profiler, bounded as the first timed pass was (None: none)."""
+    """`profile=torch`: one pass more, under the profiler; `profile=ncu`: the first batch again, in a process
+    of its own under Nsight Compute. Bounded as the first timed pass was; None without a profile."""
     if cfg.profile.kind == "none":
         return None
     with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+        if cfg.profile.kind == "ncu":
+            return ncu_profile(cfg, cell.dir)
         return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
                              int(cfg.profile.top_ops))
 

@@ -1,4 +1,5 @@
-"""`generate()` over one batch with the cell's settings: sampling, KV cache, compile, SDPA backend, processor.
+"""`generate()` over one batch with the cell's settings: sampling, KV cache, compile, SDPA backend, processor,
+decoding (a draft model or prompt lookup: decoding.py).
 
 What each call really ran is read back from the objects generate() used, not from the config: the generation
 config and logits processors it built (`GenerateProbe`), the cache it returned, the processor's class. Tests
@@ -21,6 +22,7 @@ from transformers import CompileConfig, LogitsProcessorList, StaticCache, Stoppi
 
 from molgen_grid.bench.attention import sdpa_backend
 from molgen_grid.bench.constraints import make_processor
+from molgen_grid.bench.decoding import Decoding
 from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.measure import StepClock
 from molgen_grid.bench.templates import Template
@@ -110,6 +112,9 @@ class BatchRun:
     build_s: float
     #: What really ran: the generation settings, processors and cache generate() used.
     applied: dict[str, Any]
+    #: Tokens drafted and drafted tokens accepted (None without a draft: standard decoding).
+    drafted: int | None = None
+    accepted: int | None = None
 
 
 class Generator:
@@ -125,6 +130,8 @@ class Generator:
             "disable_compile": True,
             "return_dict_in_generate": True,
         }
+        self.decoding = Decoding(cfg.decoding, model, cfg.attention, str(cfg.logit_processor.kind), self.kwargs)
+        self.kwargs.update(self.decoding.kwargs())
         self.static = cfg.kv_cache.implementation == "static"
         self.cache_length = cache_length
         self.caches: dict[int, StaticCache] = {}
@@ -157,7 +164,7 @@ class Generator:
         steps: dict[str, Any] = {"max_new_tokens": batch.max_new_tokens}
         if batch.min_new_tokens is not None:
             steps["min_new_tokens"] = batch.min_new_tokens
-        with torch.inference_mode(), sdpa_backend(self.sdpa_backend):
+        with torch.inference_mode(), sdpa_backend(self.sdpa_backend), self.decoding.refusals():
             if self.static:  # reset inside inference mode: the cache's tensors were made there
                 steps["cache"] = self.cache(len(batch.smiles) * self.num_beams)
             self.clock.start()
@@ -167,13 +174,15 @@ class Generator:
                 stopping_criteria=StoppingCriteriaList([self.clock]),
             )
             seconds, ttft_s = self.clock.stop()
+        drafts = self.decoding.counted()
         new = output.sequences[:, inputs["input_ids"].shape[1]:].tolist()
         counts = count_generated(new, self.tokenizer.eos_token_id)
         texts = [self.decode(row[:n]) for row, n in zip(new, counts)]
         applied = {**self.probe.applied(), "cache": type(output.cache).__name__,
                    "cache_shape": static_shape(output.cache),
                    "logit_processor": type(processor).__name__ if processor is not None else None}
-        return BatchRun(texts, counts, seconds, ttft_s, self.clock.steps, build_s, applied)
+        return BatchRun(texts, counts, seconds, ttft_s, self.clock.steps, build_s, applied,
+                        drafts.drafted if drafts else None, drafts.accepted if drafts else None)
 
     def decode(self, ids: list[int]) -> str:
         """The generated text with the tags kept (they are the format) and BOS/EOS/PAD removed."""

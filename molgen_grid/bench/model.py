@@ -59,6 +59,11 @@ def checkpoint_files(model_cfg: Any) -> list[str]:
     else:
         directories = [Path(str(model_cfg.path)).expanduser(),
                        Path(str(model_cfg.get("tokenizer_path") or model_cfg.path)).expanduser()]
+    return directory_files(directories)
+
+
+def directory_files(directories: list[Path]) -> list[str]:
+    """The checkpoint files of `directories` (not a training log, not a sub-directory)."""
     return sorted({str(p) for d in directories for p in d.iterdir() if is_checkpoint_file(p)})
 
 
@@ -69,9 +74,14 @@ def load(model_cfg: Any, attention_cfg: Any, device: torch.device, dtype: torch.
     else:
         model_dir = _directory("model.path", model_cfg.path)
         tokenizer_dir = _directory("model.tokenizer_path", model_cfg.get("tokenizer_path") or model_cfg.path)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=implementation(attention_cfg),
-                                                 dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return from_checkpoint(model_dir, attention_cfg, device, dtype), tokenizer
+
+
+def from_checkpoint(model_dir: Path, attention_cfg: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """A causal LM from a checkpoint directory, with the cell's attention, in eval mode on `device`."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=implementation(attention_cfg),
+                                                 dtype=dtype)
+    return model.to(device).eval()

@@ -44,6 +44,9 @@ class Pass:
     template_threads: int = 0
     #: The pass's joules from the device's energy counter (None where there is none: trackers/energy.py).
     joules: float | None = None
+    #: Tokens drafted and drafted tokens the model accepted (None without a draft: decoding.py).
+    drafted: int | None = None
+    accepted: int | None = None
 
     @property
     def decode_steps(self) -> int:
@@ -71,6 +74,15 @@ class Pass:
             "joules": self.joules,
             "joules_per_token": self.joules / self.generated_tokens if self.joules is not None
             and self.generated_tokens else None,
+            # A request is one generate() call (one batch; one molecule at batch 1).
+            "latency_s": self.generate_s / len(self.calls) if self.calls else None,
+            # Each decoding step is one forward of the model: one per token at batch 1 without a draft, fewer
+            # when drafts are accepted.
+            "target_forwards_per_token": self.decode_steps / self.generated_tokens if self.generated_tokens
+            else None,
+            "draft_tokens": self.drafted,
+            "accepted_tokens": self.accepted,
+            "acceptance_ratio": self.accepted / self.drafted if self.drafted else None,
         }
 
     def add(self, batch: Batch, run: BatchRun, template_s: float) -> None:
@@ -84,11 +96,15 @@ class Pass:
         self.texts += run.texts
         self.tokens_per_row += run.tokens_per_row
         self.applied = run.applied
+        if run.drafted is not None:
+            self.drafted = (self.drafted or 0) + run.drafted
+            self.accepted = (self.accepted or 0) + run.accepted
 
 
 def run_pass(generator: Generator, batches: list[Batch] | tuple[Batch, ...], cfg: Any, workers: int) -> Pass:
     """Template building, the processor and generation for every batch, timed as the public runner's loop was."""
     torch.manual_seed(int(cfg.seed))
+    generator.decoding.reset()
     constrained = cfg.logit_processor.kind != "none"
     result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
     started = time.perf_counter()

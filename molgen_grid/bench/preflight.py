@@ -37,4 +37,6 @@ def check_inputs(cfg: Any) -> list[str]:
     tokenizer_path = cfg.model.get("tokenizer_path") or cfg.model.get("path")
     if tokenizer_path is not None:
         _check_checkpoint("model.tokenizer_path", tokenizer_path, ("tokenizer_config.json", "tokenizer.json"))
+    if cfg.get("decoding") is not None and cfg.decoding.get("draft_path") is not None:
+        _check_checkpoint("decoding.draft_path", cfg.decoding.draft_path, ("config.json",))
     return [warning] if warning else []
