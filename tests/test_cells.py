@@ -160,6 +160,12 @@ def test_group_scoped_key_of_another_option(tmp_path) -> None:
         spec.cell(["gpu.only_here=2"])
     added = spec.cell(["++gpu.only_here=2"])
     assert "++gpu.only_here=2" in added.overrides
+    # a grid that sweeps the group and the key: the key is left out of the options that lack it (one cell each)
+    grid = spec.cells([["gpu=local", "gpu.only_here=2"], ["gpu=local", "gpu.only_here=3"],
+                       ["gpu=h100", "gpu.only_here=2"], ["gpu=h100", "gpu.only_here=3"]])
+    assert [c.name.split(",attention")[0] + c.name.rpartition("python")[2] for c in grid] == [
+        "gpu=local", "gpu=h100,gpu.only_here=2", "gpu=h100,gpu.only_here=3"]
+    assert grid[0] == spec.cell([])  # the same cell, fingerprint and all, as the one no sweep names
 
 
 def test_nested_keys_of_how_a_cell_runs_stay_out_of_the_fingerprint(spec: GridSpec, tmp_path) -> None:

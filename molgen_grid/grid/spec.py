@@ -88,6 +88,8 @@ class GridSpec:
         self._files_part: dict[tuple, dict[str, str]] = {}
         self._readback: dict[str, Any] = {}
         self._checker: Callable[[str, Any], str | None] | None = None
+        #: Groups the grid being planned sets to several options (see `_applies`).
+        self._swept: set[str] = set()
 
     @property
     def base_overrides(self) -> list[str]:
@@ -243,16 +245,21 @@ class GridSpec:
             self._defaults[memo] = default is not _ABSENT and default == typed
         return self._defaults[memo]
 
-    def _check_scoped(self, key: str, choices: dict[str, str]) -> None:
-        """A key of some options of a group, set for a cell whose option lacks it, names the options that have
-        it (the fix: choose one of them, or add it everywhere with `++`)."""
+    def _applies(self, key: str, choices: dict[str, str]) -> bool:
+        """Whether a key of some options of a group belongs in a cell with these choices. In a grid that sweeps
+        the group itself (`decoding=standard,assisted decoding.draft_tokens=5,10`) it is left out of the cells
+        whose option lacks it, which then are one cell; set for a single option that lacks it, it names the
+        options that have it (the fix: choose one of them, or add it everywhere with `++`)."""
         group = key.partition(".")[0]
         if group not in choices:
-            return
+            return True
         having = self.options_with(key)
         if having and choices[group] not in having:
+            if group in self._swept:
+                return False
             raise InputError(f"{key} is a key of {group}={', '.join(having)}, not of {group}={choices[group]}: "
                              f"choose one of those options, or write ++{key}=... to add it to every option")
+        return True
 
     # --- cells ------------------------------------------------------------------------------------------------
 
@@ -270,8 +277,8 @@ class GridSpec:
             if key in self.not_identity:
                 run[key] = value
                 continue
-            if not adds:
-                self._check_scoped(key, choices)
+            if not adds and not self._applies(key, choices):
+                continue
             default = self.choices.get(key) == value if is_group else self._is_default(key, value, choices)
             if default:
                 extra.pop(key, None)
@@ -302,8 +309,14 @@ class GridSpec:
 
     def cells(self, job_overrides: Iterable[Sequence[str]]) -> list[Cell]:
         """Distinct cells in sweep order (two spellings of one cell are one cell)."""
+        jobs = [list(overrides) for overrides in job_overrides]
+        options: dict[str, set[str]] = {}
+        for key, value, is_group, _ in (p for o in jobs for p in map(self._parse, o) if p is not None):
+            if is_group:
+                options.setdefault(key, set()).add(value)
+        self._swept = {group for group, chosen in options.items() if len(chosen) > 1}
         seen: dict[str, Cell] = {}
-        for overrides in job_overrides:
+        for overrides in jobs:
             c = self.cell(overrides)
             seen.setdefault(c.name, c)
         return list(seen.values())
