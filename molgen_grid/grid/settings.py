@@ -35,6 +35,9 @@ class ReportSettings:
     lower_is_better: List[str] = field(default_factory=list)
     #: A dotted path to a list of sentences a reader must know before trusting a cell's figures.
     warnings: Optional[str] = None
+    #: Settings whose cells compare only among themselves (`[batch_size]`: a batch of 8 is not a faster batch
+    #: of 1): each value has its own baseline (the declared one at that value) and its own best cell.
+    within: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -58,10 +58,10 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     console.print(f"experiment {spec.experiment}: {plural(len(built.frame), 'cell')} reported"
                   + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)" if built.pending else "")
                   + (f", test mode (--limit {limit})" if limit else ""))
-    if built.baseline_note:
-        console.print(f"[yellow]{built.baseline_note}[/]")
-    if built.best is not None:
-        console.print(f"best cell: {built.labels[built.best.name]}")
+    for note in built.baseline_notes:
+        console.print(f"[yellow]{note}[/]")
+    for best in built.best:
+        console.print(f"best cell: {built.labels[best.name]}")
     for text, pairs in built.comparisons.items():
         console.print(f"\n{text}: {plural(len(pairs), 'matched pair')}")
         if len(pairs):

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.figures import figures_of
-from molgen_grid.grid.report.tables import best_row, finished_states, finished_summaries, label, ranked_states
+from molgen_grid.grid.report.tables import best_rows, finished_states, finished_summaries, label, ranked_states
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.store import SUMMARY, atomic_write_text
 
@@ -88,12 +88,12 @@ def experiment_map(names: list[str], plan: Callable[[str], tuple[GridSpec, list[
         if csv.exists():
             frame: Any = pd.read_csv(csv)
             figures = figures_of(spec.settings, finished_summaries(spec, entries))
-            top = best_row(frame, figures[0], ranked_states(spec.settings)) \
-                if figures and figures[0].name in frame else None
-            if top is not None:
-                primary = figures[0]
-                keys = [k for k in setting_keys(entries) if k in frame]
-                best = f"{label(frame, keys)[top.name]} ({primary.name} {top[primary.name]:.4g})"
+            keys = [k for k in setting_keys(entries) if k in frame]
+            within = [k for k in spec.settings.report.within if k in keys]
+            tops = best_rows(frame, figures[0], ranked_states(spec.settings), within) \
+                if figures and figures[0].name in frame else []
+            labels = label(frame, keys)
+            best = "; ".join(f"{labels[top.name]} ({figures[0].name} {top[figures[0].name]:.4g})" for top in tops)
             link = f"[report]({name}/report.md)"
         lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(entries)} cells | {finished} of "
                      f"{len(entries)} | {best} | {link} |")

@@ -13,11 +13,12 @@ from molgen_grid.grid.state import DONE
 from molgen_grid.words import plural
 
 
-def best_line(report: Report) -> str:
-    best = report.best
+def best_line(report: Report, best: pd.Series) -> str:
     primary = report.figures[0].name
+    within = [k for k in report.within if k in best]
+    group = f" ({', '.join(f'{k}={best[k]}' for k in within)})" if within else ""
     speed = ""
-    if best["cell"] == report.baseline:
+    if best["cell"] == report.baselines.get(best["cell"]):
         speed = " (the baseline itself)"
     elif not missing(best.get("speedup")):
         speed = f", {best['speedup']:.2f}x the baseline"
@@ -28,7 +29,7 @@ def best_line(report: Report) -> str:
         else:
             speed += (f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, "
                       f"p = {best['p_value']:.2g})")
-    return (f"**Best cell:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
+    return (f"**Best cell{group}:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
             f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}.")
 
 
@@ -60,13 +61,14 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
              f"{plural(len(frame), 'cell')} reported ({done} done, {len(frame) - done} other)"
              + ("; not in the report: " + ", ".join(f"{n} {s}" for s, n in report.pending.items())
                 if report.pending else "") + "."]
-    if report.baseline is not None:
-        base_label = labels[frame["cell"] == report.baseline]
-        shown = base_label.iloc[0] if len(base_label) else report.baseline
-        note = f" ({report.baseline_note})" if report.baseline_note else ""
-        lines.append(f"Baseline: `{shown}`{note}.")
-    if report.best is not None:
-        lines += ["", best_line(report)]
+    baselines = list(dict.fromkeys(b for b in report.baselines.values() if b is not None))
+    if baselines:
+        shown = ", ".join(f"`{labels[frame['cell'] == b].iloc[0] if (frame['cell'] == b).any() else b}`"
+                          for b in baselines)
+        within = f" (cells compare only with cells of equal {', '.join(report.within)})" if report.within else ""
+        note = f" ({'; '.join(report.baseline_notes)})" if report.baseline_notes else ""
+        lines.append(f"Baseline{'s' if len(baselines) > 1 else ''}{within}: {shown}{note}.")
+    lines += [line for best in report.best for line in ("", best_line(report, best))]
     table = pd.DataFrame({"cell": labels, "state": frame["state"]})
     for figure in figures:
         f = figure.name

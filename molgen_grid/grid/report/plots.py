@@ -37,7 +37,7 @@ def throughput(report: Report, title: str, out: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(done) + 1.8))
     errors = [done[primary] - done[primary + LOW], done[primary + HIGH] - done[primary]]
-    colors = ["tab:orange" if c == report.baseline else "tab:blue" for c in done["cell"]]
+    colors = ["tab:orange" if c in report.baselines.values() else "tab:blue" for c in done["cell"]]
     ax.barh(report.labels[done.index], done[primary], xerr=errors, color=colors, capsize=3)
     better = "lower is better" if report.figures[0].lower_is_better else "higher is better"
     ax.set_xlabel("\n".join(textwrap.wrap(

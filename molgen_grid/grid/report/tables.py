@@ -75,12 +75,12 @@ def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], primary: Figure,
-                 baseline: str | None, ranked: set[str]) -> pd.DataFrame:
-    """Each cell's speed-up in the primary figure over the baseline, with its 95% interval, the rank test's
+                 baselines: dict[str, str | None], ranked: set[str]) -> pd.DataFrame:
+    """Each cell's speed-up in the primary figure over its baseline, with its 95% interval, the rank test's
     p-value over the repeats, and whether the difference is within the noise (see statistics.py)."""
     out = frame.copy()
-    results = [statistics.compare(values.get(cell), values.get(baseline), primary.lower_is_better)
-               if state in ranked and baseline is not None else None
+    results = [statistics.compare(values.get(cell), values.get(baselines.get(cell)), primary.lower_is_better)
+               if state in ranked and baselines.get(cell) is not None else None
                for cell, state in zip(out["cell"], out["state"])]
     for column in SPEEDUP_COLUMNS:
         attribute = "speedup" if column == "speedup" else column.removeprefix("speedup_")
@@ -117,6 +117,12 @@ def best_row(frame: pd.DataFrame, primary: Figure, ranked: set[str]) -> pd.Serie
         return None
     scores = done[primary.name].astype(float)
     return done.loc[scores.idxmin() if primary.lower_is_better else scores.idxmax()]
+
+
+def best_rows(frame: pd.DataFrame, primary: Figure, ranked: set[str], within: list[str]) -> list[pd.Series]:
+    """The best finished cell of each value of the `within` settings (of the whole grid without them)."""
+    groups = [group for _, group in frame.groupby(within, sort=False, dropna=False)] if within else [frame]
+    return [best for best in (best_row(group, primary, ranked) for group in groups) if best is not None]
 
 
 def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
@@ -178,7 +184,7 @@ def compare(frame: pd.DataFrame, keys: list[str], figures: list[Figure], text: s
     others = [k for k in keys if k != key]  # never empty: the axes are always settings
     left = done[done[key] == a].set_index(others)
     right = done[done[key] == b].set_index(others)
-    pairs = left.join(right, how="inner", lsuffix="_a", rsuffix="_b")
+    pairs = left.join(right, how="inner", suffixes=("_a", "_b"))
     result = pd.DataFrame(index=pairs.index)
     primary = figures[0].name
     result[f"{primary} {a}"] = pairs[f"{primary}_a"]
@@ -195,20 +201,42 @@ def median_changes(pairs: pd.DataFrame) -> str:
     return ", ".join(f"{c} {pairs[c].median():.3g}" for c in pairs.columns if "/" in str(c))
 
 
-def resolve_baseline(spec: GridSpec, entries: list[Entry]) -> tuple[str | None, str | None]:
-    """The baseline cell and, when the grid lacks the declared one, a note naming the cell used instead.
+def resolve_baselines(spec: GridSpec, entries: list[Entry]) -> tuple[dict[str, str | None], list[str]]:
+    """Each cell's baseline and, where the grid lacks the declared one, notes naming the cells used instead:
+    one baseline for the grid, or one per value of the `grid.report.within` settings (compared only among
+    themselves)."""
+    within = [k for k in spec.settings.report.within if k in setting_keys(entries)]
+    groups: dict[tuple[str, ...], list[Entry]] = {}
+    for e in entries:
+        groups.setdefault(tuple(spec.settings_of(e.cell, within).values()), []).append(e)
+    baselines: dict[str, str | None] = {}
+    notes: list[str] = []
+    for values, members in groups.items():
+        baseline, note = resolve_baseline(spec, members, dict(zip(within, values)), entries)
+        baselines.update({e.cell.name: baseline for e in members})
+        notes += [note] if note else []
+    return baselines, notes
+
+
+def resolve_baseline(spec: GridSpec, entries: list[Entry], fixed: dict[str, str] | None = None,
+                     grid: list[Entry] | None = None) -> tuple[str | None, str | None]:
+    """The baseline cell of `entries` and, when the grid lacks the declared one, a note naming the cell used
+    instead.
 
     The declared baseline (`grid.baseline`, a full or partial name) means that cell with every other setting
-    at the experiment's default, whatever else the command line sweeps.
+    at the experiment's default, whatever else the command line sweeps; `fixed` settings (a `within` group's
+    values) replace the declared or default ones, and `grid` is every cell (what is swept is read from it).
     """
     if not entries:
         return None, None
-    keys = setting_keys(entries)
+    grid = grid or entries
+    keys = setting_keys(grid)
     declared = spec.settings.baseline
     wanted = dict(part.partition("=")[::2] for part in str(declared).split(",")) if declared else {}
+    wanted.update(fixed or {})
     settings = [(e, spec.settings_of(e.cell, keys)) for e in entries]
     defaults = spec.settings_of(spec.cell([]), keys)
-    swept = {k for k in keys if len({s[k] for _, s in settings}) > 1}
+    swept = {k for k in keys if len({spec.settings_of(e.cell, [k])[k] for e in grid}) > 1}
     # declared settings as declared; swept ones at the experiment's default; the rest as every cell has them
     ideal = {k: wanted[k] if k in wanted else defaults[k] if k in swept else settings[0][1][k] for k in keys}
     exact = [e for e, s in settings if s == ideal]
@@ -229,9 +257,13 @@ class Report:
     frame: pd.DataFrame
     keys: list[str]
     labels: pd.Series
-    baseline: str | None
-    baseline_note: str | None
-    best: pd.Series | None
+    #: Each cell's baseline (one for the whole grid unless `grid.report.within` groups the cells).
+    baselines: dict[str, str | None]
+    baseline_notes: list[str]
+    #: The best cell of the grid, or of each `within` group.
+    best: list[pd.Series]
+    #: The settings whose values compare only among themselves (`grid.report.within`, those of this grid).
+    within: list[str]
     comparisons: dict[str, pd.DataFrame]
     pending: dict[str, int]
     figures: list[Figure]
@@ -248,13 +280,15 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     # a figure named like a setting (a study returning the count it was given) heads a column of its own
     figures = [replace(f, name=f"{f.name} (result)") if f.name in keys else f for f in figures]
     frame, values = report_frame(spec, entries, figures)
-    baseline, note = resolve_baseline(spec, entries)
-    frame = with_speedup(frame, values, figures[0], baseline, ranked)
+    baselines, notes = resolve_baselines(spec, entries)
+    frame = with_speedup(frame, values, figures[0], baselines, ranked)
+    within = [k for k in spec.settings.report.within if k in keys]
     shown = finished_states(spec.settings)
     pending: dict[str, int] = {}
     for e in entries:
         if e.state.state not in shown:
             pending[e.state.state] = pending.get(e.state.state, 0) + 1
-    return Report(frame, keys, label(frame, keys), baseline, note, best_row(frame, figures[0], ranked),
+    return Report(frame, keys, label(frame, keys), baselines, notes, best_rows(frame, figures[0], ranked, within),
+                  within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
                   ranked)
