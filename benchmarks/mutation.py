@@ -149,6 +149,27 @@ MUTANTS = [
            "            if cfg.profile.kind != \"none\" and index == 0:\n"
            "                passes.append(run_pass(generator, workload.batches, cfg, workers))\n",
            ("tests/bench/test_profile.py",)),
+    Mutant("decoding: the heuristic schedule's draft length leaks into the next pass", "molgen_grid/bench/passes.py",
+           "    generator.decoding.reset()\n", "",
+           ("tests/bench/test_decoding.py::"
+            "test_each_pass_starts_from_the_same_draft_state_under_the_heuristic_schedule",)),
+    Mutant("decoding: accepted drafts not counted", "molgen_grid/bench/decoding.py",
+           "counts.accepted += int(num_matches)", "counts.accepted += 0",
+           ("tests/bench/test_decoding.py::test_assisted_figures_are_the_candidate_generators_counts",)),
+    Mutant("decoding: the grammar processor let through to verify drafts", "molgen_grid/bench/decoding.py",
+           'processor_kind == "grammar"', 'processor_kind == "no such processor"',
+           ("tests/bench/test_decoding.py::test_what_assisted_decoding_cannot_run_ends_unsupported_with_the_reason",)),
+    Mutant("profile: ncu's kernels counted once per metric", "molgen_grid/bench/trackers/ncu.py",
+           'kernels.setdefault(row["ID"], {"name": row.get("Kernel Name", "")})[row["Metric Name"]]',
+           'kernels.setdefault(row["ID"] + row["Metric Name"], {"name": row.get("Kernel Name", "")})'
+           '[row["Metric Name"]]',
+           ("tests/bench/test_ncu.py",)),
+    Mutant("grid: a key swept beside its group leaks into the options that lack it", "molgen_grid/grid/spec.py",
+           "            if group in self._swept:\n                return False\n", "",
+           ("tests/test_cells.py::test_group_scoped_key_of_another_option",)),
+    Mutant("report: a batch of 8 compared with the batch-1 baseline", "molgen_grid/grid/report/tables.py",
+           "within = [k for k in spec.settings.report.within if k in setting_keys(entries)]", "within = []",
+           ("tests/test_report.py::test_report_within_a_setting_compares_like_with_like",)),
 ]
 
 

@@ -10,10 +10,11 @@ the format but not yet chemistry, is in docs/model-card.md):
 The architecture is conf/model/tiny.yaml `embedded:` with the character tokenizer, built exactly as
 molgen_grid.bench.model builds it. `--draft` trains the draft model of assisted decoding instead (tiny.yaml
 `draft:`, the same tokenizer, corpus and recipe, fewer layers and a narrower width) into embedded_model/draft/:
-a draft must share the target's vocabulary, and a small one is what makes a draft pay off. Determinism: the step count comes from `--minutes` through a measured rate
-(never the wall clock), the corpus and the batch order depend only on `--seed`, torch runs a fixed number of
-threads with deterministic algorithms, and there are no data-loader workers. Same seed and threads on the same
-machine, same bytes of model.safetensors.
+a draft must share the model's vocabulary, and pays off only when it costs far less than the model per token.
+Determinism: the step count comes from `--minutes` through a measured rate (never the wall clock), the corpus
+and the batch order depend only on `--seed`, torch runs a fixed number of threads with deterministic
+algorithms, and there are no data-loader workers. Same seed and threads on the same machine, same bytes of
+model.safetensors.
 
 Writes OUT (default molgen_grid/bench/embedded_model): config.json, generation_config.json,
 model.safetensors (float32), the tokenizer files and training.json (the model card's facts, the held-out

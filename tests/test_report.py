@@ -17,8 +17,10 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml
 
 
 def declared_cells(name: str) -> int:
+    """The product of the sweep's lists, less the copies of cells whose option lacks a swept key of its group
+    (spec_decoding: standard decoding has no draft, so its 2 x 3 x 6 cells are 6, beside 36 assisted ones)."""
     params = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    return math.prod(len(str(v).split(",")) for v in params.values())
+    return {"spec_decoding": 6 + 36}.get(name, math.prod(len(str(v).split(",")) for v in params.values()))
 
 
 @pytest.mark.slow
@@ -143,3 +145,26 @@ def test_report_numbers_from_known_repeats(tool: Tool, done_grid: DoneGrid) -> N
     assert heatmap.loc["sdpa", "static"] == 150 and heatmap.loc["eager", "static"] == 201
     assert heatmap.loc["eager", "dynamic"] == pytest.approx(100.8) and heatmap.loc["sdpa", "dynamic"] == 100
     assert "flash_attention_2" not in heatmap.index
+
+
+@pytest.mark.slow
+def test_report_within_a_setting_compares_like_with_like(tool: Tool, done_grid: DoneGrid) -> None:
+    """`grid.report.within=[kv_cache]`: each cache has its own baseline (the declared one, sdpa, at that cache)
+    and its own best cell; no static cell is measured against a dynamic one."""
+    grid = DONE_GRID
+    done_grid.copy_to(tool)
+    cells = rewrite_tokens_per_s(tool, grid)
+    done = tool.cli_here("--report", *grid, "grid.report.within=[kv_cache]")
+    assert done.stdout.count("best cell: ") == 2
+    out = tool.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv").set_index("cell")
+    row = {key: frame.loc[cell] for key, cell in cells.items()}
+    assert row[("sdpa", "dynamic")]["speedup"] == 1.0 and row[("sdpa", "static")]["speedup"] == 1.0
+    assert row[("eager", "dynamic")]["speedup"] == pytest.approx(1.008)
+    assert row[("eager", "static")]["speedup"] == pytest.approx(201 / 150)  # over sdpa static, not sdpa dynamic
+    text = (out / "report.md").read_text()
+    assert "Baselines (cells compare only with cells of equal kv_cache): " in text
+    bests = [line for line in text.splitlines() if line.startswith("**Best cell")]
+    assert len(bests) == 2
+    assert bests[0].startswith("**Best cell (kv_cache=dynamic):**") and "eager" in bests[0]
+    assert bests[1].startswith("**Best cell (kv_cache=static):**") and "1.34x the baseline" in bests[1]

@@ -12,8 +12,8 @@ Four of its habits shape this module:
   generator generate() builds and counts the tokens it drafted and the matches it was told of.
 - It refuses a batch of several rows (a ValueError), and with beam search it logs a warning and runs beam
   search without the draft (its `get_generation_mode` says so beforehand): both end the cell `unsupported`,
-  never timed as another method. A logit processor that keeps one state per step (grammar) cannot score several drafted positions in
-  one call, as verification needs: refused before anything runs.
+  never timed as another method. A logit processor that keeps one state per step (grammar) cannot score
+  several drafted positions in one call, as verification needs: refused before anything runs.
 - A draft needs the model's vocabulary (else the library wants two tokenizers): checked when it loads.
 """
 from __future__ import annotations
