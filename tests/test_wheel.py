@@ -43,6 +43,8 @@ def test_the_wheel_runs_the_default_experiment_from_any_directory(tmp_path: Path
     names = zipfile.ZipFile(wheel).namelist()
     assert "molgen_grid/conf/config.yaml" in names and "molgen_grid/conf/experiment/default.yaml" in names
     assert "molgen_grid/bench/embedded_model/model.safetensors" in names
+    assert "molgen_grid/bench/embedded_model/draft/model.safetensors" in names  # decoding=assisted's draft
+    assert "molgen_grid/conf/decoding/assisted.yaml" in names
     assert "hydra_plugins/molgen_grid_plugins/__init__.py" in names
 
     venv = tmp_path / "venv"
