@@ -154,7 +154,7 @@ def test_report_within_a_setting_compares_like_with_like(tool: Tool, done_grid: 
     grid = DONE_GRID
     done_grid.copy_to(tool)
     cells = rewrite_tokens_per_s(tool, grid)
-    done = tool.cli_here("--report", *grid, "grid.report.within=[kv_cache]")
+    done = tool.cli_here("--report", *grid, "grid.report.within=[kv_cache]", "--heatmap", "attention,kv_cache")
     assert done.stdout.count("best cell: ") == 2
     out = tool.cwd / "artifacts" / "default"
     frame = pd.read_csv(out / "report.csv").set_index("cell")
@@ -168,3 +168,7 @@ def test_report_within_a_setting_compares_like_with_like(tool: Tool, done_grid: 
     assert len(bests) == 2
     assert bests[0].startswith("**Best cell (kv_cache=dynamic):**") and "eager" in bests[0]
     assert bests[1].startswith("**Best cell (kv_cache=static):**") and "1.34x the baseline" in bests[1]
+    # the heatmap shows one group (the first baseline's): its means never mix caches
+    heatmap = pd.read_csv(out / "heatmap.csv", index_col=0)
+    assert list(heatmap.columns) == ["dynamic"]
+    assert heatmap.loc["eager", "dynamic"] == pytest.approx(100.8) and heatmap.loc["sdpa", "dynamic"] == 100

@@ -44,7 +44,8 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     tables_written = ["report.csv"]
     pivot = tables.heatmap_table(built, heatmap)
     if pivot is not None:
-        plots.heatmap(pivot, built.figures[0].name, title, out)
+        group = ", ".join(f"{k}={v}" for k, v in tables.heatmap_group(built).items())
+        plots.heatmap(pivot, built.figures[0].name, f"{title} ({group})" if group else title, out)
         pivot.to_csv(out / HEATMAP_TABLE)
         drawn.append(plots.HEATMAP)
         tables_written.append(HEATMAP_TABLE)

@@ -131,11 +131,21 @@ def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
     primary = report.figures[0].name
     frame = report.frame
     done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
+    for key, value in heatmap_group(report).items():
+        done = done[done[key] == value]
     keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
     return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
+
+
+def heatmap_group(report: Report) -> dict[str, Any]:
+    """With `within` settings, the one group a heatmap shows (its cells' means must not mix groups that do not
+    compare): the first baseline's; {} without `within`."""
+    first = next((b for b in report.baselines.values() if b is not None), None)
+    row = report.frame[report.frame["cell"] == first]
+    return {} if not report.within or row.empty else {k: row.iloc[0][k] for k in report.within}
 
 
 def numeric_or_text(values: pd.Series) -> pd.Series:
