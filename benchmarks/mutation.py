@@ -168,7 +168,8 @@ MUTANTS = [
            "            if group in self._swept:\n                return False\n", "",
            ("tests/test_cells.py::test_group_scoped_key_of_another_option",)),
     Mutant("report: a batch of 8 compared with the batch-1 baseline", "molgen_grid/grid/report/tables.py",
-           "within = [k for k in spec.settings.report.within if k in setting_keys(entries)]", "within = []",
+           "    within = [k for k in spec.settings.report.within if k in keys]\n    groups:",
+           "    within: list[str] = []\n    groups:",
            ("tests/test_report.py::test_report_within_a_setting_compares_like_with_like",)),
 ]
 

@@ -214,49 +214,50 @@ def median_changes(pairs: pd.DataFrame) -> str:
 def resolve_baselines(spec: GridSpec, entries: list[Entry]) -> tuple[dict[str, str | None], list[str]]:
     """Each cell's baseline and, where the grid lacks the declared one, notes naming the cells used instead:
     one baseline for the grid, or one per value of the `grid.report.within` settings (compared only among
-    themselves)."""
-    within = [k for k in spec.settings.report.within if k in setting_keys(entries)]
-    groups: dict[tuple[str, ...], list[Entry]] = {}
-    for e in entries:
-        groups.setdefault(tuple(spec.settings_of(e.cell, within).values()), []).append(e)
+    themselves).
+
+    The declared baseline (`grid.baseline`, a full or partial name) means that cell with every other setting
+    at the experiment's default, whatever else the command line sweeps; a group's `within` values replace the
+    declared or default ones.
+    """
+    if not entries:
+        return {}, []
+    keys = setting_keys(entries)
+    settings = [(e, spec.settings_of(e.cell, keys)) for e in entries]
+    declared = spec.settings.baseline
+    wanted = dict(part.partition("=")[::2] for part in str(declared).split(",")) if declared else {}
+    defaults = spec.settings_of(spec.cell([]), keys)
+    swept = {k for k in keys if len({s[k] for _, s in settings}) > 1}
+    within = [k for k in spec.settings.report.within if k in keys]
+    groups: dict[tuple[str, ...], list[tuple[Entry, dict[str, str]]]] = {}
+    for e, s in settings:
+        groups.setdefault(tuple(s[k] for k in within), []).append((e, s))
     baselines: dict[str, str | None] = {}
     notes: list[str] = []
     for values, members in groups.items():
-        baseline, note = resolve_baseline(spec, members, dict(zip(within, values)), entries)
-        baselines.update({e.cell.name: baseline for e in members})
+        group_wanted = {**wanted, **dict(zip(within, values))}
+        # declared settings as declared; swept ones at the experiment's default; the rest as every cell has them
+        ideal = {k: group_wanted[k] if k in group_wanted else defaults[k] if k in swept else members[0][1][k]
+                 for k in keys}
+        baseline, note = group_baseline(members, ideal, group_wanted, [k for k in keys if k in group_wanted
+                                                                       or k in swept])
+        baselines.update({e.cell.name: baseline for e, _ in members})
         notes += [note] if note else []
     return baselines, notes
 
 
-def resolve_baseline(spec: GridSpec, entries: list[Entry], fixed: dict[str, str] | None = None,
-                     grid: list[Entry] | None = None) -> tuple[str | None, str | None]:
-    """The baseline cell of `entries` and, when the grid lacks the declared one, a note naming the cell used
-    instead.
-
-    The declared baseline (`grid.baseline`, a full or partial name) means that cell with every other setting
-    at the experiment's default, whatever else the command line sweeps; `fixed` settings (a `within` group's
-    values) replace the declared or default ones, and `grid` is every cell (what is swept is read from it).
-    """
-    if not entries:
-        return None, None
-    grid = grid or entries
-    keys = setting_keys(grid)
-    declared = spec.settings.baseline
-    wanted = dict(part.partition("=")[::2] for part in str(declared).split(",")) if declared else {}
-    wanted.update(fixed or {})
-    settings = [(e, spec.settings_of(e.cell, keys)) for e in entries]
-    defaults = spec.settings_of(spec.cell([]), keys)
-    swept = {k for k in keys if len({spec.settings_of(e.cell, [k])[k] for e in grid}) > 1}
-    # declared settings as declared; swept ones at the experiment's default; the rest as every cell has them
-    ideal = {k: wanted[k] if k in wanted else defaults[k] if k in swept else settings[0][1][k] for k in keys}
-    exact = [e for e, s in settings if s == ideal]
+def group_baseline(members: list[tuple[Entry, dict[str, str]]], ideal: dict[str, str], wanted: dict[str, str],
+                   described_keys: list[str]) -> tuple[str, str | None]:
+    """The member whose settings are `ideal`; else the first that has the `wanted` ones (or the first), with a
+    note naming both."""
+    exact = [e for e, s in members if s == ideal]
     if exact:
         return exact[0].cell.name, None
-    partial = [(e, s) for e, s in settings if all(s.get(k) == v for k, v in wanted.items())] or settings[:1]
-    used, used_settings = partial[0]
+    used, used_settings = next(((e, s) for e, s in members if all(s.get(k) == v for k, v in wanted.items())),
+                               members[0])
 
     def described(values: dict[str, str]) -> str:
-        return ",".join(f"{k}={values[k]}" for k in keys if k in wanted or k in swept)
+        return ",".join(f"{k}={values[k]}" for k in described_keys)
 
     return used.cell.name, (f"the baseline `{described(ideal)}` is not in this grid: speed-ups are over "
                             f"`{described(used_settings)}` instead")
