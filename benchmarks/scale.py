@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from molgen_grid.grid.state import SUMMARY_KEYS
+from molgen_grid.grid.task import REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ["bash", str(ROOT / "sbatch" / "run.sh")]
@@ -59,7 +59,7 @@ def plans(work: Path, env: dict[str, str]) -> None:
     for cell in cells[::3]:
         cell_dir = results / "default" / cell["cell"]
         cell_dir.mkdir(parents=True)
-        summary = {key: None for key in SUMMARY_KEYS} | {"status": "ok", "fingerprint": {
+        summary = {key: None for key in REQUIRED_KEYS} | {"status": "ok", "fingerprint": {
             "config": {"config.yaml": "older"}, "code": {}, "inputs": {}, "libraries": {}}}
         (cell_dir / "summary.json").write_text(json.dumps(summary))
     status, out = best_of_three([*front, "--status", "--json", *PLAN_GRID], env, work)

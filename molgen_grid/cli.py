@@ -120,7 +120,7 @@ def run(argv: list[str]) -> None:
         parser().error("--compare and --heatmap go with --report")
     argv = hydra_argv(args)
     from molgen_grid.__main__ import CONF_DIR
-    from molgen_grid.grid.command import config_tree, run_sweep
+    from molgen_grid.grid.front_door import config_tree, run_sweep
 
     tree = [*(["--config-dir", args.config_dir] if args.config_dir else []),
             *(["--config-name", args.config_name] if args.config_name else [])]

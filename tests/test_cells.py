@@ -137,7 +137,7 @@ def test_a_string_that_reads_as_a_number_keeps_its_quotes(spec: GridSpec) -> Non
 
 
 @pytest.mark.parametrize("override", ["gpu.time_min=30", "gpu.mem_gb=8", "gpu.cpus_per_task=2",
-                                      "gpu.partition=other", "gpu.gres=gpu:h100:2", "gpu.timeout_min=5"])
+                                      "gpu.partition=other", "gpu.gres=gpu:h100:2", "gpu.additional={qos:high}"])
 def test_how_a_cell_is_run_is_not_its_identity(spec: GridSpec, override: str) -> None:
     base = spec.cell(["gpu=h100"])
     cell = spec.cell(["gpu=h100", override])

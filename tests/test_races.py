@@ -17,7 +17,9 @@ import pytest
 
 from conftest import ROOT, attempts, wait_until
 from molgen_grid.grid.executors.local import LocalView
-from molgen_grid.grid.settings import read_settings
+from molgen_grid.grid.task.base import Composed
+from molgen_grid.grid.task.function import FunctionWork
+from molgen_grid.grid.task.study import StudyConfig
 from molgen_grid.grid.state import FAILED, read_state
 from molgen_grid.grid.store import SUMMARY, CellLock, CellStore, atomic_write_json
 from molgen_grid.grid.task import CellHandle
@@ -65,10 +67,11 @@ def claimed_job(study: Study, attempt: str, when: float) -> worker.CellJob:
     store = CellStore(study.results / "default", "where=local,variant=a")
     store.dir.mkdir(parents=True, exist_ok=True)
     store.append_attempt({"attempt": attempt, "executor": "slurm", "when": when})
-    return worker.CellJob(
-        cell_dir=str(store.dir), experiment="default", cell=store.name, attempt=attempt, axes={}, overrides=[],
-        run_overrides=[], conf_dir=str(study.cwd), config_name="config", base_overrides=["experiment=default"],
-        project_dir=os.getcwd(), fingerprint_config={}, executor="slurm")
+    work = FunctionWork(StudyConfig(conf_dir=str(study.cwd), config_name="config",
+                                    base_overrides=["experiment=default"],
+                                    overrides=[], run_overrides=[], project_dir=os.getcwd(), fingerprint_config={}))
+    return worker.CellJob(cell_dir=str(store.dir), experiment="default", cell=store.name, attempt=attempt, axes={},
+                          overrides=[], work=work, project_dir=os.getcwd(), executor="slurm")
 
 
 def test_a_job_of_an_older_attempt_exits_without_running_and_says_why(light: Study, capsys) -> None:
@@ -290,10 +293,12 @@ def test_results_are_made_durable_before_the_summary(tmp_path: Path, monkeypatch
     store.dir.mkdir()
     cell = CellHandle(name="cell", experiment="e", dir=store.dir)
     cell.write_json("results.json", {"generations": [1, 2]})
+    work = FunctionWork(StudyConfig(conf_dir=str(tmp_path), config_name="config", base_overrides=[], overrides=[],
+                                    run_overrides=[], project_dir=str(tmp_path), fingerprint_config={}))
     job = worker.CellJob(cell_dir=str(store.dir), experiment="e", cell="cell", attempt="a1", axes={}, overrides=[],
-                         run_overrides=[], conf_dir=str(tmp_path), config_name="config", base_overrides=[],
-                         project_dir=str(tmp_path), fingerprint_config={}, executor="local")
-    worker.record(job, store, read_settings({"task": "x.run"}), {}, {}, time.time(), cell, {"ms": 1.0})
+                         work=work, project_dir=str(tmp_path), executor="local")
+    composed = Composed(config={}, fingerprint={"config": {}, "code": {}, "libraries": {}}, origin="grid.task x.run")
+    worker.record(job, store, composed, time.time(), cell, {"ms": 1.0})
     results = synced.index(str(store.path("results.json")))
     summary = next(i for i, path in enumerate(synced) if Path(path).name.startswith(".summary.json."))
     assert results < summary

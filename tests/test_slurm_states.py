@@ -10,7 +10,7 @@ import time
 import pytest
 
 from molgen_grid.grid.executors.slurm import SlurmView
-from molgen_grid.grid.executors.slurm_status import ClusterView, JobView, _with_live
+from molgen_grid.grid.executors.slurm_status import ClusterView, SlurmJob, _with_live
 from molgen_grid.grid.plan import why_run
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING
 
@@ -18,7 +18,7 @@ JOB = "41_3"
 ATTEMPT = {"job_id": JOB, "when": time.time(), "executor": "slurm"}
 
 
-def state_of(job: JobView, error: dict | None = None):
+def state_of(job: SlurmJob, error: dict | None = None):
     return SlurmView(ClusterView({JOB: job})).job_state(ATTEMPT, error)
 
 
@@ -41,7 +41,7 @@ def state_of(job: JobView, error: dict | None = None):
 ])
 def test_live_and_held_jobs_are_never_resubmitted(word: str, reason: str | None, requeued: bool, cell: str,
                                                   says: str | None) -> None:
-    state = state_of(JobView(word, requeued, None, reason))
+    state = state_of(SlurmJob(word, requeued, None, reason))
     assert state.state == cell and state.job_id == JOB
     if says is not None:
         assert state.reason.endswith(says), state.reason
@@ -51,21 +51,21 @@ def test_live_and_held_jobs_are_never_resubmitted(word: str, reason: str | None,
 @pytest.mark.parametrize("word", ["TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                                   "DEADLINE", "REVOKED"])
 def test_a_job_ended_by_slurm_fails_with_slurms_word_and_reruns(word: str) -> None:
-    state = state_of(JobView(word, False, "0:15", None))
+    state = state_of(SlurmJob(word, False, "0:15", None))
     assert state.state == FAILED and state.reason.startswith(word)
     assert why_run(state, forced=False) == FAILED
 
 
 def test_a_failed_job_keeps_the_python_error_it_recorded() -> None:
     error = {"reason": "ValueError: bad batch", "when": time.time()}
-    state = state_of(JobView("FAILED", False, "1:0", None), error)
+    state = state_of(SlurmJob("FAILED", False, "1:0", None), error)
     assert (state.state, state.reason) == (FAILED, "ValueError: bad batch")
 
 
 def test_squeue_wins_for_live_jobs_and_sacct_keeps_the_history() -> None:
     """sacct lags the controller: a hold on an unsplit array shows only in squeue's reason."""
-    accounted = {JOB: JobView("PENDING", True, "0:0", None), "41_4": JobView("COMPLETED", False, "0:0", None)}
-    live = {JOB: JobView("PENDING", False, None, "JobHeldAdmin"), "41_5": JobView("PENDING", False, None, "Priority")}
+    accounted = {JOB: SlurmJob("PENDING", True, "0:0", None), "41_4": SlurmJob("COMPLETED", False, "0:0", None)}
+    live = {JOB: SlurmJob("PENDING", False, None, "JobHeldAdmin"), "41_5": SlurmJob("PENDING", False, None, "Priority")}
     merged = _with_live(accounted, live)
-    assert merged[JOB] == JobView("PENDING", True, "0:0", "JobHeldAdmin")
+    assert merged[JOB] == SlurmJob("PENDING", True, "0:0", "JobHeldAdmin")
     assert merged["41_4"] == accounted["41_4"] and merged["41_5"] == live["41_5"]

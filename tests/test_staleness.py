@@ -82,7 +82,7 @@ STALES = {
 }
 KEEPS = {
     "a comment in the config": (f"{CONF}/model/tiny.yaml", lambda t: t + "# a comment\n"),
-    "a time limit": (f"{CONF}/gpu/local.yaml", lambda t: t.replace("timeout_min: 120", "timeout_min: 30")),
+    "a time limit": (f"{CONF}/gpu/local.yaml", lambda t: t.replace("time_min: 120", "time_min: 30")),
     "the grid's description": (f"{CONF}/experiment/default.yaml",
                                lambda t: t.replace("4 molecules", "four molecules")),
     "a comment and a docstring in the code": (

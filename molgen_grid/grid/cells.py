@@ -108,3 +108,33 @@ def canonical(value: Any, reads_back: Callable[[str, Any], bool]) -> str:
     if reads_back(text, value):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class ValueSpelling:
+    """Whether Hydra reads a text back as a given value (`canonical`'s question), asked once per text."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self._read: dict[str, Any] = {}
+
+    def reads_back(self, text: str, value: Any) -> bool:
+        from hydra.errors import HydraException
+
+        if text not in self._read:
+            try:
+                self._read[text] = self._parser.parse_override(f"k={text}").value()
+            except HydraException:
+                self._read[text] = _UNREADABLE
+        back = self._read[text]
+        return type(back) is type(value) and back == value
+
+
+_UNREADABLE = object()
+
+
+def name_matches(name: str, settings: Callable[[dict[str, str]], dict[str, str]]) -> bool:
+    """Whether a name typed by a user (`--force`, `hydra.launcher.force`) selects a cell: every `key=value` part
+    of it is the cell's value of that key. `settings(wanted)` gives the cell's value of each wanted key, as a name
+    writes it (its default where the name leaves the key out)."""
+    wanted = dict(part.partition("=")[::2] for part in name.split(","))
+    return settings(wanted) == wanted

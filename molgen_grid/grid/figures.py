@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from molgen_grid.grid.dotted import value_at
-from molgen_grid.grid.task import ENGINE_KEYS
+from molgen_grid.grid.task import SUMMARY_KEYS
 
 #: How deep into a task's nested figures the engine looks for numbers when a study names none.
 DISCOVERY_DEPTH = 3
@@ -70,7 +70,7 @@ def discovered(summary: dict) -> list[str]:
             elif isinstance(value, dict) and depth < DISCOVERY_DEPTH:
                 walk(value, path + ".", depth + 1)
 
-    walk({k: v for k, v in summary.items() if k not in ENGINE_KEYS}, "", 1)
+    walk({k: v for k, v in summary.items() if k not in SUMMARY_KEYS}, "", 1)
     return found
 
 

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from molgen_grid.grid.store import atomic_write_text
 
@@ -154,6 +154,11 @@ def _shown(path: Path, project: Path) -> str:
     return path.relative_to(project).as_posix() if path.is_relative_to(project) else str(path)
 
 
+def files_part(paths: list[Path], project: Path) -> dict[str, str]:
+    """Files by content (Python by syntax), keyed as the project names them."""
+    return {_shown(path, project): file_hash(path) for path in paths if path.is_file()}
+
+
 def pinned_code(folders: list[Path], project: Path) -> dict[str, str]:
     """Every file of the experiment's pinned folders (`grid.code`), keyed as the project names it."""
     out = {}
@@ -280,24 +285,30 @@ def _name_some(kind: str, names: list[str]) -> str:
 
 @dataclass
 class Current:
-    """This plan's view of the parts that do not depend on the cell, each computed once."""
+    """This plan's view of the parts that do not depend on the cell, each computed once: the code (what the
+    cells' kind of work covers, `code_of`) and the library versions."""
 
-    settings: Any
-    project: Path
+    code_of: Callable[[], dict[str, str]]
+    libraries_of: Callable[[], dict[str, Any]] = dict
     hashes: FileHashes = field(default_factory=FileHashes)
     _code: dict[str, str] | None = None
     _libraries: dict[str, Any] | None = None
 
+    @classmethod
+    def of_study(cls, settings: Any, project: Path) -> "Current":
+        """A study's: its task's modules or its command and inputs, its pinned folders (code_part)."""
+        return cls(lambda: code_part(settings, project), lambda: library_versions(settings))
+
     @property
     def code(self) -> dict[str, str]:
         if self._code is None:
-            self._code = code_part(self.settings, self.project)
+            self._code = self.code_of()
         return self._code
 
     @property
     def libraries(self) -> dict[str, Any]:
         if self._libraries is None:
-            self._libraries = library_versions(self.settings)
+            self._libraries = self.libraries_of()
         return self._libraries
 
     def stale(self, stored: dict[str, Any] | None, config: dict[str, str]) -> str | None:

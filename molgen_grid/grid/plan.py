@@ -5,11 +5,10 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.fingerprint import Current
-from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, JobView, \
     read_state
 from molgen_grid.grid.store import SUMMARY, CellStore
@@ -21,9 +20,13 @@ STALE_POLICIES = ("rerun", "keep")
 
 @dataclass
 class Entry:
+    """One cell of a plan (a study's cell, an app's job): its directory, state and why it runs."""
+
     cell: Cell
     store: CellStore
-    spec: GridSpec = field(repr=False)
+    #: The config part of the cell's fingerprint as it would be recorded now (the study's files, the app's
+    #: composed config).
+    config_of: Callable[[Cell], dict[str, str]] = field(repr=False)
     state: CellState = field(default_factory=lambda: CellState(MISSING))
     why: str | None = None
 
@@ -35,7 +38,7 @@ class Entry:
     def config_part(self) -> dict[str, str]:
         """The config part of the cell's fingerprint, as its config files and overrides are now (computed only
         for cells that finished or run: a status of thousands of missing cells never needs it)."""
-        return self.spec.fingerprint_config(self.cell)
+        return self.config_of(self.cell)
 
 
 def why_run(state: CellState, forced: bool, stale_policy: str = "rerun") -> str | None:
@@ -88,12 +91,19 @@ def existing(root: Path) -> set[str]:
         return set()
 
 
-def make_plan(spec: GridSpec, cells: list[Cell], root: Path, forced: set[str], executors: Mapping[str, object],
-              current: Current, stale_policy: str = "rerun") -> tuple[list[Entry], dict[str, JobView]]:
+def under(root: Path, cells: list[Cell], config_of: Callable[[Cell], dict[str, str]]) -> list[Entry]:
+    """The entries of cells whose directories are named after them under one root (a study's experiment)."""
+    return [Entry(cell, CellStore(root, cell.name), config_of) for cell in cells]
+
+
+def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, object], current: Current,
+              stale_policy: str = "rerun") -> tuple[list[Entry], dict[str, JobView]]:
     """Each cell's state (every executor asked once for all of its jobs) and whether it runs."""
-    present = existing(root)
-    entries = [Entry(cell, CellStore(root, cell.name), spec) for cell in cells]
-    found = [e for e in entries if e.cell.name in present]
+    present: dict[Path, set[str]] = {}
+    for e in entries:
+        if e.store.dir.parent not in present:
+            present[e.store.dir.parent] = existing(e.store.dir.parent)
+    found = [e for e in entries if e.store.name in present[e.store.dir.parent]]
     histories = [e.store.attempts() for e in found]
     views = ask(executors, [e.store for e in found], histories)
     for entry, attempts in zip(found, histories):

@@ -17,11 +17,13 @@ def _positive(value: Any, integer: bool) -> bool:
 
 
 RULES = {
-    "time_min": (lambda v: _positive(v, True), "a positive integer (minutes)"),
-    "timeout_min": (lambda v: _positive(v, False), "a positive number (minutes)"),
+    "time_min": (lambda v: _positive(v, True), "a positive integer (minutes): the cell's time limit"),
     "mem_gb": (lambda v: _positive(v, False), "a positive number (GB)"),
     "cpus_per_task": (lambda v: _positive(v, True), "a positive integer"),
     "executor": (lambda v: isinstance(v, str) and bool(v), "the name of an executor of grid.executors"),
+    "setup": (lambda v: isinstance(v, list) and all(isinstance(line, str) for line in v),
+              "a list of shell lines (run before the job)"),
+    "additional": (lambda v: isinstance(v, dict), "a mapping of sbatch parameters (their long names, without --)"),
 }
 
 

@@ -1,30 +1,24 @@
 """A run of a plan: check what would be launched, claim each cell, hand it to its executor, and say what happened.
 
-Everything that can refuse a run is checked before the first cell is claimed: the executors (a Slurm cell needs
-a cluster that answers) and the cells' own input checks (`grid.preflight`, on one composed config per distinct
-set of the settings it reads, `grid.preflight_keys`), so a mistake costs nothing and touches nothing. Then the
-scheduled cells are claimed and submitted at once, the local cells are claimed and run one after another, and
-with `wait` every queued or running cell of the grid is followed to its end.
+The same for a study's cells and a Hydra app's jobs. Everything that can refuse a run is checked before the first
+cell is claimed: the executors (a Slurm cell needs a cluster that answers) and the study's own checks (preflight.py),
+so a mistake costs nothing and touches nothing. Then the scheduled cells are claimed and submitted at once, the
+local cells are claimed and run one after another.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.claim import BUSY, ELSEWHERE, FINISHED, Claimer
-from molgen_grid.grid.dotted import load, value_at
+from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.executors.base import Claim, Executor
-from molgen_grid.grid.figures import Figure, headline, headline_of
+from molgen_grid.grid.figures import Figure, headline_of
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT
-from molgen_grid.grid.worker import command_line
 from molgen_grid.words import plural
 
 LOCAL = "local"
@@ -59,12 +53,14 @@ class ConsoleEvents:
     """The executors' news, as lines on the console with each local cell's place in the queue."""
 
     console: Console
-    outcome: SweepOutcome
     #: The figure a finished cell's line shows, and the dotted path of the cell's warnings in summary.json (what
     #: a reader must know before trusting its figures).
     headline: Figure | None
     warnings: str | None = None
     counters: dict[str, str] = field(default_factory=dict)
+    outcome: SweepOutcome = field(default_factory=SweepOutcome)
+    #: What the grid's members are called (cells of a study, jobs of an app).
+    noun: str = "cell"
 
     def _name(self, claim: Claim) -> str:
         return f"{self.counters.get(claim.entry.cell.name, '')} {claim.entry.cell.name}".strip()
@@ -101,56 +97,46 @@ class ConsoleEvents:
     def submitted(self, where: str, job_id: str, claims: list[Claim]) -> None:
         self.outcome.submitted += len(claims)
         self.outcome.jobs.append(job_id)
-        self.console.print(f"submitted array {job_id} to {where}: {plural(len(claims), 'cell')}")
+        self.console.print(f"submitted array {job_id} to {where}: {plural(len(claims), self.noun)}")
 
 
 @dataclass
 class Runner:
     """Runs the cells of a plan that need it."""
 
-    spec: GridSpec
+    #: What the opening line calls the grid (`experiment default`, `sweep multirun/train`) and its members.
+    title: str
+    noun: str
     entries: list[Entry]
     executors: dict[str, Executor]
     claimers: Callable[[str], Claimer]
     console: Console
+    #: Each cell's resources (its `executor` and what the executor is asked for), and how a message names them.
+    resources_of: Callable[[Entry], dict[str, Any]]
+    label_of: Callable[[Entry], str]
+    #: Where the `executor` key is set, for a message about an unknown one (a group, hydra.launcher), and where
+    #: the executors there are come from.
+    where: str
+    executors_from: str
+    events: "ConsoleEvents"
+    #: The study's own checks of the cells to run, before anything is claimed (preflight.py).
+    check: Callable[[list[Entry]], None] = lambda todo: None
     outcome: SweepOutcome = field(default_factory=SweepOutcome)
 
-    def resources(self, todo: list[Entry]) -> dict[str, dict[str, Any]]:
-        """Each cell's option of the resource group: where and how it runs (one read per option)."""
-        return {e.cell.name: self.spec.resources(e.cell) for e in todo}
-
     def preflight(self, todo: list[Entry], resources: dict[str, dict[str, Any]]) -> None:
-        """What would refuse the run, checked before anything is claimed: each executor's own check, and the
-        cells' input checks on one composed config per distinct set of the settings they read."""
-        group = self.spec.settings.resources
+        """What would refuse the run, checked before anything is claimed: each executor's own check, then the
+        study's."""
         by_executor: dict[str, dict[str, dict[str, Any]]] = {}
         for e in todo:
-            label = f"{group}={self.spec.cell_choices(e.cell)[group]}" if group else "this machine"
-            by_executor.setdefault(str(resources[e.cell.name].get("executor", LOCAL)), {})[label] = \
+            by_executor.setdefault(str(resources[e.cell.name].get("executor", LOCAL)), {})[self.label_of(e)] = \
                 resources[e.cell.name]
         unknown = sorted(set(by_executor) - set(self.executors))
         if unknown:
-            raise InputError(f"{group}.executor={unknown[0]!r} (in {', '.join(sorted(by_executor[unknown[0]]))}) "
-                             f"is not an executor: choose one of {', '.join(self.executors)} (grid.executors)")
+            raise InputError(f"{self.where}.executor={unknown[0]!r} (in {', '.join(sorted(by_executor[unknown[0]]))}) "
+                             f"is not an executor: choose one of {', '.join(self.executors)} ({self.executors_from})")
         for name, executor in self.executors.items():
             executor.check(by_executor.get(name, {}))
-        if self.spec.settings.command is not None and todo:
-            self.check_command(todo[0])
-        if not self.spec.settings.preflight:
-            return
-        keys = set(self.spec.settings.preflight_keys)
-        representatives: dict[tuple, Entry] = {}
-        for e in todo:
-            signature = tuple((k, v) for k, v in e.cell.axes + e.cell.extra + e.cell.run if k.split(".")[0] in keys)
-            representatives.setdefault(signature, e)
-        check = load(self.spec.settings.preflight)
-        warnings: dict[str, None] = {}
-        for e in representatives.values():
-            cfg = self.spec.compose(e.cell)
-            cell_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "grid")])
-            warnings.update(dict.fromkeys(check(cell_cfg) or []))
-        for warning in warnings:
-            self.console.print(f"[yellow]warning: {warning}[/]")
+        self.check(todo)
 
     def adopt(self) -> None:
         """Record the jobs found for submissions cut short before their ids were written (a sweep stopped
@@ -163,21 +149,6 @@ class Runner:
                 e.store.append_attempt({"update": True, "attempt": last["attempt"], "job_id": e.state.job_id,
                                         "adopted": True})
 
-    def check_command(self, entry: Entry) -> None:
-        """A command that cannot be written out (a key its interpolation names is not there) is refused before
-        anything launches, on one cell's composed config, rather than failing every cell."""
-        hydra = HydraConfig.instance()
-        sweep = hydra.cfg
-        cfg = self.spec.compose(entry.cell)
-        try:
-            hydra.set_config(cfg)  # `${hydra:runtime.cwd}` resolves as in the cell's process
-            command_line(cfg, self.spec.settings)
-        except OmegaConfBaseException as exc:
-            raise InputError(f"grid.command cannot be written out for cell {entry.cell.name}: "
-                             f"{str(exc).strip().splitlines()[0]}") from None
-        finally:
-            hydra.cfg = sweep
-
     def __call__(self) -> SweepOutcome:
         self.adopt()
         todo = [e for e in self.entries if e.runs]
@@ -185,15 +156,15 @@ class Runner:
         outcome.total = len(self.entries)
         outcome.done = sum(1 for e in self.entries if not e.runs and e.state.state not in IN_FLIGHT)
         outcome.in_flight = sum(1 for e in self.entries if not e.runs and e.state.state in IN_FLIGHT)
-        resources = self.resources(todo)
+        resources = {e.cell.name: self.resources_of(e) for e in todo}
         self.preflight(todo, resources)
-        self.console.print(f"experiment {self.spec.experiment}: {plural(len(self.entries), 'cell')}, "
-                           f"{len(todo)} to run, {outcome.done} done, {outcome.in_flight} queued or running")
+        self.console.print(f"{self.title}: {plural(len(self.entries), self.noun)}, {len(todo)} to run, "
+                           f"{outcome.done} done, {outcome.in_flight} queued or running", highlight=False)
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
-        settings = self.spec.settings
-        events = ConsoleEvents(self.console, outcome, headline(settings), settings.report.warnings)
+        events = self.events
+        events.outcome = outcome
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]

@@ -89,7 +89,8 @@ class GridSettings:
 
 
 #: How a cell runs, read from its resource group's option: never part of its name or fingerprint.
-SCHEDULING_KEYS = ("time_min", "timeout_min", "mem_gb", "cpus_per_task", "partition", "gres", "additional")
+SCHEDULING_KEYS = ("time_min", "mem_gb", "cpus_per_task", "partition", "gres", "account", "qos", "constraint",
+                   "additional", "setup")
 SETTING_NAMES = tuple(f.name for f in fields(GridSettings))
 
 

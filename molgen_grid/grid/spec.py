@@ -19,12 +19,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cells import Cell, canonical, make_cell, parse_cell_name
+from molgen_grid.grid.cells import Cell, ValueSpelling, canonical, make_cell, name_matches, parse_cell_name
 from molgen_grid.grid.dotted import load
 from molgen_grid.grid.fingerprint import digest
 from molgen_grid.grid.resources import check_resource
@@ -33,15 +32,15 @@ from molgen_grid.grid.settings import read_settings
 _ABSENT = object()
 #: The grid of a study that has no `experiment` group, and the experiment `--experiment` names by default.
 DEFAULT_EXPERIMENT = "default"
-#: Overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
-ENGINE_KEYS = ("hydra.", "hydra/", "grid.")
+#: Key prefixes of overrides that steer Hydra or the engine, not the cell: they never enter a cell's name.
+STEERING_PREFIXES = ("hydra.", "hydra/", "grid.")
 #: Sections of a config file that are not the cell's config: Hydra's, the engine's, the defaults list.
 NOT_CELL_SECTIONS = ("hydra", "grid", "defaults")
 
 
 def steers_the_engine(key: str) -> bool:
     """The experiment choice and Hydra's or the engine's settings: never part of a cell."""
-    return key == "experiment" or key.lstrip("+~").startswith(ENGINE_KEYS)
+    return key == "experiment" or key.lstrip("+~").startswith(STEERING_PREFIXES)
 
 
 def close_match(word: str, choices: Iterable[str]) -> str:
@@ -86,7 +85,7 @@ class GridSpec:
         self._files: dict[str, DictConfig | None] = {}
         self._file_hash: dict[str, str] = {}
         self._files_part: dict[tuple, dict[str, str]] = {}
-        self._readback: dict[str, Any] = {}
+        self._spelling = ValueSpelling(self._parser)
         self._checker: Callable[[str, Any], str | None] | None = None
         #: Groups the grid being planned sets to several options (see `_applies`).
         self._swept: set[str] = set()
@@ -137,15 +136,6 @@ class GridSpec:
 
     # --- overrides --------------------------------------------------------------------------------------------
 
-    def _reads_back(self, text: str, value: Any) -> bool:
-        if text not in self._readback:
-            try:
-                self._readback[text] = self._parser.parse_override(f"k={text}").value()
-            except HydraException:
-                self._readback[text] = _ABSENT
-        back = self._readback[text]
-        return type(back) is type(value) and back == value
-
     def _parse(self, override: str) -> tuple[str, str, bool, bool] | None:
         """(key without prefix, value in its one spelling, is it a group choice, did it force-add), validated
         once per distinct override; None for an override that steers Hydra or the engine, not the cell."""
@@ -171,7 +161,7 @@ class GridSpec:
             problem = self.check_value(key, parsed.value())
             if problem:
                 raise InputError(problem)
-            result = (key, canonical(parsed.value(), self._reads_back), False, adds)
+            result = (key, canonical(parsed.value(), self._spelling.reads_back), False, adds)
         self._parsed[override] = result
         return result
 
@@ -334,8 +324,7 @@ class GridSpec:
             if name in by_name:
                 out.append(by_name[name])
                 continue
-            wanted = dict(part.partition("=")[::2] for part in name.split(","))
-            matches = [c for c in grid if self.settings_of(c, wanted) == wanted]
+            matches = [c for c in grid if name_matches(name, lambda wanted, c=c: self.settings_of(c, wanted))]
             if matches:
                 out.extend(matches)
                 continue
@@ -368,7 +357,7 @@ class GridSpec:
                 out[key] = self.choices[key]
             else:
                 value = self._default_of(key, self.cell_choices(cell))
-                out[key] = canonical(None if value is _ABSENT else value, self._reads_back)
+                out[key] = canonical(None if value is _ABSENT else value, self._spelling.reads_back)
         return out
 
     def resources(self, cell: Cell) -> dict[str, Any]:

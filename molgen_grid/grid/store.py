@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -72,6 +73,44 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def write_pickle(path: Path, value: Any) -> None:
+    """Pickle `value` (cloudpickle) into a file writable by its owner alone, whatever the umask: a pickle is
+    code, and `load_pickle` loads none that anybody else could have written."""
+    import cloudpickle
+
+    data = cloudpickle.dumps(value)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644 & ~_UMASK)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def trusted(path: Path) -> bool:
+    """Whether a file may be unpickled: a plain file (no link), owned by the user running this process and
+    writable by nobody else."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() \
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def load_pickle(path: Path) -> Any:
+    """The pickled value, or InputError naming why it is not loaded (another user could have written it)."""
+    import cloudpickle
+
+    if not trusted(path):
+        raise InputError(f"{path} is not loaded: a pickle runs code when loaded, and this one is missing, a link, "
+                         f"owned by another user or writable by others (rerun the job to write it anew)")
+    return cloudpickle.loads(path.read_bytes())
 
 
 def safe_component(name: str, what: str) -> str:

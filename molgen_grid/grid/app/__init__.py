@@ -11,7 +11,7 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from molgen_grid.grid.command import never_called
+from molgen_grid.grid.front_door import never_called
 
 
 def is_app(config: DictConfig, task_function: Callable) -> bool:

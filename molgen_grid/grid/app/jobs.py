@@ -1,66 +1,58 @@
-"""One job of an app's multirun as a cell: its composed config, its directory, its fingerprint and its state.
+"""What is Hydra's in an app's job: its cell named from its task overrides, its config composed, its directory.
 
 The directory is what Hydra resolves from `hydra.sweep.dir`/`hydra.sweep.subdir`, except that Hydra's default
 subdir, `${hydra.job.num}`, is replaced by the cell's name (its normalised overrides, cells.py): a job's number
 is its place in one sweep, so a rerun that adds, drops or reorders jobs would find another job's results there.
+Only a job whose subdir is the user's own is composed to find its directory; the rest compose in their own
+process, as hydra-submitit-launcher's jobs do on the node.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from molgen_grid.grid.cells import Cell, canonical, make_cell
-from molgen_grid.grid.fingerprint import code_hash, digest
-from molgen_grid.grid.state import CellState, JobView, read_state
+from molgen_grid.errors import InputError
+from molgen_grid.grid.cells import Cell, ValueSpelling, canonical, make_cell
+from molgen_grid.grid.fingerprint import digest
 from molgen_grid.grid.store import CellStore
 
 #: Hydra's default `hydra.sweep.subdir`: a position in one sweep, never a stable name.
 NUMBERED_SUBDIR = "${hydra.job.num}"
 
 
-@dataclass
-class AppJob:
-    """One job of the sweep: its number, overrides, composed config (Hydra's section included) and cell."""
-
-    idx: int
-    overrides: list[str]
-    cfg: DictConfig
-    cell: Cell
-    store: CellStore
-    fingerprint: dict[str, Any]
-    state: CellState = field(default_factory=lambda: CellState("missing"))
-    why: str | None = None
-
-    @property
-    def out_dir(self) -> Path:
-        return self.store.dir
-
-
-def cell_of(overrides: Sequence[str], parser: OverridesParser) -> Cell:
-    """The cell these task overrides select: prefixes (`+`, `++`) dropped, each value spelled one way, sorted by
-    key as Hydra's `override_dirname` sorts them."""
+def cell_of(overrides: Sequence[str], parser: OverridesParser, spelling: ValueSpelling) -> Cell:
+    """The cell these task overrides select: prefixes (`+`, `++`) dropped, a group's package kept
+    (`model@encoder=small`), each value spelled one way, sorted by key as Hydra's `override_dirname` sorts them."""
     extra: dict[str, str] = {}
-
-    def reads_back(text: str, value: Any) -> bool:
-        try:
-            back = parser.parse_override(f"k={text}").value()
-        except HydraException:
-            return False
-        return type(back) is type(value) and back == value
-
     for line in overrides:
         parsed = parser.parse_override(line)
         if parsed.is_delete():
             continue
-        extra[parsed.key_or_group.replace("/", ".")] = canonical(parsed.value(), reads_back)
+        key = parsed.key_or_group.replace("/", ".") + (f"@{parsed.package}" if parsed.package is not None else "")
+        extra[key] = canonical(parsed.value(), spelling.reads_back)
     return make_cell([], extra)
+
+
+def compose_job(loader: Any, sweep: DictConfig, overrides: Sequence[str], idx: int, cell: Cell) -> DictConfig:
+    """The job's config (Hydra's section included), as Hydra's launchers compose it, numbered, its default
+    subdir replaced by its cell's name."""
+    cfg = loader.load_sweep_config(sweep, list(overrides))
+    with open_dict(cfg):
+        cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
+        cfg.hydra.job.num = idx
+        if numbered(cfg):
+            cfg.hydra.sweep.subdir = cell.name
+    return cfg
+
+
+def numbered(cfg: DictConfig) -> bool:
+    """Whether the sweep leaves `hydra.sweep.subdir` at Hydra's default (the launcher names the directory)."""
+    return OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") == NUMBERED_SUBDIR
 
 
 def task_config(cfg: DictConfig, leave_out: str | None = None) -> DictConfig:
@@ -73,64 +65,58 @@ def task_config(cfg: DictConfig, leave_out: str | None = None) -> DictConfig:
     return out
 
 
-def code_files(task_function: Callable) -> list[Path]:
-    """The app's code a result depends on: the file of its task function's module."""
-    try:
-        return [Path(task_function.__code__.co_filename).resolve()]
-    except AttributeError:
-        return []
+def config_part(cfg: DictConfig, resources: str | None) -> dict[str, str]:
+    """The config part of a job's fingerprint: its composed config, unresolved (so `${now:}` does not change it),
+    the resource group left out (it only says where the job runs)."""
+    return {"job config": digest(OmegaConf.to_yaml(task_config(cfg, resources)))}
 
 
-def fingerprint(cfg: DictConfig, task_function: Callable, resources: str | None = None) -> dict[str, Any]:
-    """The job's identity: its config (unresolved, so `${now:}` does not change it; the resource group, which
-    only says where it runs, left out) and the app's code."""
-    code = {str(p): code_hash(p) for p in code_files(task_function) if p.is_file()}
-    return {"config": digest(OmegaConf.to_yaml(task_config(cfg, resources))), "code": code}
+@dataclass
+class AppJob:
+    """One job of an app's sweep: its number, task overrides, cell and directory; composed only when needed."""
+
+    idx: int
+    overrides: list[str]
+    cell: Cell
+    store: CellStore
+    compose: Callable[[], DictConfig] = field(repr=False)
+    _cfg: DictConfig | None = field(default=None, repr=False)
+
+    @property
+    def cfg(self) -> DictConfig:
+        if self._cfg is None:
+            self._cfg = self.compose()
+        return self._cfg
+
+    @property
+    def label(self) -> str:
+        return f"job #{self.idx} ({' '.join(self.overrides) or 'no overrides'})"
 
 
-def stale_reason(stored: dict | None, now: dict[str, Any]) -> str | None:
-    """Why a stored result no longer stands for this job (None when it does)."""
-    stored = stored or {}
-    if stored.get("config") != now["config"]:
-        return "the app's config changed since it ran"
-    changed = [Path(f).name for f in set(stored.get("code", {})) | set(now["code"])
-               if stored.get("code", {}).get(f) != now["code"].get(f)]
-    return f"the app's code changed since it ran: {', '.join(sorted(changed))}" if changed else None
+def job_dir(sweep_dir: Path, cfg: DictConfig | None, cell: Cell) -> Path:
+    """Where the job runs: its cell's name under the sweep dir, or the subdir the user set, as it resolves."""
+    subdir = cell.name if cfg is None else str(cfg.hydra.sweep.subdir)
+    return Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
 
 
-def prepare_job(idx: int, overrides: Sequence[str], cfg: DictConfig, parser: OverridesParser,
-                task_function: Callable, resources: str | None = None) -> AppJob:
-    """The job's number, cell, directory and fingerprint (no state read yet, nothing written)."""
-    cell = cell_of(cfg.hydra.overrides.task, parser)
-    with open_dict(cfg):
-        cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
-        cfg.hydra.job.num = idx
-        if OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir") == NUMBERED_SUBDIR:
-            cfg.hydra.sweep.subdir = cell.name
-    out = Path(os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir))))
-    return AppJob(idx, list(overrides), cfg, cell, CellStore(out.parent, out.name),
-                  fingerprint(cfg, task_function, resources))
-
-
-def job_state(job: AppJob, views: Mapping[str, JobView], lock_held: bool = False) -> CellState:
-    """The job's state, read from its directory and its executor's view, as an engine cell's is."""
-    return read_state(job.store, lambda summary: stale_reason(summary.get("fingerprint"), job.fingerprint), views,
-                      lock_held=lock_held)
-
-
-def summary_value(store: CellStore) -> Any:
-    """The return value a finished job stored: in its summary, or pickled beside it."""
-    import cloudpickle
-
-    summary = store.summary() or {}
-    if summary.get("value_file"):
-        return cloudpickle.loads(store.path(summary["value_file"]).read_bytes())
-    return summary.get("value")
-
-
-def json_value(value: Any) -> bool:
-    """Whether a return value reads back from JSON as itself."""
-    try:
-        return json.loads(json.dumps(value)) == value
-    except (TypeError, ValueError):
-        return False
+def check_directories(jobs: Sequence[AppJob], sweep_dir: Path) -> None:
+    """Refuse, before anything is claimed or moved, a job whose directory is not its own: the sweep dir itself,
+    one that holds the sweep dir, one inside another job's, or one two jobs share."""
+    fix = ("give each job a directory of its own: leave hydra.sweep.subdir to the launcher (it names each job "
+           "after its overrides), or make it tell every job apart (${hydra.job.override_dirname} without "
+           "exclude_keys)")
+    owner: dict[Path, AppJob] = {}
+    for job in jobs:
+        where = job.store.dir
+        if where == sweep_dir or sweep_dir.is_relative_to(where):
+            raise InputError(f"{job.label} would run in {where}, which holds the sweep dir {sweep_dir}: {fix}")
+        if where in owner:
+            raise InputError(f"{owner[where].label} and {job.label} would share the directory {where}: {fix}")
+        owner[where] = job
+    for job in jobs:
+        for parent in job.store.dir.parents:
+            if parent in owner:
+                raise InputError(f"{job.label} would run in {job.store.dir}, inside the directory of "
+                                 f"{owner[parent].label}: {fix}")
+            if parent == sweep_dir:
+                break

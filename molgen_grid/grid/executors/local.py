@@ -23,6 +23,7 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig
 
+from molgen_grid.errors import InputError
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.interrupts import error_record
@@ -36,6 +37,8 @@ NAME = "local"
 POLL_S = 0.1
 #: How long a stopped cell's process may take to record itself as interrupted.
 STOP_WAIT_S = 30.0
+#: A local cell's time limit when its resources set none (`time_min`): it is then killed, and reads failed.
+DEFAULT_TIME_MIN = 120
 
 
 class LocalView:
@@ -65,7 +68,11 @@ class LocalExecutor:
         self.locks = Path(settings.device_locks)
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
-        """Anything runs here."""
+        """Anything runs here; a time limit under its former name is named (it would be ignored)."""
+        for label, option in options.items():
+            if "timeout_min" in option:
+                raise InputError(f"{label} sets timeout_min: a cell's time limit is time_min, here as on Slurm "
+                                 f"(rename the key)")
 
     def view(self, attempts: list[dict]) -> LocalView:
         return LocalView()
@@ -83,7 +90,7 @@ class LocalExecutor:
             events.waiting(claim, f"waiting for the {device} (in use by {holder})")
         store = claim.entry.store
         executor = submitit.LocalExecutor(folder=store.dir / "logs")
-        executor.update_parameters(timeout_min=float(claim.resources.get("timeout_min", 120)))
+        executor.update_parameters(timeout_min=float(claim.resources.get("time_min", DEFAULT_TIME_MIN)))
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
         store.append_attempt({"update": True, "attempt": job.attempt, "job_id": str(handle.job_id),

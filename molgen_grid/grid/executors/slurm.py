@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import subprocess
 import time
@@ -120,24 +121,42 @@ class SlurmView:
 
 @dataclass(frozen=True)
 class Resources:
-    """What sbatch is asked for: cells with equal resources share one job array."""
+    """What sbatch is asked for: cells with equal resources share one job array. None: the cluster's default
+    (a partition left out goes to the cluster's default partition)."""
 
-    partition: str
+    partition: str | None
     gres: str | None
     cpus_per_task: int
     mem_gb: float
     time_min: int
+    account: str | None
+    qos: str | None
+    constraint: str | None
+    #: Free sbatch parameters (long names without `--`) and shell lines run before the job, as JSON.
     additional: str
+    setup: tuple[str, ...]
 
     @classmethod
     def of(cls, option: dict[str, Any]) -> "Resources":
-        """From a cell's option of the resource group."""
+        """From a cell's resources (its option of the resource group, or an app's launcher keys)."""
+        def text(key: str) -> str | None:
+            return None if option.get(key) is None else str(option[key])
+
         return cls(
-            partition=str(option["partition"]), gres=option.get("gres"),
-            cpus_per_task=int(option.get("cpus_per_task", 1)), mem_gb=float(option.get("mem_gb", 4)),
-            time_min=int(option.get("time_min", 60)),
-            additional=json.dumps(option.get("additional") or {}, sort_keys=True),
+            partition=text("partition"), gres=text("gres"),
+            cpus_per_task=int(option.get("cpus_per_task") or 1), mem_gb=float(option.get("mem_gb") or 4),
+            time_min=int(option.get("time_min") or 60), account=text("account"), qos=text("qos"),
+            constraint=text("constraint"), additional=json.dumps(option.get("additional") or {}, sort_keys=True),
+            setup=tuple(str(line) for line in option.get("setup") or ()),
         )
+
+    def sbatch(self) -> dict[str, Any]:
+        """submitit's parameters for these resources (the keys left at the cluster's default omitted)."""
+        chosen = {"partition": self.partition, "gres": self.gres, "account": self.account, "qos": self.qos,
+                  "constraint": self.constraint}
+        return {**{k: v for k, v in chosen.items() if v is not None}, "cpus_per_task": self.cpus_per_task,
+                "mem": f"{int(self.mem_gb * 1024)}M", "time": self.time_min,
+                "additional_parameters": json.loads(self.additional), "setup": list(self.setup)}
 
 
 def job_name(token: str) -> str:
@@ -167,6 +186,9 @@ class SlurmExecutor:
         self.settings = OmegaConf.to_container(settings.slurm)
         self.group = settings.resources
         self.folder = root / ".slurm"
+        #: Where a refused request is mended.
+        self.fix = f"see conf/{self.group}/ or override {self.group}.*" if self.group else \
+            "override hydra.launcher.partition and its other keys"
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
         if options and not slurm_answers():
@@ -199,8 +221,8 @@ class SlurmExecutor:
             said = lines[-1] if lines else str(exc)
             resources = chunks[sent][0]
             withdraw([c for _, chunk in chunks[sent:] for c in chunk], f"sbatch refused it: {said}")
-            raise InputError(f"sbatch refused the {len(chunks[sent][1])} cells for partition {resources.partition}: "
-                             f"{said} (see conf/{self.group}/ or override {self.group}.*)") from None
+            raise InputError(f"sbatch refused the {len(chunks[sent][1])} cells for partition "
+                             f"{resources.partition or '(the default)'}: {said} ({self.fix})") from None
         except BaseException:
             withdraw([c for _, chunk in chunks[sent + 1:] for c in chunk], "its sweep was stopped before sending it")
             raise
@@ -213,19 +235,27 @@ class SlurmExecutor:
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
                                               "index": index, "partition": resources.partition})
         executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=int(self.settings["max_requeues"]))
-        executor.update_parameters(
-            partition=resources.partition, gres=resources.gres, cpus_per_task=resources.cpus_per_task,
-            mem=f"{int(resources.mem_gb * 1024)}M", time=resources.time_min,
-            array_parallelism=int(self.settings["array_parallelism"]),
-            signal_delay_s=int(self.settings["signal_delay_s"]),
-            additional_parameters=json.loads(resources.additional), job_name=job_name(token),
-        )
-        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's refusal; ours says it once
+        executor.update_parameters(**resources.sbatch(), array_parallelism=int(self.settings["array_parallelism"]),
+                                   signal_delay_s=int(self.settings["signal_delay_s"]), job_name=job_name(token))
+        # submitit's job pickles are loaded on the node: written with no write bit for others, whatever the umask
+        with contextlib.redirect_stderr(io.StringIO()), owner_writable_only():  # and sbatch's refusal said once
             handles = executor.map_array(CellRunner(), [c.job for c in chunk])
         for claim, handle in zip(chunk, handles):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt,
                                               "job_id": str(handle.job_id), "log": str(handle.paths.stdout)})
-        events.submitted(resources.partition, str(handles[0].job_id).split("_")[0], chunk)
+        events.submitted(resources.partition or "the default partition", str(handles[0].job_id).split("_")[0],
+                         chunk)
+
+
+@contextlib.contextmanager
+def owner_writable_only() -> Iterator[None]:
+    """Files and folders made meanwhile are writable by their owner alone (group and others lose the bit)."""
+    previous = os.umask(0)
+    os.umask(previous | 0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def withdraw(claims: list[Claim], why: str) -> None:

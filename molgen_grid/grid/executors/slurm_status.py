@@ -25,8 +25,8 @@ _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
 
 
 @dataclass(frozen=True)
-class JobView:
-    """One job as the cluster sees it: Slurm's state word, whether it was requeued before, its exit code and
+class SlurmJob:
+    """One Slurm job as the cluster sees it: Slurm's state word, whether it was requeued before, its exit code and
     Slurm's reason (`JobHeldUser`, `Resources`, ...)."""
 
     state: str
@@ -37,7 +37,7 @@ class JobView:
 
 @dataclass
 class ClusterView:
-    jobs: dict[str, JobView]
+    jobs: dict[str, SlurmJob]
     #: None when sacct answered; else why the view is partial (squeue only sees live jobs).
     partial: str | None = None
     #: Neither sacct nor squeue answered: nothing is known of any job.
@@ -78,7 +78,7 @@ def slurm_answers() -> bool:
     return out is not None and "UP" in out
 
 
-def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
+def _from_sacct(job_ids: list[str]) -> dict[str, SlurmJob] | None:
     """Every run of each job (-D: requeues too) with its steps: a job whose step was killed for memory reads
     FAILED at the job level, OUT_OF_MEMORY at the step, and the step's word is the one that explains it. A pending
     array's record (`12_[0-3]`) stands for its tasks until they have rows of their own (sacct -D keeps it after
@@ -115,11 +115,11 @@ def _from_sacct(job_ids: list[str]) -> dict[str, JobView] | None:
             state = next((s for s in steps if s in FAILED_STATES and s != "FAILED"), state)
         earlier = {run[0] for run in runs[:-1]}
         requeued = bool(earlier & {"REQUEUED", "PREEMPTED", "TIMEOUT", "NODE_FAIL"}) or state == "REQUEUED"
-        views[job_id] = JobView(state, requeued, exit_code, reason)
+        views[job_id] = SlurmJob(state, requeued, exit_code, reason)
     return views
 
 
-def _from_squeue(job_ids: list[str]) -> dict[str, JobView] | None:
+def _from_squeue(job_ids: list[str]) -> dict[str, SlurmJob] | None:
     out = _run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(sorted({j.split("_")[0] for j in job_ids}))])
     if out is None:
         return None
@@ -127,17 +127,17 @@ def _from_squeue(job_ids: list[str]) -> dict[str, JobView] | None:
     for line in out.splitlines():
         job_id, state, reason = (line.split("|") + ["", ""])[:3]
         for one in _expand(job_id):
-            views[one] = JobView(state, state == "REQUEUED", None, reason if reason not in ("", "None") else None)
+            views[one] = SlurmJob(state, state == "REQUEUED", None, reason if reason not in ("", "None") else None)
     return views
 
 
-def _with_live(accounted: dict[str, JobView], live: dict[str, JobView]) -> dict[str, JobView]:
+def _with_live(accounted: dict[str, SlurmJob], live: dict[str, SlurmJob]) -> dict[str, SlurmJob]:
     """sacct's jobs with squeue's state and reason for those the controller still holds (requeue history and
     exit codes stay sacct's)."""
     merged = dict(accounted)
     for job_id, now in live.items():
         before = accounted.get(job_id)
-        merged[job_id] = now if before is None else JobView(now.state, before.requeued or now.requeued,
+        merged[job_id] = now if before is None else SlurmJob(now.state, before.requeued or now.requeued,
                                                              before.exit_code, now.reason)
     return merged
 

@@ -19,9 +19,15 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
-from molgen_grid.grid.task import CellHandle
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from molgen_grid.grid.task.base import Composed
+from molgen_grid.grid.task.contract import CellHandle
+from molgen_grid.grid.task.study import StudyConfig, cell_config
 
 #: How many lines of the command's stderr a failure quotes.
 STDERR_TAIL = 20
@@ -102,3 +108,32 @@ def run_command(argv: Sequence[str], result_name: str, cell: CellHandle) -> dict
     except ValueError as exc:
         raise CommandFailed(f"{result_name} is not JSON: {exc}") from None
     return figures
+
+
+def command_line(full: DictConfig, settings: DictConfig) -> list[str]:
+    """A command cell's arguments, each interpolated against the cell's config (the engine's settings, defaults
+    included, under `grid`: `${grid.command_result}` resolves)."""
+    with open_dict(full):
+        full.grid = settings
+    return [str(a) for a in OmegaConf.to_container(full.grid.command, resolve=True)]
+
+
+@dataclass
+class CommandWork:
+    """A command as a cell's work (`grid.command`)."""
+
+    study: StudyConfig
+    _argv: list[str] = field(default_factory=list, init=False, repr=False)
+    _result: str = field(default="", init=False, repr=False)
+
+    def compose(self, cell_dir: Path) -> Composed:
+        full, settings = self.study.compose()
+        config = cell_config(full)
+        self._argv, self._result = command_line(full, settings), settings.command_result
+        return Composed(config, self.study.fingerprint(settings), f"the command {shown(self._argv)}", settings)
+
+    def run(self, cell: CellHandle) -> Mapping[str, Any]:
+        return run_command(self._argv, self._result, cell)
+
+    def failed(self, exc: BaseException, cell_dir: Path) -> None:
+        """Nothing beyond the error record (the command's stderr is in the cell's log)."""

@@ -6,7 +6,7 @@ own, a give-up hook, and a way to name the input files whose content its result 
 any JSON-serialisable mapping: its figures, as the summary will hold them. One form is reserved:
 `{"status": "unsupported", "reason": "..."}`, a combination that cannot run there (a result of the study, done,
 never rerun). `status` may also be "ok" (the default when absent); `provenance` (a mapping) is merged into the
-engine's own; every other key the engine writes (ENGINE_KEYS) is refused, so a study can never overwrite what
+engine's own; every other key the engine writes (SUMMARY_KEYS) is refused, so a study can never overwrite what
 identifies its cell. docs/tasks.md is the user's page for this contract.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, NoReturn, Optional
 
 OK, UNSUPPORTED = "ok", "unsupported"
 #: The summary's keys that the engine writes for every study (DESIGN.md, section 2).
-ENGINE_KEYS = ("experiment", "cell", "status", "reason", "axes", "overrides", "config", "config_hash",
+SUMMARY_KEYS = ("experiment", "cell", "status", "reason", "axes", "overrides", "config", "config_hash",
                "fingerprint", "provenance", "started_at", "finished_at", "attempt")
 #: The keys that make a summary complete: a file without one of them is no summary (corrupt).
 REQUIRED_KEYS = ("experiment", "cell", "status", "axes", "config", "config_hash", "fingerprint", "provenance")
@@ -73,7 +73,7 @@ def read_result(result: Any, origin: str) -> tuple[str, Optional[str], dict[str,
         raise ResultError(f"{origin} returned status {status!r}: 'ok' or 'unsupported' (with a reason)")
     if status == UNSUPPORTED and not isinstance(reason, str):
         raise ResultError(f"{origin} returned status 'unsupported' without a reason: add reason='...'")
-    taken = sorted(k for k in figures if k in ENGINE_KEYS and k != "provenance")
+    taken = sorted(k for k in figures if k in SUMMARY_KEYS and k != "provenance")
     if taken:
         raise ResultError(f"{origin} returned {', '.join(map(repr, taken))}, which the engine writes: rename "
                           "them")

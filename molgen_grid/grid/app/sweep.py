@@ -1,0 +1,186 @@
+"""An app's multirun through the engine's one pipeline: its jobs planned as cells, then shown, or claimed and run
+by the same executors as a study's cells, and every job handed back to Hydra's sweeper.
+
+Each job's state is read from its directory and its executor's view of its last attempt (plan.py, state.py); a
+job runs when it is missing, failed, interrupted, stale or forced. Locally each runs in a fresh process, one
+after another, under its device's lock; on Slurm the jobs go out as job arrays (split at MaxArraySize, claims
+withdrawn when sbatch refuses) and the launch returns, or with `wait` follows them to their end. Then each job
+comes back as a `JobReturn`: a done job's stored value, a failed job's exception. What is Hydra's (naming a job,
+composing it, its `JobReturn`) is in jobs.py and returns.py; the job's process runs task/hydra_app.py.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, setup_globals
+from omegaconf import OmegaConf
+
+from molgen_grid.errors import InputError, Interrupted, fail, interrupt_on_sigterm, interrupted
+from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
+    numbered
+from molgen_grid.grid.app.returns import job_return
+from molgen_grid.grid.cells import ValueSpelling, name_matches
+from molgen_grid.grid.claim import Claimer
+from molgen_grid.grid.executors.local import LocalExecutor
+from molgen_grid.grid.executors.slurm import SlurmExecutor
+from molgen_grid.grid.fingerprint import Current
+from molgen_grid.grid.follow import follow
+from molgen_grid.grid.plan import Entry, make_plan
+from molgen_grid.grid.run import ConsoleEvents, Runner
+from molgen_grid.grid.settings import GridSettings
+from molgen_grid.grid.store import CellStore
+from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
+from molgen_grid.grid.worker import CellJob
+from molgen_grid.words import plural
+
+
+class AppSweep:
+    """One multirun batch of an app, for the launcher that Hydra built (its action, force, wait, resources)."""
+
+    def __init__(self, launcher: Any, task_function: Callable) -> None:
+        self.launcher = launcher
+        self.task_function = task_function
+        self.config = launcher.config
+        self.hydra_context = launcher.hydra_context
+        self.console = launcher.console
+        self.sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
+        self.current = Current(lambda: app_code(task_function, Path(os.getcwd())))
+        settings = OmegaConf.structured(GridSettings)
+        settings.resources = launcher.resources
+        settings.slurm.array_parallelism = launcher.array_parallelism
+        self.executors = {"local": LocalExecutor(settings, self.sweep_dir),
+                          "slurm": SlurmExecutor(settings, self.sweep_dir)}
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        try:
+            jobs = self.jobs(job_overrides, initial_job_idx)
+            entries, views = self.plan(jobs, self.forced(jobs))
+            if self.launcher.action in ("status", "dry_run"):
+                self.show(jobs, entries)
+                return []
+            if self.launcher.action != "run":
+                raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status "
+                                 "and dry_run")
+            return self.run(jobs, entries, views)
+        except InputError as exc:
+            fail(str(exc))
+
+    def jobs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[AppJob]:
+        """Every job's cell and directory (composed only where the user's own subdir names it), checked."""
+        loader = self.hydra_context.config_loader
+        parser = OverridesParser.create(config_loader=loader)
+        spelling = ValueSpelling(parser)
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            cell = cell_of(overrides, parser, spelling)
+            compose = functools.partial(compose_job, loader, self.config, list(overrides), initial_job_idx + i, cell)
+            cfg = None if numbered(self.config) else compose()
+            where = job_dir(self.sweep_dir, cfg, cell)
+            jobs.append(AppJob(initial_job_idx + i, list(overrides), cell, CellStore(where.parent, where.name),
+                               compose, cfg))
+        check_directories(jobs, self.sweep_dir)
+        return jobs
+
+    def forced(self, jobs: list[AppJob]) -> set[str]:
+        """The jobs `hydra.launcher.force` names: `*`, a directory's or a cell's name, or some of a cell's
+        `key=value` parts (`x=1` forces every job with x=1)."""
+        def named(name: str, job: AppJob) -> bool:
+            own = dict(job.cell.extra)
+            return name in ("*", job.store.name, job.cell.name) or \
+                name_matches(name, lambda wanted: {k: own.get(k) for k in wanted})
+
+        return {j.cell.name for j in jobs if any(named(name, j) for name in self.launcher.force)}
+
+    def plan(self, jobs: list[AppJob], forced: set[str]) -> tuple[list[Entry], dict]:
+        resources = self.launcher.resources
+        entries = [Entry(j.cell, j.store, lambda cell, j=j: config_part(j.cfg, resources)) for j in jobs]
+        return make_plan(entries, forced, self.executors, self.current)
+
+    def show(self, jobs: list[AppJob], entries: list[Entry]) -> None:
+        """status: every job's state; dry_run: what a run would do with each."""
+        counts: dict[str, int] = {}
+        for e in entries:
+            counts[e.state.state] = counts.get(e.state.state, 0) + 1
+        if self.launcher.json:
+            print(json.dumps({"sweep_dir": str(self.sweep_dir), "counts": counts, "jobs": [
+                {"num": j.idx, "cell": j.cell.name, "dir": str(j.store.dir), "state": e.state.state,
+                 "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides}
+                for j, e in zip(jobs, entries)]}))
+            return
+        for j, e in zip(jobs, entries):
+            what = (f"runs ({e.why})" if e.why else "kept") if self.launcher.action == "dry_run" else e.state.state
+            reason = f": {e.state.reason}" if e.state.reason else ""
+            self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}", highlight=False)
+        self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+    def resources_of(self, job: AppJob) -> dict[str, Any]:
+        """Where the job runs and what it asks for: the launcher's keys, overridden by the job's option of the
+        app's resource group (`hydra.launcher.resources`) where it has one."""
+        keys = {k: v for k, v in self.launcher.job_resources.items() if v is not None}
+        group = self.launcher.resources
+        option = OmegaConf.select(job.cfg, group) if group else None
+        return {**keys, **(OmegaConf.to_container(option, resolve=True) if OmegaConf.is_dict(option) else {})}
+
+    def run(self, jobs: list[AppJob], entries: list[Entry], views: dict) -> Sequence[JobReturn]:
+        by_dir = {j.store.dir: j for j in jobs}
+        state = Singleton.get_state()
+        work_of = functools.partial(AppFunctionWork, self.hydra_context, self.config, task_function=self.task_function,
+                                    singleton_state=state, sys_path=list(sys.path), code=self.current.code,
+                                    resources=self.launcher.resources)
+
+        def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
+            def job(entry: Entry, attempt: str) -> CellJob:
+                app_job = by_dir[entry.store.dir]
+                return CellJob(cell_dir=str(entry.store.dir), experiment=str(self.config.hydra.job.name),
+                               cell=entry.cell.name, attempt=attempt, axes={}, overrides=app_job.overrides,
+                               work=work_of(app_job.overrides, app_job.idx, app_job.cell), project_dir=os.getcwd(),
+                               executor=executor)
+            return job
+
+        def claimer(name: str) -> Claimer:
+            return Claimer(name, views, lambda e, summary: self.current.stale(summary.get("fingerprint"),
+                                                                              e.config_part),
+                           make_job(name), {e.cell.name for e in entries if e.why == "forced"})
+
+        group = self.launcher.resources
+        runner = Runner(f"sweep {self.sweep_dir}", "job", entries, self.executors, claimer, self.console,
+                        resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
+                        label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
+                        executors_from="the app's sweeps have these two",
+                        events=ConsoleEvents(self.console, None, noun="job"))
+        self.launcher.outcome = runner.outcome
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        interrupt_on_sigterm()
+        try:
+            outcome = runner()
+        except (KeyboardInterrupt, Interrupted) as exc:
+            running = next((j for j in jobs if j.cell.name == runner.outcome.running), None)
+            stopped = f"job #{running.idx} {running.store.name} stopped and is recorded as interrupted; " \
+                if running is not None else ""
+            interrupted(getattr(exc, "signum", signal.SIGINT),
+                        f"{stopped}the same multirun again runs it and the jobs not run yet")
+        elsewhere = outcome.submitted + outcome.in_flight + outcome.busy
+        if elsewhere and not self.launcher.wait:
+            self.console.print(f"{plural(elsewhere, 'job')} submitted or running elsewhere, not "
+                               f"waited for: hydra.launcher.action=status follows them, hydra.launcher.wait=true "
+                               f"returns every value")
+            return []
+
+        def replan() -> list[Entry]:
+            return self.plan(jobs, set())[0]
+
+        if elsewhere:
+            follow(self.console, replan)
+        final = replan()
+        return [job_return(j, e.state) for j, e in zip(jobs, final)]
+

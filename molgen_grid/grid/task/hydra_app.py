@@ -1,0 +1,98 @@
+"""A Hydra app's own function as a cell's work: composed in the job's process and run through Hydra's `run_job`,
+as hydra-submitit-launcher runs it on the node, so `HydraConfig.get()`, the job's `.hydra/` and log, `chdir` and
+callbacks behave as under any launcher.
+
+The sweep ships Hydra's context, its own config and the job's overrides, Hydra's singletons (the config store,
+registered resolvers) and its import path, pickled with cloudpickle: the app's function may be a closure or live
+in `__main__`. The return value is the job's figures: `{"value": ...}` when it reads back from JSON as itself,
+else pickled beside the summary (`value_file`). A function that raises fails the job; its exception is pickled
+beside the error record too, so the sweeper can re-raise it as Hydra's launchers do.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobStatus, run_job, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf
+
+from molgen_grid.grid.app.jobs import compose_job, config_part, task_config
+from molgen_grid.grid.cells import Cell
+from molgen_grid.grid.fingerprint import files_part
+from molgen_grid.grid.store import write_pickle
+from molgen_grid.grid.task.base import Composed
+from molgen_grid.grid.task.contract import CellHandle
+
+#: The file beside summary.json that holds a return value JSON cannot hold.
+VALUE_FILE = "return_value.pkl"
+#: The file beside error.json that holds the exception the app's function raised.
+EXCEPTION_FILE = "exception.pkl"
+
+
+def app_code(task_function: Callable, project: Path) -> dict[str, str]:
+    """The app's code a result depends on: the file of its task function's module, parsed."""
+    try:
+        path = Path(task_function.__code__.co_filename).resolve()
+    except AttributeError:
+        return {}
+    return files_part([path], project.resolve())
+
+
+def json_value(value: Any) -> bool:
+    """Whether a return value reads back from JSON as itself."""
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class AppFunctionWork:
+    """One job of an app's multirun, as its own process runs it."""
+
+    hydra_context: HydraContext
+    sweep_config: DictConfig
+    overrides: list[str]
+    idx: int
+    cell: Cell
+    task_function: Callable
+    singleton_state: Any
+    sys_path: list[str]
+    #: The code part of the fingerprint, taken in the sweep's process: the function travels by value when it
+    #: lives in `__main__` (cloudpickle), so what runs is what the sweep saw, and its file is not named here.
+    code: dict[str, str] = field(default_factory=dict)
+    resources: str | None = None
+    _cfg: DictConfig | None = field(default=None, init=False, repr=False)
+
+    def compose(self, cell_dir: Path) -> Composed:
+        sys.path[:0] = [p for p in self.sys_path if p not in sys.path]
+        setup_globals()
+        Singleton.set_state(self.singleton_state)
+        self._cfg = compose_job(self.hydra_context.config_loader, self.sweep_config, self.overrides, self.idx,
+                                self.cell)
+        fingerprint = {"config": config_part(self._cfg, self.resources), "code": self.code, "libraries": {}}
+        name = getattr(self.task_function, "__name__", "function")
+        return Composed(OmegaConf.to_container(task_config(self._cfg), resolve=False), fingerprint,
+                        f"the app's function {name}")
+
+    def run(self, cell: CellHandle) -> Mapping[str, Any]:
+        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=self._cfg,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        if ret.status != JobStatus.COMPLETED:
+            raise ret._return_value
+        value = ret._return_value
+        if json_value(value):
+            return {"value": value}
+        write_pickle(cell.dir / VALUE_FILE, value)
+        return {"value": None, "value_file": VALUE_FILE, "value_type": type(value).__name__}
+
+    def failed(self, exc: BaseException, cell_dir: Path) -> None:
+        try:
+            write_pickle(cell_dir / EXCEPTION_FILE, exc)
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled: its error record says enough
+            (cell_dir / EXCEPTION_FILE).unlink(missing_ok=True)
