@@ -178,6 +178,9 @@ start() {
     wait_for 15 "the node" node_ready
   fi
   wait_for 30 "accounting" sacct -n -X -S now
+  # An account besides each user's default, so that a test can see `--account` reach Slurm (idempotent).
+  sacctmgr -i add account lab >/dev/null 2>&1 || true
+  sacctmgr -i add user "$(id -un)" account=lab >/dev/null 2>&1 || true
   say "running: partitions $(sinfo -h -o %R | sort | paste -sd, -) on node $NODE ($JOB_CPUS job CPUs)"
 }
 

@@ -161,9 +161,9 @@ def test_test_mode_is_visible_and_kept_apart(light: Light) -> None:
     (["sampling.top_p=1.5"], "sampling.top_p=1.5 is not allowed: sampling.top_p takes a number in (0, 1] or null"),
     (["workload=fair"], "workload='fair' is not allowed: workload takes one of matched, free"),
     (["gpu=h100", "gpu.time_min=0"], "gpu.time_min=0 is not allowed: gpu.time_min takes a positive integer"),
-    (["gpu.time_min=30"], "gpu.time_min is a key of gpu=a100, h100, rtx3070, not of gpu=local: choose one of "
+    (["gpu.partition=x"], "gpu.partition is a key of gpu=a100, h100, rtx3070, not of gpu=local: choose one of "
                           "those options"),
-    (["gpu=h100,a100", "gpu.time_min=30"], "while gpu is swept: write ++gpu.time_min=... to add it"),
+    (["gpu=h100,a100", "gpu.partition=x"], "while gpu is swept: write ++gpu.partition=... to add it"),
     (["kv_cache=statik"], "unknown option kv_cache=statik: did you mean static? choose one of"),
     (["--report", "--compare", "kv_cache=dynamic:statik"], "--compare 'kv_cache=dynamic:statik': this grid has no "
                                                            "kv_cache=statik: did you mean static? choose from dynamic, "

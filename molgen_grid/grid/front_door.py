@@ -112,13 +112,13 @@ def diagnose(loader: ConfigLoader, config_name: str, overrides: list[str], exc: 
     experiment = next((o.get_value_element_as_str() for o in parsed if o.key_or_group == "experiment"), None)
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
     spec = GridSpec(loader, config_name, experiment, hydra_overrides)  # an unknown experiment is named here
-    spec.validate(overrides)  # an unknown option or key, with a suggestion
+    spec.overrides.validate(overrides)  # an unknown option or key, with a suggestion
     message = " ".join(str(exc).split())
     scoped = re.match(r"Could not override '([^']+)'", message)
     if scoped:
         key = scoped.group(1)
         group = key.partition(".")[0]
-        having = spec.options_with(key)
+        having = spec.overrides.options_with(key)
         swept = any(o.key_or_group == group and o.is_sweep_override() for o in parsed)
         if having and swept:
             return (f"{key} is a key of {group}={', '.join(having)}, not of {group}={spec.choices.get(group)}, the "

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.app import is_app
@@ -78,7 +78,8 @@ class GridLauncher(Launcher):
         self.limit = limit
         self.resources = resources
         self.array_parallelism = array_parallelism
-        self.job_resources = dict(job_resources)
+        self.job_resources = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+                              for k, v in job_resources.items()}
         self.console = make_console()
         self.outcome: SweepOutcome | None = None
 

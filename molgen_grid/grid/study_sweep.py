@@ -49,7 +49,7 @@ class StudySweep:
     def launch(self, job_overrides: Sequence[Sequence[str]]) -> None:
         launcher = self.launcher
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
-        spec.check_base()
+        spec.overrides.check_base(spec.experiment)
         settings = spec.settings
         if settings.stale not in STALE_POLICIES:
             raise InputError(f"grid.stale={settings.stale!r}: choose one of {', '.join(STALE_POLICIES)}")

@@ -16,7 +16,8 @@ from molgen_grid.grid import statistics
 from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.figures import Figure, figures_of
 from molgen_grid.grid.plan import Entry, setting_keys
-from molgen_grid.grid.spec import GridSpec, close_match
+from molgen_grid.grid.overrides import close_match
+from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE, STALE
 from molgen_grid.grid.status import short_labels
 

@@ -1,0 +1,58 @@
+"""What a cell holds where its overrides say nothing: the experiment's value of a key, or its option file's when
+the cell chose another option of the key's group; so an override that restates a default names no other cell,
+and a key only some options of a swept group have stays out of the cells of the others.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from molgen_grid.errors import InputError
+from molgen_grid.grid.config_files import ConfigFiles
+from molgen_grid.grid.overrides import ABSENT, OverrideReader
+
+
+class Defaults:
+    def __init__(self, base: DictConfig, choices: dict[str, str], files: ConfigFiles,
+                 reader: OverrideReader) -> None:
+        self.base = base
+        self.choices = choices
+        self.files = files
+        self.reader = reader
+        self._is_default: dict[tuple[str, str, str | None], bool] = {}
+        #: Groups the grid being planned sets to several options (see `applies`).
+        self.swept: set[str] = set()
+
+    def value_of(self, key: str, choices: dict[str, str]) -> Any:
+        """The value `key` has in a cell with these group choices and no override of it (ABSENT: none)."""
+        group, _, rest = key.partition(".")
+        if rest and group in choices and choices[group] != self.choices.get(group):
+            value = OmegaConf.select(self.files.option(group, choices[group]), rest, default=ABSENT)
+        else:
+            value = OmegaConf.select(self.base, key, default=ABSENT)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+    def is_default(self, key: str, value: str, choices: dict[str, str]) -> bool:
+        memo = (key, value, choices.get(key.partition(".")[0]))
+        if memo not in self._is_default:
+            default = self.value_of(key, choices)
+            typed = self.reader.parser.parse_override(f"{key}={value}").value()
+            self._is_default[memo] = default is not ABSENT and default == typed
+        return self._is_default[memo]
+
+    def applies(self, key: str, choices: dict[str, str]) -> bool:
+        """Whether a key of some options of a group belongs in a cell with these choices. In a grid that sweeps
+        the group itself (`decoding=standard,assisted decoding.draft_tokens=5,10`) it is left out of the cells
+        whose option lacks it, which then are one cell; set for a single option that lacks it, it names the
+        options that have it (the fix: choose one of them, or add it everywhere with `++`)."""
+        group = key.partition(".")[0]
+        if group not in choices:
+            return True
+        having = self.reader.options_with(key)
+        if having and choices[group] not in having:
+            if group in self.swept:
+                return False
+            raise InputError(f"{key} is a key of {group}={', '.join(having)}, not of {group}={choices[group]}: "
+                             f"choose one of those options, or write ++{key}=... to add it to every option")
+        return True
