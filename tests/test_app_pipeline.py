@@ -197,3 +197,31 @@ def test_sbatch_refusing_an_app_group_withdraws_its_claims(tmp_path: Path) -> No
     assert line.startswith("molgen-grid: error: sbatch refused the 2 cells for partition nosuch: ") \
         and "invalid partition" in line.lower(), line
     assert {j["state"] for j in app.status("seed=1,2").values()} == {"missing"}
+
+
+@pytest.mark.parametrize("how", ["its own user's", "another user's", "group-writable"])
+def test_a_job_pickle_is_loaded_only_when_nobody_else_could_have_written_it(tmp_path: Path, how: str) -> None:
+    """Every cell's job starts through executors/job_entry.py (submitit's `python`), which looks at the pickle
+    submitit is about to load: the job runs only from its own user's pickle that nobody else can write."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    from molgen_grid.grid.executors import job_entry
+
+    marker = tmp_path / "loaded"
+    pickle = JobPaths(tmp_path, job_id="123", task_id=0).submitted_pickle
+    DelayedSubmission(open_marker(marker)).dump(pickle)
+    pickle.chmod(0o644)
+    if how == "another user's":
+        os.chown(pickle, 65534, 65534)
+    elif how == "group-writable":
+        pickle.chmod(0o664)
+    env = {**os.environ, "SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "123", "SUBMITIT_LOCAL_GLOBALID": "0",
+           "SUBMITIT_LOCAL_NTASKS": "1", "SUBMITIT_LOCAL_LOCALID": "0", "SUBMITIT_LOCAL_NODEID": "0",
+           "SUBMITIT_LOCAL_JOB_NUM_NODES": "1"}
+    done = subprocess.run(f"{job_entry.command()} -u -m submitit.core._submit {tmp_path}", shell=True, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if how == "its own user's":
+        assert marker.exists(), done.stderr  # submitit ran the job (whose pickle opened the marker when loaded)
+    else:
+        assert done.returncode == 1 and not marker.exists(), done.stderr
+        assert f"molgen-grid: not loading {pickle}: a pickle runs code when loaded" in done.stderr, done.stderr

@@ -4,8 +4,9 @@
 "done" means, so a cell killed at any moment is never shown as done. The other files are written atomically
 but not fsynced: they can be rebuilt, and a thousand fsyncs would cost a large submission seconds. The lock is
 an `flock` on a file in the cell directory: the kernel drops it when its holder dies, so a dead sweep can never
-keep a cell locked. Files follow the umask (a group-writable tree stays group-writable), and a tree someone
-else owns can be read: a status probes locks through read-only descriptors and writes nothing.
+keep a cell locked. Files follow the umask (a group-writable tree stays group-writable), pickles aside (only
+their owner may write one: loading it runs code), and a tree someone else owns can be read: a status probes
+locks through read-only descriptors and writes nothing.
 """
 from __future__ import annotations
 
@@ -35,8 +36,6 @@ HISTORY = "history"
 LOGS = "logs"
 #: The engine's own files in a cell's directory: everything else is an attempt's outcome.
 BOOKKEEPING = {ATTEMPTS, OVERRIDES, CONFIG, LOCK, HISTORY, LOGS}
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 #: How long a run waits for a cell's lock that a status probe or a claim holds for an instant.
 LOCK_WAIT_S = 3.0
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
@@ -44,12 +43,19 @@ _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
+def current_umask() -> int:
+    """This process's umask (read by setting it, so set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     """Write through a temporary file in the same directory and rename: readers see all or nothing.
     `durable` also fsyncs the file and the directory, so the write survives a crash of the machine."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600: results are shared on a cluster
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: results are shared on a cluster
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             if durable:
@@ -83,13 +89,24 @@ def write_pickle(path: Path, value: Any) -> None:
     data = cloudpickle.dumps(value)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644 & ~_UMASK)
+        os.fchmod(fd, 0o644 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def owner_writable_only() -> Iterator[None]:
+    """Files and folders made meanwhile are writable by their owner alone (group and others lose the bit)."""
+    previous = os.umask(0)
+    os.umask(previous | 0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def trusted(path: Path) -> bool:

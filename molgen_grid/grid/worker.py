@@ -27,7 +27,8 @@ from omegaconf import OmegaConf
 
 from molgen_grid.grid.fingerprint import FileHashes, digest, input_hashes
 from molgen_grid.grid.interrupts import end_with_owner, error_record, interrupt_on_signals
-from molgen_grid.grid.store import CONFIG, ERROR, SUMMARY, CellStore, atomic_write_json, atomic_write_text
+from molgen_grid.grid.store import CONFIG, ERROR, SUMMARY, CellStore, atomic_write_json, atomic_write_text, \
+    current_umask
 from molgen_grid.grid.task.base import CellWork, Composed
 from molgen_grid.grid.task.contract import UNSUPPORTED, CellHandle, read_result
 
@@ -62,6 +63,9 @@ class CellJob:
     device_lock: tuple[str, str] | None = None
     #: Variables the cell's process sets before it runs (None: unset), e.g. the launching shell's devices.
     environment: dict[str, str | None] = field(default_factory=dict)
+    #: The sweep's umask: the cell's files follow it (a group-writable tree stays so), though submitit's
+    #: job files were written with a stricter one, which Slurm would hand the job.
+    umask: int = field(default_factory=current_umask)
 
 
 def available_cpus() -> int:
@@ -93,6 +97,7 @@ def prepare_process(job: CellJob) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    os.umask(job.umask)
     os.chdir(job.project_dir)
     if job.owner_pid is not None:
         end_with_owner(job.owner_pid)

@@ -156,7 +156,7 @@ class AppSweep:
         runner = Runner(f"sweep {self.sweep_dir}", "job", entries, self.executors, claimer, self.console,
                         resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
                         label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
-                        executors_from="the app's sweeps have these two",
+                        executors_from="an app's sweep has these two",
                         events=ConsoleEvents(self.console, None, noun="job"))
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)

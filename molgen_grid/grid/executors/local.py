@@ -25,11 +25,12 @@ from omegaconf import DictConfig
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.devices import device_lock_holder, local_device
+from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.interrupts import error_record
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
     recorded_outcome
-from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json
+from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json, owner_writable_only
 from molgen_grid.grid.worker import execute
 
 NAME = "local"
@@ -89,7 +90,8 @@ class LocalExecutor:
         if holder:
             events.waiting(claim, f"waiting for the {device} (in use by {holder})")
         store = claim.entry.store
-        executor = submitit.LocalExecutor(folder=store.dir / "logs")
+        (store.dir / "logs").mkdir(exist_ok=True)  # with the sweep's umask: another member of a group adds to it
+        executor = submitit.LocalExecutor(folder=store.dir / "logs", python=job_entry.command())
         executor.update_parameters(timeout_min=float(claim.resources.get("time_min", DEFAULT_TIME_MIN)))
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
@@ -112,7 +114,8 @@ def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submiti
     the sweep, which gets it too, stops the controller itself."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return executor.submit(execute, job)
+        with owner_writable_only():  # submitit's pickle of the job, loaded by the cell's process
+            return executor.submit(execute, job)
     finally:
         signal.signal(signal.SIGINT, previous)
 

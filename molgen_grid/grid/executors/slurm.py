@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import subprocess
 import time
@@ -27,10 +26,12 @@ import submitit
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
+from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
+from molgen_grid.grid.store import owner_writable_only
 from molgen_grid.grid.worker import CellJob, execute
 
 NAME = "slurm"
@@ -234,7 +235,9 @@ class SlurmExecutor:
         for index, claim in enumerate(chunk):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
                                               "index": index, "partition": resources.partition})
-        executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=int(self.settings["max_requeues"]))
+        self.folder.mkdir(parents=True, exist_ok=True)  # the sweep's umask: a group's members all submit there
+        executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=int(self.settings["max_requeues"]),
+                                          python=job_entry.command())
         executor.update_parameters(**resources.sbatch(), array_parallelism=int(self.settings["array_parallelism"]),
                                    signal_delay_s=int(self.settings["signal_delay_s"]), job_name=job_name(token))
         # submitit's job pickles are loaded on the node: written with no write bit for others, whatever the umask
@@ -245,17 +248,6 @@ class SlurmExecutor:
                                               "job_id": str(handle.job_id), "log": str(handle.paths.stdout)})
         events.submitted(resources.partition or "the default partition", str(handles[0].job_id).split("_")[0],
                          chunk)
-
-
-@contextlib.contextmanager
-def owner_writable_only() -> Iterator[None]:
-    """Files and folders made meanwhile are writable by their owner alone (group and others lose the bit)."""
-    previous = os.umask(0)
-    os.umask(previous | 0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def withdraw(claims: list[Claim], why: str) -> None:

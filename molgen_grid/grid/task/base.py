@@ -10,7 +10,7 @@ or error record) is the worker's, the same for every kind.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
@@ -27,8 +27,6 @@ class Composed:
     fingerprint: dict[str, Any]
     #: How an error names the code that ran: `grid.task pkg.fn`, `the command python bench.py`, ...
     origin: str
-    #: Engine settings the worker reads (the library versions hook, ...); empty for a Hydra app.
-    settings: Any = field(default=None)
 
 
 class CellWork(Protocol):

@@ -130,7 +130,7 @@ class CommandWork:
         full, settings = self.study.compose()
         config = cell_config(full)
         self._argv, self._result = command_line(full, settings), settings.command_result
-        return Composed(config, self.study.fingerprint(settings), f"the command {shown(self._argv)}", settings)
+        return Composed(config, self.study.fingerprint(settings), f"the command {shown(self._argv)}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
         return run_command(self._argv, self._result, cell)

@@ -22,7 +22,7 @@ class FunctionWork:
         full, settings = self.study.compose()
         config = cell_config(full)
         self._call = (load(settings.task), config)
-        return Composed(config, self.study.fingerprint(settings), f"grid.task {settings.task}", settings)
+        return Composed(config, self.study.fingerprint(settings), f"grid.task {settings.task}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
         task, config = self._call
