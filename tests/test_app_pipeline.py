@@ -225,3 +225,19 @@ def test_a_job_pickle_is_loaded_only_when_nobody_else_could_have_written_it(tmp_
     else:
         assert done.returncode == 1 and not marker.exists(), done.stderr
         assert f"molgen-grid: not loading {pickle}: a pickle runs code when loaded" in done.stderr, done.stderr
+
+
+def test_a_requeued_job_is_pickled_writable_by_its_owner_alone(tmp_path: Path) -> None:
+    """A job requeued at its time limit is pickled again on the node by submitit, under the cell's (the sweep's)
+    umask: the checkpoint makes that pickle owner-writable as the first one was, or the job's next start would
+    refuse it."""
+    script = (
+        "import os, sys\n"
+        "from submitit.core.utils import JobPaths\n"
+        "from molgen_grid.grid.executors.slurm import CellRunner\n"
+        "os.umask(0o002)\n"
+        f"pickle = JobPaths({str(tmp_path)!r}, job_id='7', task_id=0).submitted_pickle\n"
+        "CellRunner().checkpoint('job').dump(pickle)\n"
+        "print(oct(pickle.stat().st_mode & 0o777))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "0o644", done.stdout + done.stderr

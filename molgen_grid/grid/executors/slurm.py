@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import subprocess
 import time
@@ -31,7 +32,7 @@ from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
-from molgen_grid.grid.store import owner_writable_only
+from molgen_grid.grid.store import current_umask, owner_writable_only
 from molgen_grid.grid.worker import CellJob, execute
 
 NAME = "slurm"
@@ -60,6 +61,12 @@ class CellRunner(submitit.helpers.Checkpointable):
 
     def __call__(self, job: CellJob) -> str:
         return execute(job)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """The requeued job, which submitit pickles next, as the sweep pickled it: writable by its owner alone
+        whatever the cell's umask (the process ends right after), or the next start would refuse it."""
+        os.umask(current_umask() | 0o022)
+        return super().checkpoint(*args, **kwargs)
 
 
 @dataclass
