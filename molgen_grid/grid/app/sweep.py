@@ -29,8 +29,7 @@ from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compos
 from molgen_grid.grid.app.returns import job_return
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
-from molgen_grid.grid.executors.local import LocalExecutor
-from molgen_grid.grid.executors.slurm import SlurmExecutor
+from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
 from molgen_grid.grid.plan import Entry, make_plan
@@ -56,8 +55,7 @@ class AppSweep:
         settings = OmegaConf.structured(GridSettings)
         settings.resources = launcher.resources
         settings.slurm.array_parallelism = launcher.array_parallelism
-        self.executors = {"local": LocalExecutor(settings, self.sweep_dir),
-                          "slurm": SlurmExecutor(settings, self.sweep_dir)}
+        self.executors = load_executors(settings, self.sweep_dir)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
@@ -156,7 +154,7 @@ class AppSweep:
         runner = Runner(f"sweep {self.sweep_dir}", "job", entries, self.executors, claimer, self.console,
                         resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
                         label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
-                        executors_from="an app's sweep has these two",
+                        executors_from="the engine's executors",
                         events=ConsoleEvents(self.console, None, noun="job"))
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
