@@ -247,6 +247,16 @@ def test_an_unknown_executor_is_one_line(light: Study) -> None:
     assert not light.results.exists() or not any(light.results.rglob("attempts.jsonl"))
 
 
+def test_a_local_time_limit_under_its_former_name_is_one_line(light: Study) -> None:
+    """`timeout_min` was a local option's time limit; `time_min` is a cell's time limit on every executor now, so
+    the old key would be ignored: it is named instead, before anything is claimed."""
+    done = light.cli("++where.timeout_min=5", locks(light), check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("molgen-grid: error: where=local sets timeout_min: a cell's time limit is "
+                                   "time_min, here as on Slurm (rename the key)")
+    assert not light.results.exists() or not any(light.results.rglob("attempts.jsonl"))
+
+
 def test_a_cell_another_sweep_claimed_meanwhile_counts_as_elsewhere(light: Study, tmp_path: Path) -> None:
     """Sweep A planned the cell as missing and is held before its claim; sweep B claims it and is held after its
     claim; A, let go, finds the cell claimed by B: queued elsewhere, not done."""
