@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from molgen_grid.__main__ import CONF_DIR
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import MAX_NAME_BYTES, make_cell, parse_cell_name
+from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.spec import GridSpec
 
 
@@ -82,12 +83,12 @@ def test_unknown_options_and_keys_are_refused_with_a_suggestion(spec: GridSpec) 
 def test_force_by_name_rebuilds_a_cell_outside_the_grid(spec: GridSpec) -> None:
     grid = spec.cells([["kv_cache=dynamic"]])
     other = spec.cell(["kv_cache=static", "attention=eager"])
-    assert spec.resolve_names([other.name], grid) == [other]
-    assert spec.resolve_names(["kv_cache=dynamic"], grid) == grid
+    assert named_cells(spec, [other.name], grid) == [other]
+    assert named_cells(spec, ["kv_cache=dynamic"], grid) == grid
     with pytest.raises(InputError, match="matches no cell of this grid: did you mean 'gpu=local,attention=eager,"):
-        spec.resolve_names(["attention=eager"], grid)
+        named_cells(spec, ["attention=eager"], grid)
     with pytest.raises(InputError, match="not a cell of this grid"):
-        spec.resolve_names(["nonsense"], grid)
+        named_cells(spec, ["nonsense"], grid)
 
 
 def test_keys_of_a_chosen_option_compare_with_that_option(spec: GridSpec) -> None:
@@ -104,7 +105,7 @@ def test_a_hashed_name_is_forced_through_its_recorded_overrides(spec: GridSpec, 
     assert "~" in cell.name
     (tmp_path / cell.name).mkdir()
     (tmp_path / cell.name / "overrides.json").write_text(__import__("json").dumps(cell.overrides))
-    assert spec.resolve_names([cell.name], [], tmp_path) == [cell]
+    assert named_cells(spec, [cell.name], [], tmp_path) == [cell]
 
 
 # --- One configuration, one cell (a test per rule) --------------------------------------------------------------

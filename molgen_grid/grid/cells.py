@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hydra.errors import HydraException
+
 MAX_NAME_BYTES = 200
 #: The name of the cell with no override and no axis: a study's one default configuration.
 DEFAULT_CELL = "default"
@@ -110,6 +112,10 @@ def canonical(value: Any, reads_back: Callable[[str, Any], bool]) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+#: What a text that Hydra cannot read as a value reads back as.
+_UNREADABLE = object()
+
+
 class ValueSpelling:
     """Whether Hydra reads a text back as a given value (`canonical`'s question), asked once per text."""
 
@@ -118,8 +124,6 @@ class ValueSpelling:
         self._read: dict[str, Any] = {}
 
     def reads_back(self, text: str, value: Any) -> bool:
-        from hydra.errors import HydraException
-
         if text not in self._read:
             try:
                 self._read[text] = self._parser.parse_override(f"k={text}").value()
@@ -128,8 +132,6 @@ class ValueSpelling:
         back = self._read[text]
         return type(back) is type(value) and back == value
 
-
-_UNREADABLE = object()
 
 
 def name_matches(name: str, settings: Callable[[dict[str, str]], dict[str, str]]) -> bool:

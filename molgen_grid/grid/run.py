@@ -121,7 +121,11 @@ class Runner:
     events: "ConsoleEvents"
     #: The study's own checks of the cells to run, before anything is claimed (preflight.py).
     check: Callable[[list[Entry]], None] = lambda todo: None
-    outcome: SweepOutcome = field(default_factory=SweepOutcome)
+
+    @property
+    def outcome(self) -> SweepOutcome:
+        """What the sweep did, as its events counted it."""
+        return self.events.outcome
 
     def preflight(self, todo: list[Entry], resources: dict[str, dict[str, Any]]) -> None:
         """What would refuse the run, checked before anything is claimed: each executor's own check, then the
@@ -164,7 +168,6 @@ class Runner:
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
         events = self.events
-        events.outcome = outcome
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]

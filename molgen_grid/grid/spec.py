@@ -7,14 +7,12 @@ the option files it selects (read once each). Composing every cell would cost ab
 status must answer in about a second, and a cell's own process composes its config when it runs.
 
 GridSpec ties the jobs together: the config files (config_files.py), the overrides (overrides.py), the values a
-cell holds where it says nothing (defaults.py); it names cells, resolves `--force` and reads their resources.
+cell holds where it says nothing (defaults.py); it names cells and reads their resources (forced.py: `--force`).
 One configuration gets one name, and keys that only say how a cell is run (`grid.not_identity`: time limits,
 memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
@@ -22,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cells import Cell, canonical, make_cell, name_matches, parse_cell_name
+from molgen_grid.grid.cells import Cell, canonical, make_cell
 from molgen_grid.grid.config_files import ConfigFiles
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match
@@ -119,35 +117,6 @@ class GridSpec:
             c = self.cell(overrides)
             seen.setdefault(c.name, c)
         return list(seen.values())
-
-    def resolve_names(self, names: Iterable[str], grid: list[Cell], root: Path | None = None) -> list[Cell]:
-        """Cells named on the command line (`--force`).
-
-        A name is a cell's full name, or a part of it (`kv_cache=static`) that selects every matching cell of
-        the grid, as `--status` shows them; a full name outside the grid is rebuilt from its directory's
-        overrides.json under `root` when it ran before, else from the name itself.
-        """
-        by_name = {c.name: c for c in grid}
-        out: list[Cell] = []
-        for name in names:
-            if name in by_name:
-                out.append(by_name[name])
-                continue
-            matches = [c for c in grid if name_matches(name, lambda wanted, c=c: self.settings_of(c, wanted))]
-            if matches:
-                out.extend(matches)
-                continue
-            recorded = root / name / "overrides.json" if root is not None and "/" not in name else None
-            try:
-                overrides = json.loads(recorded.read_text()) if recorded is not None and recorded.is_file() \
-                    else parse_cell_name(name)
-                c = self.cell(overrides)
-            except (ValueError, InputError) as e:
-                raise InputError(f"{name!r} is not a cell of this grid ({e}): copy a name from --status") from None
-            if c.name != name:
-                raise InputError(f"{name!r} matches no cell of this grid: did you mean {c.name!r}?")
-            out.append(c)
-        return list({c.name: c for c in out}.values())
 
     def cell_choices(self, cell: Cell) -> dict[str, str]:
         """The option of every group in this cell (its axes' and any other group it chose)."""

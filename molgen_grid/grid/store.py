@@ -53,11 +53,16 @@ def current_umask() -> int:
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     """Write through a temporary file in the same directory and rename: readers see all or nothing.
     `durable` also fsyncs the file and the directory, so the write survives a crash of the machine."""
+    _atomic_write(path, text.encode(), 0o666, durable)  # mkstemp makes 0600: results are shared on a cluster
+
+
+def _atomic_write(path: Path, data: bytes, mode: int, durable: bool = False) -> None:
+    """`data` into `path` through a temporary file and a rename, with `mode` less the umask."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: results are shared on a cluster
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        os.fchmod(fd, mode & ~current_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -86,16 +91,7 @@ def write_pickle(path: Path, value: Any) -> None:
     code, and `load_pickle` loads none that anybody else could have written."""
     import cloudpickle
 
-    data = cloudpickle.dumps(value)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644 & ~current_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write(path, cloudpickle.dumps(value), 0o644)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
+from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.gitinfo import git_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
@@ -60,11 +61,12 @@ class StudySweep:
         root = results / safe_component(spec.experiment, "experiment name")
         cells = spec.cells(job_overrides)
         if launcher.force and launcher.force != [ALL_CELLS]:
-            cells = spec.resolve_names(launcher.force, cells, root)
+            cells = named_cells(spec, launcher.force, cells, root)
         forced = {c.name for c in cells} if launcher.force else set()
         executors = load_executors(settings, root)
         current = self.current(settings)
-        entries, views = make_plan(under(root, cells, spec.fingerprint_config), forced, executors, current, settings.stale)
+        entries, views = make_plan(under(root, cells, spec.fingerprint_config), forced, executors, current,
+                                   settings.stale)
         current.hashes.save()
 
         def replan() -> list[Entry]:
@@ -77,7 +79,8 @@ class StudySweep:
             if launcher.json:
                 print(status_json(spec.experiment, entries, partial))
             else:
-                print_status(self.console, spec, entries, None if launcher.limit else test_mode_hint(spec, entries, root))
+                hint = None if launcher.limit else test_mode_hint(spec, entries, root)
+                print_status(self.console, spec, entries, hint)
         elif launcher.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         elif launcher.action == "report":
@@ -152,7 +155,8 @@ class StudySweep:
             f"experiment {spec.experiment}", "cell", entries, executors, claimer, self.console,
             resources_of=lambda e: spec.resources(e.cell),
             label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
-            where=str(group), executors_from="grid.executors", events=ConsoleEvents(self.console, headline(settings), settings.report.warnings),
+            where=str(group), executors_from="grid.executors",
+            events=ConsoleEvents(self.console, headline(settings), settings.report.warnings),
             check=StudyChecks(spec, self.console))
         self.launcher.outcome = runner.outcome
         outcome = runner()

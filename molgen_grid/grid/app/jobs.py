@@ -4,7 +4,7 @@ The directory is what Hydra resolves from `hydra.sweep.dir`/`hydra.sweep.subdir`
 subdir, `${hydra.job.num}`, is replaced by the cell's name (its normalised overrides, cells.py): a job's number
 is its place in one sweep, so a rerun that adds, drops or reorders jobs would find another job's results there.
 Only a job whose subdir is the user's own is composed to find its directory; the rest compose in their own
-process, as hydra-submitit-launcher's jobs do on the node.
+process (task/hydra_app.py), as Hydra's Slurm launcher plugin composes on the node.
 """
 from __future__ import annotations
 

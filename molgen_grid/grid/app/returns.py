@@ -19,7 +19,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.app.jobs import AppJob, task_config
-from molgen_grid.grid.state import CellState
+from molgen_grid.grid.state import DONE, CellState
 from molgen_grid.grid.store import load_pickle
 from molgen_grid.grid.task.hydra_app import EXCEPTION_FILE, VALUE_FILE
 
@@ -38,7 +38,7 @@ def stored_value(job: AppJob) -> Any:
 
 def job_return(job: AppJob, state: CellState) -> JobReturn:
     """The job's return as if it had just run: its configs, its directory, its stored value or exception."""
-    if state.state == "done":
+    if state.state == DONE:
         return _return(job, JobStatus.COMPLETED, stored_value(job))
     exception: BaseException = HydraException(f"{job.label} ({job.store.dir}) ended {state.state}"
                                               f"{f': {state.reason}' if state.reason else ''}")
