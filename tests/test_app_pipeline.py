@@ -74,6 +74,16 @@ def test_a_package_stays_in_the_name() -> None:
     assert one.name == "model@decoder=large,model@encoder=small" and two.name != one.name
 
 
+def test_a_status_whose_reader_went_away_ends_quietly(tmp_path: Path) -> None:
+    """`| head` under Hydra's basic sweeper: the launcher's own output, status 0 and no traceback."""
+    app = TinyApp(tmp_path / "app")
+    app.run("seed=1,2")
+    done = subprocess.run(["bash", "-c", f"{sys.executable} app.py -m seed=1,2 hydra.launcher.action=status "
+                           "hydra.launcher.json=true | true; exit ${PIPESTATUS[0]}"], cwd=app.dir, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
 def test_a_job_in_the_sweep_dir_is_refused_and_nothing_is_moved(tmp_path: Path) -> None:
     """`${hydra.job.override_dirname}` as subdir: a later sweep with no override would have run in the sweep dir
     itself and retired the other jobs' directories into its history."""

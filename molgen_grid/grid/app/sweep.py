@@ -23,7 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
 
-from molgen_grid.errors import InputError, Interrupted, fail, interrupt_on_sigterm, interrupted
+from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_sigterm, interrupted
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
 from molgen_grid.grid.app.returns import job_return
@@ -72,6 +72,8 @@ class AppSweep:
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))
+        except BrokenPipeError:  # a reader that closed the pipe (`| head`), with any sweeper
+            closed_pipe()
 
     def jobs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[AppJob]:
         """Every job's cell and directory (composed only where the user's own subdir names it), checked."""
