@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.utils import create_config_search_path
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from molgen_grid.__main__ import CONF_DIR
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cells import MAX_NAME_BYTES, make_cell, parse_cell_name
+from molgen_grid.grid.cells import MAX_NAME_BYTES, Cell, make_cell, parse_cell_name
 from molgen_grid.grid.forced import named_cells
+from molgen_grid.grid.config_keys import NOT_CELL_SECTIONS, changes, flat_keys, without
+from molgen_grid.grid.report.artifacts import grid_cells
 from molgen_grid.grid.spec import GridSpec
 
 
@@ -179,7 +183,54 @@ def test_nested_keys_of_how_a_cell_runs_stay_out_of_the_fingerprint(spec: GridSp
     (conf / "config.yaml").write_text(edited.replace("repeats: 5", "repeats: 6"))
     other = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
     before, after = spec.fingerprint_config(spec.cell([])), other.fingerprint_config(other.cell([]))
-    assert "factor: 20" in edited and before["config.yaml"] != after["config.yaml"]  # repeats is identity
+    assert "factor: 20" in edited and changes(before, after) == ["repeats 5 -> 6"]  # repeats is identity
     (conf / "config.yaml").write_text(edited)  # the factor alone
     alone = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
     assert alone.fingerprint_config(alone.cell([])) == before
+
+
+def loader_of(conf: Path) -> ConfigLoaderImpl:
+    return ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf)))
+
+
+def composed_keys(spec: GridSpec, cell: Cell) -> dict[str, str]:
+    """What the cell's own process composes, key by key, as the fingerprint keeps it."""
+    full = OmegaConf.to_container(spec.compose(cell), resolve=False)
+    return without(flat_keys(full), (*NOT_CELL_SECTIONS, *spec.not_identity))
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_the_plans_config_keys_are_those_hydra_composes(experiment: str) -> None:
+    """The plan merges the cell's config files without composing the cell; a cell's process composes it: the
+    two agree key by key on every experiment's cells (their first and last few, and a cell with overrides)."""
+    spec = GridSpec(loader_of(CONF_DIR), "config", experiment)
+    cells = grid_cells(spec)
+    for cell in cells[:3] + cells[-2:] + [spec.cell(["batch_size=2", "gpu=h100", "+extra_key=1"])]:
+        assert spec.fingerprint_config(cell) == composed_keys(spec, cell), cell.name
+
+
+NESTED = {
+    "config.yaml": "defaults:\n  - _self_\n  - db: mysql\ngrid:\n  task: task.run\nx: 1\n",
+    "db/mysql.yaml": "defaults:\n  - engine: innodb\nhost: localhost\n",
+    "db/postgres.yaml": "defaults:\n  - engine: pg\nhost: pghost\n",
+    "db/engine/innodb.yaml": "kind: innodb\n", "db/engine/myisam.yaml": "kind: myisam\n",
+    "db/engine/pg.yaml": "kind: pg\n",
+}
+
+
+def test_nested_groups_follow_their_parent_and_are_named_by_their_package(tmp_path) -> None:
+    """A group chosen by an option's own defaults (`db/engine` from `db/mysql.yaml`) is no axis: it follows the
+    option, so `db=postgres` composes `engine: pg`; set on the command line it is named `db.engine=...` (a
+    directory name holds no `/`) and read back as the group."""
+    for relative, text in NESTED.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    spec = GridSpec(loader_of(tmp_path), "config", None)
+    cells = spec.cells([["db=mysql"], ["db=postgres"], ["db=postgres", "db/engine=pg"],
+                        ["db=postgres", "db/engine=innodb"]])
+    assert [c.name for c in cells] == ["db=mysql", "db=postgres", "db=postgres,db.engine=innodb"]
+    for cell in cells:
+        assert spec.fingerprint_config(cell) == composed_keys(spec, cell), cell.name
+    assert spec.fingerprint_config(cells[1])["db.engine.kind"] == '"pg"'
+    assert spec.cell(parse_cell_name(cells[2].name)) == cells[2]
+    assert named_cells(spec, ["db.engine=innodb"], cells) == [cells[0], cells[2]]  # mysql's engine is innodb

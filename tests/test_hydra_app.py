@@ -146,7 +146,7 @@ def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
     assert {c: j["state"] for c, j in status.items()} == {
         "model=small,optim=sgd": "done", "model=small,optim=adam": "stale",
         "model=wide,optim=sgd": "done", "model=wide,optim=adam": "stale"}
-    assert status["model=small,optim=adam"]["reason"] == "config: job config"
+    assert status["model=small,optim=adam"]["reason"] == "config: optim.lr 0.01 -> 0.02"
     out = app.run(*GRID)
     assert "4 jobs, 2 to run, 2 done" in out and out.count("running (stale)") == 2, out
     assert app.summary("model=small,optim=sgd")["attempt"] == first

@@ -73,7 +73,7 @@ def edited(path: Path, change: Callable[[str], str]) -> Iterator[None]:
 CONF = "molgen_grid/conf"
 STALES = {
     "config": (f"{CONF}/model/tiny.yaml", lambda t: t.replace("dtype: auto", "dtype: float32"),
-               "config: model/tiny.yaml"),
+               'config: model.dtype "auto" -> "float32"'),
     "code": ("molgen_grid/bench/generate.py", lambda t: t + "\nNEW_CONSTANT = 1\n", "code: bench/generate.py"),
     "code of a module the task imports indirectly": (
         "molgen_grid/bench/encoding.py", lambda t: t.replace('PLACEHOLDER = "<0.0000,0.0000,0.0000>"',

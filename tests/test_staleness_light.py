@@ -44,7 +44,10 @@ def edited(path: Path, change: Callable[[str], str]) -> Iterator[None]:
 
 
 STALES = {
-    "config": ("variant/a.yaml", lambda t: t.replace("factor: 1", "factor: 5"), "config: variant/a.yaml"),
+    "config": ("variant/a.yaml", lambda t: t.replace("factor: 1", "factor: 5"), "config: variant.factor 1 -> 5"),
+    "a new key": ("config.yaml", lambda t: t + "unused_new_key: 2\n", "config: new key unused_new_key"),
+    "a removed key and a changed one": ("config.yaml", lambda t: t.replace("scale: 1.0\n", "").replace(
+        "count: 3", "count: 4"), "config: count 3 -> 4, scale removed"),
     "code": ("light_task.py", lambda t: t + "\nNEW_CONSTANT = 1\n", "code: light_task.py"),
 }
 KEEPS = {
@@ -52,6 +55,8 @@ KEEPS = {
     "a comment and a docstring in the code": (
         "light_task.py", lambda t: t.replace('"""The light task:', '"""The light study\'s task:') + "\n# a comment\n"),
     "the grid's description": ("experiment/default.yaml", lambda t: t.replace("Two variants", "Both variants")),
+    "an option the cell does not compose": ("variant/b.yaml", lambda t: t + "only_b: 1\n"),
+    "the experiment setting a key to the value it has": ("experiment/default.yaml", lambda t: t + "scale: 1.0\n"),
 }
 
 

@@ -63,11 +63,17 @@ def _name_value(value: str) -> str:
     return value if _SAFE_VALUE.match(value) else _HASH_MARK + short_hash(value)
 
 
+def name_key(key: str) -> str:
+    """A key as a name writes it: a nested group (`db/engine`) by its package (`db.engine`), as a directory name
+    holds no `/`; the override reader reads it back as the group."""
+    return key.replace("/", ".")
+
+
 def make_cell(axes: list[tuple[str, str]], extra: dict[str, str], run: dict[str, str] | None = None,
               added: frozenset[str] = frozenset()) -> Cell:
     """Build a cell from its axis choices (in axis order), its non-default overrides and how it is run."""
     items = list(axes) + sorted(extra.items())
-    name = ",".join(f"{k}={_name_value(v)}" for k, v in items) or DEFAULT_CELL
+    name = ",".join(f"{name_key(k)}={_name_value(v)}" for k, v in items) or DEFAULT_CELL
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
     return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name,
@@ -123,15 +129,18 @@ class ValueSpelling:
         self._parser = parser
         self._read: dict[str, Any] = {}
 
-    def reads_back(self, text: str, value: Any) -> bool:
+    def value_of(self, text: str) -> Any:
+        """The value Hydra reads `text` as, in an override (`_UNREADABLE` when it reads none)."""
         if text not in self._read:
             try:
                 self._read[text] = self._parser.parse_override(f"k={text}").value()
             except HydraException:
                 self._read[text] = _UNREADABLE
-        back = self._read[text]
-        return type(back) is type(value) and back == value
+        return self._read[text]
 
+    def reads_back(self, text: str, value: Any) -> bool:
+        back = self.value_of(text)
+        return type(back) is type(value) and back == value
 
 
 def name_matches(name: str, settings: Callable[[dict[str, str]], dict[str, str]]) -> bool:

@@ -1,71 +1,120 @@
-"""A study's config files as a grid reads them: each option file read once, and the config part of a cell's
-fingerprint (each file its config is made of, parsed, and its own overrides), never one composition per cell.
+"""A study's config files as a grid reads them: each file read once, and the config a cell would compose, key by
+key (config_keys.py), merged from the files its defaults list names, never one composition per cell.
+
+The experiment's defaults list (Hydra's own, computed once) gives every file's place and package. A cell that
+chooses other options has the same list with those options in their groups' places; only where an option has a
+defaults list of its own (nested groups), whose entries then depend on the choice, Hydra computes the list again,
+once per distinct set of choices.
 """
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Mapping
 
 from hydra.core.config_loader import ConfigLoader
+from hydra.core.default_element import ResultDefault
+from hydra.plugins.config_source import ConfigResult
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from molgen_grid.grid.fingerprint import digest
+from molgen_grid.grid.config_keys import NOT_CELL_SECTIONS, flat_keys, merge_tree, without
 
-#: Sections of a config file that are not the cell's config: Hydra's, the engine's, the defaults list.
-NOT_CELL_SECTIONS = ("hydra", "grid", "defaults")
+__all__ = ["ConfigFiles", "NOT_CELL_SECTIONS"]
+
+
+def _group(default: ResultDefault) -> str:
+    return (default.config_path or "").rpartition("/")[0]
+
+
+def _is_cells(default: ResultDefault) -> bool:
+    """Whether a defaults-list entry feeds the cell's config (Hydra's own configs do not)."""
+    path = default.config_path
+    return path is not None and not path.startswith("hydra/") and path != "hydra/config"
 
 
 class ConfigFiles:
-    """The files of one experiment's config tree, each read and hashed at most once."""
+    """The files of one experiment's config tree, each read at most once."""
 
-    def __init__(self, loader: ConfigLoader, config_name: str, experiment: str, not_identity: set[str]) -> None:
+    def __init__(self, loader: ConfigLoader, config_name: str, base_overrides: list[str],
+                 not_identity: set[str]) -> None:
         self.loader = loader
         self.config_name = config_name
-        self.experiment = experiment
+        self.base_overrides = base_overrides
         self.not_identity = not_identity
         self._options: dict[str, list[str]] = {}
-        self._files: dict[str, DictConfig | None] = {}
-        self._hashes: dict[str, str] = {}
-        self._parts: dict[tuple, dict[str, str]] = {}
+        self._results: dict[str, ConfigResult | None] = {}
+        self._trees: dict[tuple[str, str | None], dict] = {}
+        self._defaults: dict[tuple, list[ResultDefault]] = {}
+        self._keys: dict[tuple, dict[str, str]] = {}
 
     def group_options(self, group: str) -> list[str]:
         if group not in self._options:
             self._options[group] = self.loader.get_group_options(group)
         return self._options[group]
 
+    def result(self, path: str) -> ConfigResult | None:
+        """One config file as Hydra loads it (`group/option` or the primary config's name), read once."""
+        if path not in self._results:
+            self._results[path] = self.loader.repository.load_config(path)
+        return self._results[path]
+
     def config_file(self, path: str) -> DictConfig | None:
-        """One config file as written (`group/option` or the primary config's name), read once."""
-        if path not in self._files:
-            result = self.loader.repository.load_config(path)
-            self._files[path] = None if result is None else result.config
-        return self._files[path]
+        """One config file as written."""
+        result = self.result(path)
+        return None if result is None else result.config
 
     def option(self, group: str, option: str) -> DictConfig:
         """One option's file (empty when it has none)."""
         return self.config_file(f"{group}/{option}") or OmegaConf.create()
 
-    def file_part(self, path: str) -> str:
-        """A hash of one config file as it feeds a cell: parsed (comments and layout do not count), less its
-        Hydra and engine sections and the keys that only say how a cell is run."""
-        if path not in self._hashes:
-            cfg = self.config_file(path) or OmegaConf.create()
-            group = path.split("/")[0] if "/" in path else None
-            kept = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k not in NOT_CELL_SECTIONS])
-            for key in self.not_identity:
-                relative = key.partition(".")[2] if group and key.startswith(group + ".") else key
-                parent, _, leaf = relative.rpartition(".")
-                node = OmegaConf.select(kept, parent) if parent else kept
-                if OmegaConf.is_dict(node) and leaf in node:
-                    del node[leaf]
-            self._hashes[path] = digest(OmegaConf.to_yaml(kept))
-        return self._hashes[path]
+    def defaults(self, swapped: Mapping[str, str] = {}) -> list[ResultDefault]:
+        """Hydra's defaults list of the experiment with these groups' options swapped, computed once each."""
+        key = tuple(sorted(swapped.items()))
+        if key not in self._defaults:
+            overrides = self.base_overrides + [f"{group}={option}" for group, option in key]
+            self._defaults[key] = [d for d in self.loader.compute_defaults_list(
+                self.config_name, overrides, RunMode.RUN).defaults if _is_cells(d)]
+        return self._defaults[key]
 
-    def fingerprint_config(self, choices: dict[str, str], extra: Any) -> dict[str, str]:
-        """The config part of a cell's fingerprint: each file its config is made of (`choices`: its option of
-        every group), and its own overrides (`extra`)."""
-        key = tuple(sorted(choices.items()))
-        if key not in self._parts:
-            files = [self.config_name, f"experiment/{self.experiment}"] + [
-                f"{g}/{o}" for g, o in key if g != "experiment"]
-            self._parts[key] = {f"{path}.yaml": self.file_part(path) for path in files}
-        return {**self._parts[key], "overrides": digest(json.dumps(extra))}
+    def cell_defaults(self, chosen: Mapping[str, str]) -> list[ResultDefault]:
+        """The defaults list of a cell that chose these options (its own group choices; the rest are the
+        experiment's): the experiment's list with them in place, or Hydra's own answer where an option, old or
+        new, has a defaults list of its own (nested groups, which follow their parent's option)."""
+        base = self.defaults()
+        paths = {_group(d): d.config_path for d in base if not d.primary}
+        swapped = {g: o for g, o in chosen.items() if paths.get(g) != f"{g}/{o}"}
+        if not swapped:
+            return base
+        nested = any(g not in paths or self.has_defaults(f"{g}/{o}") for g, o in swapped.items()) or any(
+            d.parent in {paths.get(g) for g in swapped} for d in base)
+        if nested:
+            return self.defaults(chosen)
+        return [ResultDefault(config_path=f"{_group(d)}/{swapped[_group(d)]}", parent=d.parent, package=d.package,
+                              is_self=d.is_self)
+                if not d.primary and _group(d) in swapped else d for d in base]
+
+    def has_defaults(self, path: str) -> bool:
+        result = self.result(path)
+        return bool(result is not None and result.defaults_list)
+
+    def tree(self, default: ResultDefault) -> dict:
+        """One entry's file as a plain config placed at its package (its own defaults list left out)."""
+        key = (default.config_path, default.package)
+        if key not in self._trees:
+            result = self.result(default.config_path)
+            content = {} if result is None else OmegaConf.to_container(result.config, resolve=False)
+            content.pop("defaults", None)
+            for part in reversed(default.package.split(".") if default.package else []):
+                content = {part: content}
+            self._trees[key] = content
+        return self._trees[key]
+
+    def config_keys(self, chosen: Mapping[str, str]) -> dict[str, str]:
+        """The config a cell that chose these options composes before its own overrides, key by key, less
+        Hydra's and the engine's sections and the keys that only say how a cell runs."""
+        key = tuple(sorted(chosen.items()))
+        if key not in self._keys:
+            merged: dict[str, Any] = {}
+            for default in self.cell_defaults(chosen):
+                merge_tree(merged, self.tree(default))
+            self._keys[key] = without(flat_keys(merged), (*NOT_CELL_SECTIONS, *self.not_identity))
+        return self._keys[key]

@@ -1,9 +1,9 @@
 """What a result depends on, in parts, so that staleness can say which part changed.
 
 A done cell is stale when a part of its fingerprint differs from the same part computed now:
-- `config`: each config file the cell's config is made of (the primary config, the experiment, the option of
-  every group), as parsed YAML less Hydra's and the engine's sections and the keys that only say how a cell is
-  run (`grid.not_identity`), and the cell's own overrides: a comment or a time-limit edit stales nothing.
+- `config`: the cell's config key by key (config_keys.py), less Hydra's and the engine's sections and the keys
+  that only say how a cell is run (`grid.not_identity`): the reason names the key (`max_new_tokens 1536 -> 1024`),
+  and a comment, a time-limit edit or a file the cell does not compose stales nothing.
 - `code`: the task's modules, the project modules it imports (statically, transitively, imports inside
   functions included), each as its syntax tree without docstrings: comments, docstrings and formatting stale
   nothing, and code the task never imports is not part of it.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from molgen_grid.grid.config_keys import changes
 from molgen_grid.grid.store import atomic_write_text
 
 PARTS = ("config", "code", "inputs", "libraries")
@@ -278,6 +279,11 @@ def _changed_keys(before: dict, now: dict) -> list[str]:
     return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
+def _by_file(config: dict) -> bool:
+    """Whether a config part was recorded by an older molgen_grid, as one hash per config file."""
+    return "overrides" in config and all(k == "overrides" or k.endswith(".yaml") for k in config)
+
+
 def _name_some(kind: str, names: list[str]) -> str:
     more = f" and {len(names) - 2} more" if len(names) > 2 else ""
     return f"{kind}: {', '.join(names[:2])}{more}"
@@ -317,7 +323,9 @@ class Current:
         if not isinstance(stored, dict) or not set(PARTS) <= set(stored):
             return "fingerprint: recorded by an older molgen_grid, without parts"
         reasons = []
-        if changed := _changed_keys(stored["config"], config):
+        if _by_file(stored["config"]):
+            reasons.append("config: recorded file by file by an older molgen_grid (--accept keeps the result)")
+        elif changed := changes(stored["config"], config):
             reasons.append(_name_some("config", changed))
         if changed := _changed_keys(stored["code"], self.code):
             reasons.append(_name_some("code", changed))

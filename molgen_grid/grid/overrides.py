@@ -58,6 +58,8 @@ class OverrideReader:
             return self._parsed[override]
         parsed = self.parser.parse_override(override)
         key = parsed.key_or_group
+        if key not in self.choices and key.replace(".", "/") in self.choices:  # a nested group as a name spells it
+            key = key.replace(".", "/")
         if steers_the_engine(parsed.get_key_element()):
             result = None
         elif key in self.choices:

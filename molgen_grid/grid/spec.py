@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, canonical, make_cell
 from molgen_grid.grid.config_files import ConfigFiles
+from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match
 from molgen_grid.grid.settings import read_settings
@@ -58,10 +59,25 @@ class GridSpec:
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
         self.axes: list[str] = list(self.settings.axes) if self.settings.axes is not None else [
-            group for group in self.choices if group != "experiment"]
-        self.files = ConfigFiles(config_loader, config_name, experiment, self.not_identity)
+            group for group in self.choices if group != "experiment" and not self.is_nested(group)]
+        self.files = ConfigFiles(config_loader, config_name, self.base_overrides, self.not_identity)
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
+
+    def is_nested(self, group: str) -> bool:
+        """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
+        follows that option, so it is no axis of its own unless the grid's `axes` names it."""
+        parent = group.rpartition("/")[0]
+        return parent in self.choices
+
+    def option_of(self, group: str, choices: dict[str, str]) -> str | None:
+        """The option a group has where a cell does not choose one: the experiment's, or for a nested group the
+        one its parent's option (as `choices` has it) chooses."""
+        if not self.is_nested(group):
+            return self.choices.get(group)
+        others = {g: o for g, o in choices.items() if g != group and o != self.choices.get(g)}
+        return next((d.config_path.rpartition("/")[2] for d in self.files.cell_defaults(others)
+                     if d.config_path.rpartition("/")[0] == group), None)
 
     @property
     def base_overrides(self) -> list[str]:
@@ -76,8 +92,12 @@ class GridSpec:
                    list(sweep_config.hydra.overrides.hydra), sweep_config.get("grid"))
 
     def fingerprint_config(self, cell: Cell) -> dict[str, str]:
-        """The config part of a cell's fingerprint: each file its config is made of, and its own overrides."""
-        return self.files.fingerprint_config(self.cell_choices(cell), cell.extra)
+        """The config part of a cell's fingerprint: the config it composes, key by key (its options' files merged
+        as Hydra merges them, then its own overrides), without composing it."""
+        keys = dict(self.files.config_keys({k: v for k, v in cell.axes + cell.extra if k in self.choices}))
+        own = {k: self.overrides.spelling.value_of(v) for k, v in cell.extra if k not in self.choices}
+        merge_keys(keys, without(flat_keys(own), self.not_identity))
+        return keys
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
@@ -95,7 +115,8 @@ class GridSpec:
                 continue
             if not adds and not self.defaults.applies(key, choices):
                 continue
-            default = self.choices.get(key) == value if is_group else self.defaults.is_default(key, value, choices)
+            default = self.option_of(key, choices) == value if is_group else \
+                self.defaults.is_default(key, value, choices)
             if default:
                 extra.pop(key, None)
                 continue
@@ -128,14 +149,15 @@ class GridSpec:
         """The cell's value for each key as a name writes it, the experiment's default where it has none."""
         own = dict(cell.axes + cell.extra)
         out = {}
-        for key in keys:
+        for named in keys:
+            key = named.replace(".", "/") if named.replace(".", "/") in self.choices else named
             if key in own:
-                out[key] = own[key]
+                out[named] = own[key]
             elif key in self.choices:
-                out[key] = self.choices[key]
+                out[named] = self.option_of(key, self.cell_choices(cell))
             else:
                 value = self.defaults.value_of(key, self.cell_choices(cell))
-                out[key] = canonical(None if value is ABSENT else value, self.overrides.spelling.reads_back)
+                out[named] = canonical(None if value is ABSENT else value, self.overrides.spelling.reads_back)
         return out
 
     def resources(self, cell: Cell) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, ValueSpelling, canonical, make_cell
-from molgen_grid.grid.fingerprint import digest
+from molgen_grid.grid.config_keys import flat_keys
 from molgen_grid.grid.store import CellStore
 
 #: Hydra's default `hydra.sweep.subdir`: a position in one sweep, never a stable name.
@@ -66,9 +66,9 @@ def task_config(cfg: DictConfig, leave_out: str | None = None) -> DictConfig:
 
 
 def config_part(cfg: DictConfig, resources: str | None) -> dict[str, str]:
-    """The config part of a job's fingerprint: its composed config, unresolved (so `${now:}` does not change it),
-    the resource group left out (it only says where the job runs)."""
-    return {"job config": digest(OmegaConf.to_yaml(task_config(cfg, resources)))}
+    """The config part of a job's fingerprint: its composed config key by key (so staleness names the key),
+    unresolved (so `${now:}` does not change it), the resource group left out (it only says where the job runs)."""
+    return flat_keys(OmegaConf.to_container(task_config(cfg, resources), resolve=False))
 
 
 @dataclass
