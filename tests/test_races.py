@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, attempts, wait_until
+from molgen_grid.grid.cells import make_cell
 from molgen_grid.grid.executors.local import LocalView
 from molgen_grid.grid.task.base import Composed
 from molgen_grid.grid.task.function import FunctionWork
@@ -69,7 +70,8 @@ def claimed_job(study: Study, attempt: str, when: float) -> worker.CellJob:
     store.append_attempt({"attempt": attempt, "executor": "slurm", "when": when})
     work = FunctionWork(StudyConfig(conf_dir=str(study.cwd), config_name="config",
                                     base_overrides=["experiment=default"],
-                                    overrides=[], run_overrides=[], project_dir=os.getcwd(), fingerprint_config={}))
+                                    overrides=[], run_overrides=[], project_dir=os.getcwd(),
+                                    cell=make_cell([], {}), experiment="default", hydra_overrides=[]))
     return worker.CellJob(cell_dir=str(store.dir), experiment="default", cell=store.name, attempt=attempt, axes={},
                           overrides=[], work=work, project_dir=os.getcwd(), executor="slurm")
 
@@ -304,7 +306,8 @@ def test_results_are_made_durable_before_the_summary(tmp_path: Path, monkeypatch
     cell = CellHandle(name="cell", experiment="e", dir=store.dir)
     cell.write_json("results.json", {"generations": [1, 2]})
     work = FunctionWork(StudyConfig(conf_dir=str(tmp_path), config_name="config", base_overrides=[], overrides=[],
-                                    run_overrides=[], project_dir=str(tmp_path), fingerprint_config={}))
+                                    run_overrides=[], project_dir=str(tmp_path), cell=make_cell([], {}),
+                                    experiment="e", hydra_overrides=[]))
     job = worker.CellJob(cell_dir=str(store.dir), experiment="e", cell="cell", attempt="a1", axes={}, overrides=[],
                          work=work, project_dir=str(tmp_path), executor="local")
     composed = Composed(config={}, fingerprint={"config": {}, "code": {}, "libraries": {}}, origin="grid.task x.run")

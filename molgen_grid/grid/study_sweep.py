@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from molgen_grid.errors import InputError
+from molgen_grid.grid.accept import accept
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
@@ -29,6 +30,7 @@ from molgen_grid.grid.task.command import CommandWork
 from molgen_grid.grid.task.function import FunctionWork
 from molgen_grid.grid.task.study import StudyConfig
 from molgen_grid.grid.worker import CellJob
+from molgen_grid.words import plural
 
 ALL_CELLS = "*"
 #: Hydra overrides that steer this launcher or the sweeper, not a cell's composition.
@@ -63,6 +65,8 @@ class StudySweep:
         if launcher.force and launcher.force != [ALL_CELLS]:
             cells = named_cells(spec, launcher.force, cells, root)
         forced = {c.name for c in cells} if launcher.force else set()
+        if launcher.action == "accept" and launcher.accept:
+            cells = named_cells(spec, launcher.accept, cells, root)
         executors = load_executors(settings, root)
         current = self.current(settings)
         entries, views = make_plan(under(root, cells, spec.fingerprint_config), forced, executors, current,
@@ -83,6 +87,10 @@ class StudySweep:
                 print_status(self.console, spec, entries, hint)
         elif launcher.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
+        elif launcher.action == "accept":
+            count = accept(entries, current, bool(launcher.accept),
+                           lambda line: self.console.print(line, markup=False, highlight=False))
+            self.console.print(f"experiment {spec.experiment}: {plural(count, 'stale cell')} accepted")
         elif launcher.action == "report":
             self.report(spec, entries)
             hint = None if launcher.limit else test_mode_hint(spec, entries, root)
@@ -132,13 +140,15 @@ class StudySweep:
         provenance = git_provenance(Path(__file__).resolve().parents[2])
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
         conf_dir = str(sources[0].path).removeprefix("file://")
+        hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
         base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
 
         def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
             def job(entry: Entry, attempt: str) -> CellJob:
                 study = StudyConfig(conf_dir=conf_dir, config_name=spec.config_name, base_overrides=base_overrides,
                                     overrides=entry.cell.overrides, run_overrides=entry.cell.run_overrides,
-                                    project_dir=str(self.cwd), fingerprint_config=entry.config_part)
+                                    project_dir=str(self.cwd), cell=entry.cell, experiment=spec.experiment,
+                                    hydra_overrides=hydra_overrides)
                 work: CellWork = CommandWork(study) if spec.settings.command is not None else FunctionWork(study)
                 return CellJob(cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
                                attempt=attempt, axes=dict(entry.cell.axes), overrides=entry.cell.overrides,

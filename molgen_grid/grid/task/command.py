@@ -127,10 +127,10 @@ class CommandWork:
     _result: str = field(default="", init=False, repr=False)
 
     def compose(self, cell_dir: Path) -> Composed:
-        full, settings = self.study.compose()
+        full, settings, config_part = self.study.compose()
         config = cell_config(full)
         self._argv, self._result = command_line(full, settings), settings.command_result
-        return Composed(config, self.study.fingerprint(settings), f"the command {shown(self._argv)}")
+        return Composed(config, self.study.fingerprint(settings, config_part), f"the command {shown(self._argv)}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
         return run_command(self._argv, self._result, cell)

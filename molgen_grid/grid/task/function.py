@@ -19,10 +19,10 @@ class FunctionWork:
     _call: Any = field(default=None, init=False, repr=False)
 
     def compose(self, cell_dir: Path) -> Composed:
-        full, settings = self.study.compose()
+        full, settings, config_part = self.study.compose()
         config = cell_config(full)
         self._call = (load(settings.task), config)
-        return Composed(config, self.study.fingerprint(settings), f"grid.task {settings.task}")
+        return Composed(config, self.study.fingerprint(settings, config_part), f"grid.task {settings.task}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
         task, config = self._call

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.fingerprint import code_part, library_versions
 from molgen_grid.grid.settings import code_folders, read_settings
+from molgen_grid.grid.spec import GridSpec
 
 #: Sections of a composed config that are not the cell's config.
 NOT_CELL = ("hydra", "grid")
@@ -33,23 +36,31 @@ class StudyConfig:
     run_overrides: list[str]
     #: The directory the sweep ran in: relative paths of the study's config are relative to it.
     project_dir: str
-    #: The config part of the fingerprint, as the plan computed it from the config files.
-    fingerprint_config: dict[str, str]
+    #: The cell as the plan named it, its experiment and Hydra's overrides: the config part of its fingerprint
+    #: is taken again here, from the files this process composes, as the plan takes it (spec.py).
+    cell: Cell
+    experiment: str
+    hydra_overrides: list[str]
 
-    def compose(self) -> tuple[DictConfig, DictConfig]:
-        """The cell's whole config (Hydra's runtime set, so `${hydra:runtime.cwd}` resolves to the project) and
-        the engine's settings in it; the study's code first on the import path."""
+    def compose(self) -> tuple[DictConfig, DictConfig, dict[str, str]]:
+        """The cell's whole config (Hydra's runtime set, so `${hydra:runtime.cwd}` resolves to the project), the
+        engine's settings in it, and the config part of its fingerprint from the same files; the study's code
+        first on the import path."""
         with initialize_config_dir(config_dir=self.conf_dir, version_base="1.3"):
             full = compose(self.config_name, overrides=self.base_overrides + self.overrides + self.run_overrides,
                            return_hydra_config=True)
+            spec = GridSpec(GlobalHydra.instance().config_loader(), self.config_name, self.experiment,
+                            self.hydra_overrides, full.get("grid"))
+            config_part = spec.fingerprint_config(self.cell)
         HydraConfig.instance().set_config(full)
         settings = read_settings(full.get("grid"))
         sys.path[:0] = [str(Path(folder).resolve()) for folder in code_folders(settings)] + [self.project_dir]
-        return full, settings
+        return full, settings, config_part
 
-    def fingerprint(self, settings: Any) -> dict[str, Any]:
-        """The config, code and libraries parts; the code as it is now (a queued job may start after an edit)."""
-        return {"config": self.fingerprint_config, "code": code_part(settings, Path(self.project_dir)),
+    def fingerprint(self, settings: Any, config_part: dict[str, str]) -> dict[str, Any]:
+        """The config, code and libraries parts, as they are now: a queued job may start after an edit, and its
+        result records what it ran."""
+        return {"config": config_part, "code": code_part(settings, Path(self.project_dir)),
                 "libraries": library_versions(settings)}
 
 
