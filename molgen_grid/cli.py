@@ -20,11 +20,16 @@ examples:
   molgen-grid --status --json                  the same, for machines
   molgen-grid --dry-run kv_cache=static        the plan: what would run and why
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
+  molgen-grid --accept                         keep every stale cell's result: record what changed as accepted
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
-Put overrides before --force: every word after --force is taken as a cell name."""
+Put overrides before --force and --accept: every word after them is taken as a cell name."""
+
+
+#: Flags followed by cell names.
+NAMING_FLAGS = ("--force", "--accept")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
     action.add_argument("--report", action="store_true",
                         help="tables, speed-ups and plots of the done cells under artifacts/<experiment>/")
+    action.add_argument("--accept", nargs="*", metavar="CELL",
+                        help="record the current fingerprint of these stale cells (no name: all) without rerunning "
+                             "them; the former summary is kept in the cell's history/")
     p.add_argument("--compare", action="append", default=[], metavar="AXIS=A:B",
                    help="with --report: matched pairs that differ only in AXIS (repeatable)")
     p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
@@ -62,7 +70,8 @@ def hydra_list(values: list[str]) -> str:
 
 def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
-    action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else "run"
+    action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else \
+        "accept" if args.accept is not None else "run"
     argv = ["molgen_grid", "--multirun", f"hydra.launcher.action={action}"]
     if args.experiment is not None:
         argv.append(f"experiment={safe_component(args.experiment, 'experiment name')}")
@@ -77,6 +86,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
     if args.force is not None:
         names = args.force or ["*"]
         argv.append(f"hydra.launcher.force={hydra_list(names)}")
+    if args.accept:
+        argv.append(f"hydra.launcher.accept={hydra_list(args.accept)}")
     if args.limit is not None:
         if args.limit < 1:
             raise InputError(f"--limit {args.limit}: give a positive number of items per cell")
@@ -84,26 +95,28 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
     return argv + args.overrides
 
 
-def split_force(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """Take the cell names that follow --force out of the command line.
+def split_names(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Take the cell names that follow --force and --accept out of the command line.
 
     Cell names look like overrides (`gpu=local,...`), so argparse alone cannot tell them apart: every word after
-    --force up to the next flag is a cell name.
+    such a flag up to the next flag is a cell name.
     """
     rest: list[str] = []
-    cells: list[str] | None = None
-    forcing = False
+    names: dict[str, list[str]] = {}
+    taking: str | None = None
     for arg in argv:
-        if arg == "--force" or arg.startswith("--force="):
-            forcing, cells = True, cells or []
-            if "=" in arg:
-                cells.append(arg.split("=", 1)[1])
-        elif forcing and not arg.startswith("-"):
-            cells.append(arg)
+        flag, eq, value = arg.partition("=")
+        if flag in NAMING_FLAGS:
+            taking = flag
+            names.setdefault(flag, [])
+            if eq:
+                names[flag].append(value)
+        elif taking and not arg.startswith("-"):
+            names[taking].append(arg)
         else:
-            forcing = False
+            taking = None
             rest.append(arg)
-    return rest, cells
+    return rest, names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str]) -> None:
-    rest, force = split_force(argv)
-    args = parser().parse_intermixed_args(rest)
-    args.force = force
+    rest, names = split_names(argv)
+    args = parser().parse_intermixed_args(rest + (["--accept"] if "--accept" in names else []))
+    args.force, args.accept = names.get("--force"), names.get("--accept")
     if args.json and not args.status:
         parser().error("--json goes with --status")
     if (args.compare or args.heatmap) and not args.report:

@@ -21,16 +21,18 @@ from molgen_grid.grid.app import is_app
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.run import SweepOutcome
 
-ACTIONS = ("run", "status", "dry_run", "report")
+ACTIONS = ("run", "status", "dry_run", "report", "accept")
 
 
 @dataclass
 class GridLauncherConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
-    #: run (the default), status, dry_run or report.
+    #: run (the default), status, dry_run, report, or accept (record the current fingerprint of stale cells).
     action: str = "run"
     #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
     force: List[str] = field(default_factory=list)
+    #: With action=accept: the cells to accept (names or parts of names, as for force); empty: every stale cell.
+    accept: List[str] = field(default_factory=list)
     #: With action=status: print JSON instead of a table.
     json: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
@@ -64,13 +66,15 @@ class GridLauncherConf:
 
 
 class GridLauncher(Launcher):
-    def __init__(self, action: str = "run", force: Sequence[str] = (), json: bool = False, wait: bool = False,
+    def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
+                 wait: bool = False,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  resources: str | None = None, array_parallelism: int = 256, **job_resources: Any) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
         self.force = list(force)
+        self.accept = list(accept)
         self.json = json
         self.wait = wait
         self.compare = list(compare)
