@@ -132,6 +132,9 @@ BENCH = """\
         print("something broke", file=sys.stderr)
         print("boom: the last word", file=sys.stderr)
         sys.exit(3)
+    if args.mode == "binary":  # no UTF-8, more than a pipe holds, on both streams
+        sys.stderr.buffer.write(b"\\xff\\xfe" * 100_000 + b"\\nthe last word after bytes\\n")
+        sys.stdout.buffer.write(b"\\xff\\xfe" * 1_000 + b"\\n")
     if args.mode == "wait":
         with open("pid", "w") as handle:
             handle.write(str(os.getpid()))
@@ -193,6 +196,19 @@ def test_a_command_that_fails_fails_its_cell_with_the_end_of_its_stderr(commands
     assert done.returncode == 1
     (cell,) = commands.cells(f"mode={mode}").values()
     assert cell["state"] == "failed" and says in cell["reason"], cell
+
+
+def test_a_command_writing_bytes_that_are_not_utf8_is_done_promptly_and_logged(commands: Study) -> None:
+    """200 KB of bytes no decoder takes, on stderr (more than a pipe holds) and stdout: the cell is done, well
+    before its time limit, and its log shows what came after them."""
+    done = commands.cli("mode=binary", timeout=90)
+    assert "0 done, 1 run, 0 failed" in done.stdout, done
+    cell = commands.cells("mode=binary")["mode=binary"]
+    assert cell["state"] == "done" and commands.summary("mode=binary")["n"] == 3
+    out, err = Path(cell["log"]), Path(cell["log"]).with_suffix(".err")
+    assert b"\xff\xfe" * 1_000 in out.read_bytes()
+    shown = err.read_text()  # UTF-8 throughout: what was not is shown as U+FFFD
+    assert "\ufffd" * 1_000 in shown and "the last word after bytes" in shown and "UnicodeDecodeError" not in shown
 
 
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:
