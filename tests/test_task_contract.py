@@ -211,6 +211,34 @@ def test_a_command_writing_bytes_that_are_not_utf8_is_done_promptly_and_logged(c
     assert "\ufffd" * 1_000 in shown and "the last word after bytes" in shown and "UnicodeDecodeError" not in shown
 
 
+@pytest.mark.parametrize("where", ["../../../outside.json", "absolute", "logs/x.json", "."])
+def test_a_command_result_that_is_not_a_file_of_the_cell_is_refused_in_one_line(commands: Study, where: str) -> None:
+    """The result file is unlinked before the command runs: a path outside the cell, or one of the engine's
+    own files there, is refused before anything is claimed, and nothing outside the cell is touched."""
+    outside = commands.cwd / "outside.json"
+    outside.write_text('{"kept": true}\n')
+    name = str(outside) if where == "absolute" else where
+    done = commands.cli(f"grid.command_result={name}", check=False, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done
+    assert f"grid.command_result={name!r}" in done.stderr and "relative to the cell's directory" in done.stderr
+    assert outside.read_text() == '{"kept": true}\n'
+    assert not list(commands.results.rglob("attempts.jsonl"))
+
+
+def test_the_cell_itself_never_unlinks_a_result_outside_it(tmp_path: Path) -> None:
+    """Whoever runs the command (a cell launched past the sweep's check), the path is checked before the unlink."""
+    from molgen_grid.errors import InputError
+    from molgen_grid.grid.task import CellHandle
+    from molgen_grid.grid.task.command import run_command
+
+    (tmp_path / "cell").mkdir()
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}\n")
+    with pytest.raises(InputError, match="grid.command_result='../outside.json' is not a file inside"):
+        run_command(["true"], "../outside.json", CellHandle(name="c", experiment="e", dir=tmp_path / "cell"))
+    assert outside.exists()
+
+
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:
     sweep = commands.popen("mode=wait")
     pid_file = commands.results / "default" / "mode=wait" / "pid"

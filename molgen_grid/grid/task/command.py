@@ -26,6 +26,8 @@ from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from molgen_grid.errors import InputError
+from molgen_grid.grid.store import BOOKKEEPING, ERROR, SUMMARY
 from molgen_grid.grid.task.base import Composed
 from molgen_grid.grid.task.contract import CellHandle
 from molgen_grid.grid.task.study import StudyConfig, cell_config
@@ -88,10 +90,24 @@ def shown(argv: Sequence[str]) -> str:
     return " ".join(os.path.basename(a) for a in argv[:2] if not a.startswith("-")) or argv[0]
 
 
+def result_in_cell(name: str) -> str:
+    """`grid.command_result` as a path relative to the cell's directory, or InputError: the file is unlinked
+    before the command runs, so a path outside the cell, or one of the engine's own files in it, would lose a
+    file that is not the command's to write."""
+    normal = os.path.normpath(name)
+    head = normal.split(os.sep)[0]
+    why = "is not a file inside the cell's directory" if os.path.isabs(name) or head in (os.curdir, os.pardir) else \
+        "is a file the engine keeps in the cell's directory" if head in BOOKKEEPING | {SUMMARY, ERROR} else None
+    if why is not None:
+        raise InputError(f"grid.command_result={name!r} {why}: name the file the command writes, relative to the "
+                         "cell's directory it runs in (grid.command_result=result.json)")
+    return normal
+
+
 def run_command(argv: Sequence[str], result_name: str, cell: CellHandle) -> dict[str, Any]:
     """Run the cell's command in its directory; its result file's figures."""
     env = {**os.environ, "MOLGEN_GRID_CELL_DIR": str(cell.dir), "MOLGEN_GRID_CPUS": str(cell.cpus)}
-    result = cell.dir / result_name
+    result = cell.dir / result_in_cell(result_name)
     result.unlink(missing_ok=True)
     print(f"molgen-grid: running {' '.join(argv)} in {cell.dir}", flush=True)
     tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
