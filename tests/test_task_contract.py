@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import sys
@@ -47,6 +48,15 @@ CONTRACT = {
                 return {"ms": {1, 2}}
             if cfg.mode == "bad_status":
                 return {"status": "great"}
+            if cfg.mode in ("numpy", "array", "unpicklable"):
+                import threading
+                import numpy as np
+                if cfg.mode == "array":
+                    return {"ms": np.arange(3.0), "count": np.int64(3)}
+                if cfg.mode == "unpicklable":
+                    return {"ms": 1.5, "lock": threading.Lock()}
+                return {"ms": np.float32(1.5), "count": np.int64(3), "fits": np.bool_(True), "mean": np.array(2.5),
+                        "nested": {"values": [np.float64(0.25), np.int32(7)]}, "provenance": {"seed": np.uint8(4)}}
             cell.write_json("own.json", {"cell": cell.name})
             cell.record_inputs("data", "data.txt")
             return {"ms": 1.5, "nested": {"count": 3}, "provenance": {"kernel": "k1"}}
@@ -88,18 +98,49 @@ def test_the_reserved_form_is_unsupported_and_done(contract: Study) -> None:
     assert "0 run" in contract.cli("mode=unsupported").stdout
 
 
-@pytest.mark.parametrize("mode, says", [
-    ("list", "returned list, not a mapping"),
-    ("reserved", "returned 'config', which the engine writes"),
-    ("not_json", "returned something JSON cannot hold"),
-    ("bad_status", "returned status 'great'"),
+@pytest.mark.parametrize("mode, says, returned", [
+    ("list", "returned list, not a mapping", [1, 2]),
+    ("reserved", "returned 'config', which the engine writes", {"config": 1, "ms": 1.0}),
+    ("not_json", "returned something JSON cannot hold", {"ms": {1, 2}}),
+    ("bad_status", "returned status 'great'", {"status": "great"}),
 ])
-def test_a_result_the_engine_cannot_store_fails_the_cell_saying_why(contract: Study, mode: str, says: str) -> None:
+def test_a_result_the_engine_cannot_store_fails_the_cell_saying_why(contract: Study, mode: str, says: str,
+                                                                    returned: object) -> None:
+    """The cell fails, and what the task returned is kept beside its error record, which names the file."""
     done = contract.cli(f"mode={mode}", check=False)
     assert done.returncode == 1 and "1 failed" in done.stdout
     (cell,) = contract.cells(f"mode={mode}").values()
     assert cell["state"] == "failed" and says in cell["reason"] and "grid.task contract_task.run" in cell["reason"]
-    assert not (contract.results / "default" / cell["cell"] / "summary.json").exists()
+    assert cell["reason"].endswith("what it returned is kept in returned.pkl")
+    folder = contract.results / "default" / cell["cell"]
+    assert not (folder / "summary.json").exists()
+    assert "returned.pkl" in json.loads((folder / "error.json").read_text())["message"]
+    assert pickle.loads((folder / "returned.pkl").read_bytes()) == returned
+
+
+def test_numpy_scalars_and_0d_arrays_are_figures(contract: Study) -> None:
+    """np.float32, np.int64, np.bool_, a 0-d array: the summary holds JSON numbers (and a bool)."""
+    contract.cli("mode=numpy")
+    assert contract.cells("mode=numpy")["mode=numpy"]["state"] == "done"
+    summary = contract.summary("mode=numpy")
+    assert (summary["ms"], summary["count"], summary["fits"], summary["mean"]) == (1.5, 3, True, 2.5)
+    assert type(summary["count"]) is int and summary["nested"] == {"values": [0.25, 7]}
+    assert summary["provenance"]["seed"] == 4
+
+
+def test_a_larger_array_is_refused_and_what_was_returned_is_kept(contract: Study) -> None:
+    """An array is no figure (which of its numbers is the result?): the cell fails, and the figures survive in
+    returned.pkl; what cannot be pickled survives as its repr in returned.txt."""
+    contract.cli("mode=array", check=False)
+    reason = contract.cells("mode=array")["mode=array"]["reason"]
+    assert "JSON cannot hold" in reason and "ndarray" in reason and "kept in returned.pkl" in reason
+    kept = pickle.loads((contract.results / "default" / "mode=array" / "returned.pkl").read_bytes())
+    assert kept["ms"].tolist() == [0.0, 1.0, 2.0] and kept["count"] == 3
+    contract.cli("mode=unpicklable", check=False)
+    reason = contract.cells("mode=unpicklable")["mode=unpicklable"]["reason"]
+    assert "JSON cannot hold" in reason and reason.endswith("kept in returned.txt")
+    folder = contract.results / "default" / "mode=unpicklable"
+    assert not (folder / "returned.pkl").exists() and "'ms': 1.5" in (folder / "returned.txt").read_text()
 
 
 def test_a_rerun_retires_every_file_of_the_previous_outcome(contract: Study) -> None:
