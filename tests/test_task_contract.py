@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import sys
@@ -47,6 +48,15 @@ CONTRACT = {
                 return {"ms": {1, 2}}
             if cfg.mode == "bad_status":
                 return {"status": "great"}
+            if cfg.mode in ("numpy", "array", "unpicklable"):
+                import threading
+                import numpy as np
+                if cfg.mode == "array":
+                    return {"ms": np.arange(3.0), "count": np.int64(3)}
+                if cfg.mode == "unpicklable":
+                    return {"ms": 1.5, "lock": threading.Lock()}
+                return {"ms": np.float32(1.5), "count": np.int64(3), "fits": np.bool_(True), "mean": np.array(2.5),
+                        "nested": {"values": [np.float64(0.25), np.int32(7)]}, "provenance": {"seed": np.uint8(4)}}
             cell.write_json("own.json", {"cell": cell.name})
             cell.record_inputs("data", "data.txt")
             return {"ms": 1.5, "nested": {"count": 3}, "provenance": {"kernel": "k1"}}
@@ -88,18 +98,49 @@ def test_the_reserved_form_is_unsupported_and_done(contract: Study) -> None:
     assert "0 run" in contract.cli("mode=unsupported").stdout
 
 
-@pytest.mark.parametrize("mode, says", [
-    ("list", "returned list, not a mapping"),
-    ("reserved", "returned 'config', which the engine writes"),
-    ("not_json", "returned something JSON cannot hold"),
-    ("bad_status", "returned status 'great'"),
+@pytest.mark.parametrize("mode, says, returned", [
+    ("list", "returned list, not a mapping", [1, 2]),
+    ("reserved", "returned 'config', which the engine writes", {"config": 1, "ms": 1.0}),
+    ("not_json", "returned something JSON cannot hold", {"ms": {1, 2}}),
+    ("bad_status", "returned status 'great'", {"status": "great"}),
 ])
-def test_a_result_the_engine_cannot_store_fails_the_cell_saying_why(contract: Study, mode: str, says: str) -> None:
+def test_a_result_the_engine_cannot_store_fails_the_cell_saying_why(contract: Study, mode: str, says: str,
+                                                                    returned: object) -> None:
+    """The cell fails, and what the task returned is kept beside its error record, which names the file."""
     done = contract.cli(f"mode={mode}", check=False)
     assert done.returncode == 1 and "1 failed" in done.stdout
     (cell,) = contract.cells(f"mode={mode}").values()
     assert cell["state"] == "failed" and says in cell["reason"] and "grid.task contract_task.run" in cell["reason"]
-    assert not (contract.results / "default" / cell["cell"] / "summary.json").exists()
+    assert cell["reason"].endswith("what it returned is kept in returned.pkl")
+    folder = contract.results / "default" / cell["cell"]
+    assert not (folder / "summary.json").exists()
+    assert "returned.pkl" in json.loads((folder / "error.json").read_text())["message"]
+    assert pickle.loads((folder / "returned.pkl").read_bytes()) == returned
+
+
+def test_numpy_scalars_and_0d_arrays_are_figures(contract: Study) -> None:
+    """np.float32, np.int64, np.bool_, a 0-d array: the summary holds JSON numbers (and a bool)."""
+    contract.cli("mode=numpy")
+    assert contract.cells("mode=numpy")["mode=numpy"]["state"] == "done"
+    summary = contract.summary("mode=numpy")
+    assert (summary["ms"], summary["count"], summary["fits"], summary["mean"]) == (1.5, 3, True, 2.5)
+    assert type(summary["count"]) is int and summary["nested"] == {"values": [0.25, 7]}
+    assert summary["provenance"]["seed"] == 4
+
+
+def test_a_larger_array_is_refused_and_what_was_returned_is_kept(contract: Study) -> None:
+    """An array is no figure (which of its numbers is the result?): the cell fails, and the figures survive in
+    returned.pkl; what cannot be pickled survives as its repr in returned.txt."""
+    contract.cli("mode=array", check=False)
+    reason = contract.cells("mode=array")["mode=array"]["reason"]
+    assert "JSON cannot hold" in reason and "ndarray" in reason and "kept in returned.pkl" in reason
+    kept = pickle.loads((contract.results / "default" / "mode=array" / "returned.pkl").read_bytes())
+    assert kept["ms"].tolist() == [0.0, 1.0, 2.0] and kept["count"] == 3
+    contract.cli("mode=unpicklable", check=False)
+    reason = contract.cells("mode=unpicklable")["mode=unpicklable"]["reason"]
+    assert "JSON cannot hold" in reason and reason.endswith("kept in returned.txt")
+    folder = contract.results / "default" / "mode=unpicklable"
+    assert not (folder / "returned.pkl").exists() and "'ms': 1.5" in (folder / "returned.txt").read_text()
 
 
 def test_a_rerun_retires_every_file_of_the_previous_outcome(contract: Study) -> None:
@@ -132,6 +173,9 @@ BENCH = """\
         print("something broke", file=sys.stderr)
         print("boom: the last word", file=sys.stderr)
         sys.exit(3)
+    if args.mode == "binary":  # no UTF-8, more than a pipe holds, on both streams
+        sys.stderr.buffer.write(b"\\xff\\xfe" * 100_000 + b"\\nthe last word after bytes\\n")
+        sys.stdout.buffer.write(b"\\xff\\xfe" * 1_000 + b"\\n")
     if args.mode == "wait":
         with open("pid", "w") as handle:
             handle.write(str(os.getpid()))
@@ -193,6 +237,47 @@ def test_a_command_that_fails_fails_its_cell_with_the_end_of_its_stderr(commands
     assert done.returncode == 1
     (cell,) = commands.cells(f"mode={mode}").values()
     assert cell["state"] == "failed" and says in cell["reason"], cell
+
+
+def test_a_command_writing_bytes_that_are_not_utf8_is_done_promptly_and_logged(commands: Study) -> None:
+    """200 KB of bytes no decoder takes, on stderr (more than a pipe holds) and stdout: the cell is done, well
+    before its time limit, and its log shows what came after them."""
+    done = commands.cli("mode=binary", timeout=90)
+    assert "0 done, 1 run, 0 failed" in done.stdout, done
+    cell = commands.cells("mode=binary")["mode=binary"]
+    assert cell["state"] == "done" and commands.summary("mode=binary")["n"] == 3
+    out, err = Path(cell["log"]), Path(cell["log"]).with_suffix(".err")
+    assert b"\xff\xfe" * 1_000 in out.read_bytes()
+    shown = err.read_text()  # UTF-8 throughout: what was not is shown as U+FFFD
+    assert "\ufffd" * 1_000 in shown and "the last word after bytes" in shown and "UnicodeDecodeError" not in shown
+
+
+@pytest.mark.parametrize("where", ["../../../outside.json", "absolute", "logs/x.json", "."])
+def test_a_command_result_that_is_not_a_file_of_the_cell_is_refused_in_one_line(commands: Study, where: str) -> None:
+    """The result file is unlinked before the command runs: a path outside the cell, or one of the engine's
+    own files there, is refused before anything is claimed, and nothing outside the cell is touched."""
+    outside = commands.cwd / "outside.json"
+    outside.write_text('{"kept": true}\n')
+    name = str(outside) if where == "absolute" else where
+    done = commands.cli(f"grid.command_result={name}", check=False, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done
+    assert f"grid.command_result={name!r}" in done.stderr and "relative to the cell's directory" in done.stderr
+    assert outside.read_text() == '{"kept": true}\n'
+    assert not list(commands.results.rglob("attempts.jsonl"))
+
+
+def test_the_cell_itself_never_unlinks_a_result_outside_it(tmp_path: Path) -> None:
+    """Whoever runs the command (a cell launched past the sweep's check), the path is checked before the unlink."""
+    from molgen_grid.errors import InputError
+    from molgen_grid.grid.task import CellHandle
+    from molgen_grid.grid.task.command import run_command
+
+    (tmp_path / "cell").mkdir()
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}\n")
+    with pytest.raises(InputError, match="grid.command_result='../outside.json' is not a file inside"):
+        run_command(["true"], "../outside.json", CellHandle(name="c", experiment="e", dir=tmp_path / "cell"))
+    assert outside.exists()
 
 
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:

@@ -159,7 +159,7 @@ def _run(job: CellJob, store: CellStore) -> str:
 def record(job: CellJob, store: CellStore, composed: Composed, started: float, cell: CellHandle,
            outcome: Any) -> str:
     """Write the cell's summary (atomically, durably, after the task's own files); returns its status."""
-    status, reason, figures = read_result(outcome, composed.origin)
+    status, reason, figures = read_result(outcome, composed.origin, keep_in=store.dir)
     hashes = FileHashes()
     fingerprint = {**composed.fingerprint, "inputs": input_hashes(cell.inputs, hashes)}
     hashes.save()
