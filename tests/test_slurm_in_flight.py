@@ -4,6 +4,7 @@ and `--wait` follows cells that another command submitted. The cells are the lig
 flight until the test creates the file it waits for."""
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import Iterator
 
@@ -135,3 +136,23 @@ def test_force_one_all_and_a_never_run_cell(light: Light, gpu: str, request: pyt
     assert ", 2 to run, 0 done," in forced and runs() == (3, 2)
     assert set(tool.states(*grid).values()) == {"done"}
     assert len(list((tool.results / "default" / dynamic / "history").glob("*/summary.json"))) == 2
+
+
+@pytest.mark.slurm
+def test_a_cell_queued_before_an_edit_records_the_config_it_ran(light: Light, h100_taken: str) -> None:
+    """A cell's process composes its config when its job starts: queued before an edit of its option and run
+    after it, the cell records the edited config and the fingerprint of that config, so it reads done with the
+    edit, and stale, naming the key, once the edit is undone (never done for a config it did not run)."""
+    grid = ["where=h100", "variant=a"]
+    light.cli(*grid)
+    wait_for_state(light, grid, {"queued"})
+    option = light.cwd / "variant" / "a.yaml"
+    original = option.read_text()
+    option.write_text(original.replace("factor: 1", "factor: 7"))
+    subprocess.run(["scancel", h100_taken], check=True)
+    wait_for_state(light, grid, {"done"})
+    summary = json.loads((light.results / "default" / "where=h100,variant=a" / "summary.json").read_text())
+    assert summary["config"]["variant"]["factor"] == 7 and summary["fingerprint"]["config"]["variant.factor"] == "7"
+    option.write_text(original)
+    (state,) = light.status(*grid)["cells"]
+    assert (state["state"], state["reason"]) == ("stale", "config: variant.factor 7 -> 1")
