@@ -6,7 +6,11 @@ but not fsynced: they can be rebuilt, and a thousand fsyncs would cost a large s
 an `flock` on a file in the cell directory: the kernel drops it when its holder dies, so a dead sweep can never
 keep a cell locked. Files follow the umask (a group-writable tree stays group-writable), pickles aside (only
 their owner may write one: loading it runs code), and a tree someone else owns can be read: a status probes
-locks through read-only descriptors and writes nothing.
+locks through read-only descriptors and writes nothing. No file is written through a symbolic link: a link
+planted in a shared tree could send a truncation or a chmod to any file of whoever runs the sweep. Files
+written whole go through a temporary file made with O_EXCL|O_NOFOLLOW (mkstemp) and a rename, which replaces a
+planted link rather than writing through it; the lock and attempts.jsonl, opened in place, are opened with
+O_NOFOLLOW (`open_no_link`), and a link there is refused in one line.
 """
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ LOCK_WAIT_S = 3.0
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=:@+~-]*$")
 #: flock's errors on a file system that does not implement it (some NFS and Lustre mounts).
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+#: Added to every open of a file the engine writes in place: a link as the last component fails (ELOOP) instead
+#: of leading elsewhere, and a planted FIFO cannot block the open (regular files ignore O_NONBLOCK).
+NO_LINK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def current_umask() -> int:
@@ -50,14 +57,33 @@ def current_umask() -> int:
     return mask
 
 
+def open_no_link(path: Path, flags: int, mode: int = 0o666, at: int | None = None) -> int:
+    """os.open with NO_LINK (relative to the folder open as `at`, when given): a symbolic link at `path` is
+    InputError naming it, since writing through it would touch a file the link's maker chose."""
+    try:
+        return os.open(path.name if at is not None else path, flags | NO_LINK, mode, dir_fd=at)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    raise InputError(f"{path} is a symbolic link: molgen-grid writes through no link (it could lead to any file "
+                     f"of yours); remove the link, or point the setting that names it at a real folder")
+
+
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     """Write through a temporary file in the same directory and rename: readers see all or nothing.
     `durable` also fsyncs the file and the directory, so the write survives a crash of the machine."""
-    _atomic_write(path, text.encode(), 0o666, durable)  # mkstemp makes 0600: results are shared on a cluster
+    atomic_write_bytes(path, text.encode(), durable)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    """`atomic_write_text` for bytes (a picture)."""
+    _atomic_write(path, data, 0o666, durable)  # mkstemp makes 0600: results are shared on a cluster
 
 
 def _atomic_write(path: Path, data: bytes, mode: int, durable: bool = False) -> None:
-    """`data` into `path` through a temporary file and a rename, with `mode` less the umask."""
+    """`data` into `path` through a temporary file and a rename, with `mode` less the umask. mkstemp opens with
+    O_EXCL|O_NOFOLLOW and the rename replaces whatever name was there, so a link at `path` is replaced, never
+    written through."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode & ~current_umask())
@@ -153,9 +179,9 @@ def is_held(path: Path) -> bool:
     shared lock, because NFS emulates flock with POSIX locks, which refuse an exclusive one on a read-only
     descriptor (EBADF); a shared lock is refused exactly while someone holds the exclusive one."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | NO_LINK)
     except OSError:
-        return False
+        return False  # absent, or a link: nobody holds a lock through a link (the engine opens none)
     try:
         _flock(fd, path, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -174,7 +200,7 @@ class CellLock:
 
     def acquire(self, wait_s: float = 0.0) -> bool:
         """Take the lock if nobody holds it (retrying for `wait_s`), and write our host and pid into it."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_no_link(self._path, os.O_RDWR | os.O_CREAT)
         deadline = time.monotonic() + wait_s
         while True:
             try:
@@ -271,7 +297,7 @@ class CellStore:
     def append_attempt(self, record: dict) -> None:
         """One JSON line (`update` lines complete the last attempt); O_APPEND keeps concurrent lines whole."""
         line = json.dumps({"when": time.time(), **record}, default=str) + "\n"
-        fd = os.open(self.path(ATTEMPTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        fd = open_no_link(self.path(ATTEMPTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, line.encode())
         finally:

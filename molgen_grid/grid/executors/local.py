@@ -69,11 +69,16 @@ class LocalExecutor:
         self.locks = Path(settings.device_locks)
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
-        """Anything runs here; a time limit under its former name is named (it would be ignored)."""
+        """Anything runs here; a time limit under its former name is named (it would be ignored), and so is a
+        device this machine cannot give, before any cell is claimed."""
         for label, option in options.items():
             if "timeout_min" in option:
                 raise InputError(f"{label} sets timeout_min: a cell's time limit is time_min, here as on Slurm "
                                  f"(rename the key)")
+            try:
+                local_device(str(option.get("device", "auto")))
+            except InputError as exc:
+                raise InputError(f"{label}: {exc}") from None
 
     def view(self, attempts: list[dict]) -> LocalView:
         return LocalView()

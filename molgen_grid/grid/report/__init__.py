@@ -2,7 +2,8 @@
 
 tables.py computes (pandas, scipy), markdown.py and plots.py present, artifacts.py writes and tidies; this
 module checks the request (`--compare`, `--heatmap`) before anything is written and says what it wrote, with
-paths relative to the project.
+paths relative to the project. Every file is written whole and atomically (store.atomic_write_text): the tree is
+git-tracked and may be shared, and a link planted at a report's path is replaced, never written through.
 """
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     if pivot is not None:
         group = ", ".join(f"{k}={v}" for k, v in tables.heatmap_group(built).items())
         plots.heatmap(pivot, built.figures[0].name, f"{title} ({group})" if group else title, out)
-        pivot.to_csv(out / HEATMAP_TABLE)
+        atomic_write_text(out / HEATMAP_TABLE, pivot.to_csv())
         drawn.append(plots.HEATMAP)
         tables_written.append(HEATMAP_TABLE)
-    built.frame.to_csv(out / "report.csv", index=False)
+    atomic_write_text(out / "report.csv", built.frame.to_csv(index=False))
     atomic_write_text(out / "report.md", markdown(spec, built, drawn, limit))
     copies = artifacts.copy_summaries(out, entries, set(built.frame["cell"]))
     written = [*tables_written, "report.md", *drawn]

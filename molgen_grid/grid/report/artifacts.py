@@ -9,7 +9,6 @@ it that is absolute, climbs out with `..` or leads out through a link is ignored
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +19,7 @@ from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.figures import figures_of
 from molgen_grid.grid.report.tables import best_rows, finished_states, finished_summaries, label, ranked_states
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.store import SUMMARY, atomic_write_text
+from molgen_grid.grid.store import SUMMARY, atomic_write_bytes, atomic_write_text
 
 MANIFEST = ".report-files"
 
@@ -55,7 +54,7 @@ def copy_summaries(out: Path, entries: list[Entry], reported: set[str]) -> list[
     for e in entries:
         if e.cell.name in reported:
             (out / e.cell.name).mkdir(exist_ok=True)
-            shutil.copyfile(e.store.path(SUMMARY), out / e.cell.name / SUMMARY)
+            atomic_write_bytes(out / e.cell.name / SUMMARY, e.store.path(SUMMARY).read_bytes())
             written.append(f"{e.cell.name}/{SUMMARY}")
     return written
 

@@ -6,12 +6,15 @@ cells, white on dark ones).
 """
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from molgen_grid.grid.report.tables import HIGH, LOW, Report
+from molgen_grid.grid.store import atomic_write_bytes
 
 THROUGHPUT, HEATMAP = "throughput.png", "heatmap.png"
 #: Above this luminance (0..1) of a heatmap cell its number is written in black.
@@ -44,8 +47,7 @@ def throughput(report: Report, title: str, out: Path) -> bool:
         f"{primary} ({better}): median over the timed repeats, bars from min to max; orange: the baseline", 70)))
     ax.set_title(title)
     ax.invert_yaxis()
-    fig.savefig(out / THROUGHPUT, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _save(plt, fig, out / THROUGHPUT)
     return True
 
 
@@ -65,5 +67,12 @@ def heatmap(pivot: pd.DataFrame, primary: str, title: str, out: Path) -> None:
         luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
         ax.text(j, i, f"{value:.4g}", ha="center", va="center", color="black" if luminance > LIGHT else "white")
     fig.colorbar(image, ax=ax, label=f"{primary} (mean of medians)")
-    fig.savefig(out / HEATMAP, dpi=100, bbox_inches="tight")
+    _save(plt, fig, out / HEATMAP)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    """The picture drawn in memory, then written atomically: savefig would write through a link at `path`."""
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    atomic_write_bytes(path, image.getvalue())
