@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, ROOT, Light, Tool, attempts, in_process, wait_until
+from test_cells import NESTED
 
 
 def wait_until_running(tool: Tool, args: list[str]) -> dict:
@@ -217,3 +218,19 @@ def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
     assert f"The end of {tmp_path / 'venv'}.install.log:" in err
     assert err.rstrip().endswith(f"retry with: bash sbatch/run.sh (from {ROOT})")
     assert not (tmp_path / "venv" / ".installed").exists()
+
+
+def test_a_study_with_nested_groups_plans_runs_and_resumes(tool: Tool) -> None:
+    """Hydra's nested defaults (`db/mysql.yaml` choosing `db/engine`): every command works, each cell composes
+    its option's own engine, and a rerun runs nothing."""
+    for relative, text in {**NESTED, "task.py": "def run(cfg, cell):\n    return {'kind': cfg.db.engine.kind}\n"}.items():
+        (tool.cwd / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tool.cwd / relative).write_text(text)
+    grid = ["--config-dir", ".", "db=mysql,postgres", "db/engine=pg,myisam"]
+    assert tool.states(*grid) == {"db=mysql,db.engine=pg": "missing", "db=mysql,db.engine=myisam": "missing",
+                                  "db=postgres": "missing", "db=postgres,db.engine=myisam": "missing"}
+    assert "4 run" in tool.cli(*grid).stdout
+    kinds = {p.name: json.loads((p / "summary.json").read_text())["kind"] for p in tool.cell_dirs()}
+    assert kinds == {"db=mysql,db.engine=pg": "pg", "db=mysql,db.engine=myisam": "myisam", "db=postgres": "pg",
+                     "db=postgres,db.engine=myisam": "myisam"}
+    assert "0 to run, 4 done" in tool.cli(*grid).stdout

@@ -4,6 +4,7 @@ tests/test_staleness.py). One cell runs once; each test edits one thing, reads `
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -88,3 +89,24 @@ def test_keep_counts_a_stale_cell_as_done(study: Study) -> None:
         assert "0 to run, 1 done" in again.stdout and "0 run" in again.stdout
         plain = study.tool.cli_here("--dry-run", *study.args)
         assert "1 of 1 cell would run" in plain.stdout and "(stale)" in plain.stdout
+
+
+def test_accept_keeps_a_stale_result_and_says_what_it_accepted(study: Study) -> None:
+    """`--accept` records the current fingerprint of a stale cell without rerunning it (the former summary kept
+    in history/), says per cell which parts it accepted, and names a cell it was asked for that is not stale."""
+    (cell,) = study.tool.cell_dirs()
+    ran = json.loads((cell / "summary.json").read_text())
+    with edited(study.tool.cwd / "config.yaml", lambda t: t + "unused_new_key: 2\n"):
+        out = study.tool.cli_here(*study.args, "--accept").stdout
+        assert f"{cell.name}: accepted config (config: new key unused_new_key)" in out, out
+        assert "1 stale cell accepted" in out and study.state() == ("done", None)
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["attempt"] == ran["attempt"] and summary["config"] == ran["config"]
+        assert summary["accepted"][-1]["parts"] == ["config"]
+        (kept,) = [p for p in (cell / "history").glob("*.accepted/summary.json")]
+        assert json.loads(kept.read_text()) == ran
+        again = study.tool.cli_here(*study.args, "--accept", "variant=a").stdout
+        assert f"{cell.name}: done, not stale: nothing to accept" in again, again
+    assert study.state() == ("stale", "config: unused_new_key removed")
+    study.tool.cli_here(*study.args, "--accept")
+    assert study.state() == ("done", None)
