@@ -8,6 +8,7 @@ once per distinct set of choices.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hydra.core.config_loader import ConfigLoader
@@ -31,6 +32,13 @@ def _is_cells(default: ResultDefault) -> bool:
     return path is not None and not path.startswith("hydra/") and path != "hydra/config"
 
 
+@dataclass(frozen=True)
+class FileKeys:
+    keys: dict[str, str]
+    #: Every key under which one of `keys` sits (`a` and `a.b` for `a.b.c`).
+    under: set[str]
+
+
 class ConfigFiles:
     """The files of one experiment's config tree, each read at most once."""
 
@@ -45,6 +53,7 @@ class ConfigFiles:
         self._trees: dict[tuple[str, str | None], dict] = {}
         self._defaults: dict[tuple, list[ResultDefault]] = {}
         self._keys: dict[tuple, dict[str, str]] = {}
+        self._file_keys: dict[tuple[str, str | None], FileKeys] = {}
 
     def group_options(self, group: str) -> list[str]:
         if group not in self._options:
@@ -108,13 +117,33 @@ class ConfigFiles:
             self._trees[key] = content
         return self._trees[key]
 
+    def file_keys(self, default: ResultDefault) -> FileKeys:
+        """One entry's keys, and the keys its keys sit under (a merge that turns one into the other needs the
+        tree)."""
+        key = (default.config_path, default.package)
+        if key not in self._file_keys:
+            keys = without(flat_keys(self.tree(default)), (*NOT_CELL_SECTIONS, *self.not_identity))
+            under = {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)}
+            self._file_keys[key] = FileKeys(keys, under)
+        return self._file_keys[key]
+
     def config_keys(self, chosen: Mapping[str, str]) -> dict[str, str]:
         """The config a cell that chose these options composes before its own overrides, key by key, less
-        Hydra's and the engine's sections and the keys that only say how a cell runs."""
+        Hydra's and the engine's sections and the keys that only say how a cell runs: each file's keys laid over
+        the last's, or, where one file has a value at a key under which another has keys, the files merged as
+        trees (thousands of distinct sets of choices in a grid: the plain way costs microseconds)."""
         key = tuple(sorted(chosen.items()))
         if key not in self._keys:
-            merged: dict[str, Any] = {}
-            for default in self.cell_defaults(chosen):
-                merge_tree(merged, self.tree(default))
-            self._keys[key] = without(flat_keys(merged), (*NOT_CELL_SECTIONS, *self.not_identity))
+            defaults = self.cell_defaults(chosen)
+            files = [self.file_keys(d) for d in defaults]
+            merged: dict[str, str] = {}
+            for file in files:
+                merged.update(file.keys)
+            under = set().union(*(f.under for f in files))
+            if any(k in under for k in merged):
+                tree: dict[str, Any] = {}
+                for default in defaults:
+                    merge_tree(tree, self.tree(default))
+                merged = without(flat_keys(tree), (*NOT_CELL_SECTIONS, *self.not_identity))
+            self._keys[key] = merged
         return self._keys[key]

@@ -68,6 +68,8 @@ def _shown(value: str) -> str:
 def changes(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
     """What changed from one config to another, key by key: `max_new_tokens 1536 -> 1024`, `new key x`,
     `x removed`."""
+    if before == now:
+        return []
     out = []
     for key in sorted(set(before) | set(now)):
         if key not in before:
