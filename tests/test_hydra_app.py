@@ -147,8 +147,12 @@ def test_example_sweep_interrupted_resumed_and_stale(tmp_path: Path) -> None:
         "model=small,optim=sgd": "done", "model=small,optim=adam": "stale",
         "model=wide,optim=sgd": "done", "model=wide,optim=adam": "stale"}
     assert status["model=small,optim=adam"]["reason"] == "config: optim.lr 0.01 -> 0.02"
+    # one of them accepted as it is (hydra.launcher.action=accept): it reads done, its result kept
+    accepted = app.run(*GRID, "hydra.launcher.action=accept", "hydra.launcher.accept=['model=small']")
+    assert "model=small,optim=adam: accepted config (config: optim.lr 0.01 -> 0.02)" in accepted, accepted
+    assert "1 stale job accepted" in accepted and app.states(*GRID)["model=small,optim=adam"] == "done"
     out = app.run(*GRID)
-    assert "4 jobs, 2 to run, 2 done" in out and out.count("running (stale)") == 2, out
+    assert "4 jobs, 1 to run, 3 done" in out and out.count("running (stale)") == 1, out
     assert app.summary("model=small,optim=sgd")["attempt"] == first
 
     # forced: one job by part of its name

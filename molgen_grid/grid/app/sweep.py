@@ -24,6 +24,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
 
 from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_sigterm, interrupted
+from molgen_grid.grid.accept import accept
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
 from molgen_grid.grid.app.returns import job_return
@@ -62,13 +63,19 @@ class AppSweep:
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         try:
             jobs = self.jobs(job_overrides, initial_job_idx)
-            entries, views = self.plan(jobs, self.forced(jobs))
+            entries, views = self.plan(jobs, self.named(jobs, self.launcher.force))
             if self.launcher.action in ("status", "dry_run"):
                 self.show(jobs, entries)
                 return []
+            if self.launcher.action == "accept":
+                chosen = self.named(jobs, self.launcher.accept or ["*"])
+                count = accept([e for e in entries if e.cell.name in chosen], self.current,
+                               bool(self.launcher.accept), print)
+                print(f"{plural(count, 'stale job')} accepted")
+                return []
             if self.launcher.action != "run":
-                raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status "
-                                 "and dry_run")
+                raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status, "
+                                 "dry_run and accept")
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))
@@ -91,15 +98,16 @@ class AppSweep:
         check_directories(jobs, self.sweep_dir)
         return jobs
 
-    def forced(self, jobs: list[AppJob]) -> set[str]:
-        """The jobs `hydra.launcher.force` names: `*`, a directory's or a cell's name, or some of a cell's
-        `key=value` parts (`x=1` forces every job with x=1)."""
-        def named(name: str, job: AppJob) -> bool:
+    @staticmethod
+    def named(jobs: list[AppJob], names: Sequence[str]) -> set[str]:
+        """The jobs these names select (`hydra.launcher.force`, `hydra.launcher.accept`): `*`, a directory's or a
+        cell's name, or some of a cell's `key=value` parts (`x=1`: every job with x=1)."""
+        def selects(name: str, job: AppJob) -> bool:
             own = dict(job.cell.extra)
             return name in ("*", job.store.name, job.cell.name) or \
                 name_matches(name, lambda wanted: {k: own.get(k) for k in wanted})
 
-        return {j.cell.name for j in jobs if any(named(name, j) for name in self.launcher.force)}
+        return {j.cell.name for j in jobs if any(selects(name, j) for name in names)}
 
     def plan(self, jobs: list[AppJob], forced: set[str]) -> tuple[list[Entry], dict]:
         resources = self.launcher.resources
