@@ -217,3 +217,54 @@ def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
     assert f"The end of {tmp_path / 'venv'}.install.log:" in err
     assert err.rstrip().endswith(f"retry with: bash sbatch/run.sh (from {ROOT})")
     assert not (tmp_path / "venv" / ".installed").exists()
+
+
+def test_a_list_of_experiments_is_each_grid_in_turn(light: Light) -> None:
+    """`--experiment wide,default` (or `experiment=wide,default`) shows, plans or runs each experiment's own grid,
+    never one grid in place of the others; what reads one grid (--status --json) is refused in one line."""
+    tool = light
+    for args in (["--experiment", "wide,default", "--status"], ["--status", "experiment=wide,default"]):
+        status = tool.cli_here(*args).stdout
+        assert "experiment wide: 6 cells" in status and "experiment default: 2 cells" in status, status
+    plan = tool.hydra_here("-m", "experiment=wide,default", "hydra.launcher.action=dry_run").stdout
+    assert "experiment wide: 6 of 6 cells would run" in plan and "experiment default: 2 of 2 cells would run" in plan
+    refused = tool.cli_here("--experiment", "wide,default", "--status", "--json", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "run one command per experiment (--experiment wide, --experiment default)" in refused.stderr
+
+
+class Study(Tool):
+    """The tool on a study in its own folder (the working directory)."""
+
+    prefix = ["--config-dir", "."]
+
+
+def tasks_md_study(folder: Path, experiment_entry: str | None) -> Path:
+    """docs/tasks.md's example study, with an experiment/ folder; its defaults list has no `experiment` entry
+    unless one is given (`experiment: null`)."""
+    (folder / "backend").mkdir(parents=True)
+    (folder / "experiment").mkdir()
+    entry = f"\n  - {experiment_entry}" if experiment_entry else ""
+    (folder / "config.yaml").write_text(
+        f"defaults:\n  - _self_\n  - backend: fast{entry}\ngrid:\n  task: my_task.run\n  limit_key: size\n"
+        f"  device_locks: {folder / '.locks'}\nsize: 1000\nhydra:\n  sweeper:\n    params:\n      backend: fast,slow\n")
+    (folder / "backend" / "fast.yaml").write_text("factor: 1\n")
+    (folder / "backend" / "slow.yaml").write_text("factor: 3\n")
+    (folder / "experiment" / "slow.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      backend: slow\n      size: 10,20\n")
+    (folder / "my_task.py").write_text("def run(cfg, cell):\n    return {'seconds': cfg.size * cfg.backend.factor}\n")
+    return folder
+
+
+@pytest.mark.parametrize("entry", [None, "experiment: null"])
+def test_an_experiment_folder_needs_no_entry_in_the_defaults_list(tmp_path: Path, entry: str | None) -> None:
+    tool = Study(tasks_md_study(tmp_path / "my_study", entry))
+    plain = tool.cli_here("--status")
+    assert "experiment default: 2 cells" in plain.stdout and "backend=slow" in plain.stdout
+    run = tool.cli("--experiment", "slow", "size=10")
+    assert "sweep slow: 0 done, 1 run, 0 failed" in run.stdout, run.stdout + run.stderr
+    summary = json.loads((tool.results / "slow" / "backend=slow,size=10" / "summary.json").read_text())
+    assert summary["seconds"] == 30
+    unknown = tool.cli_here("--experiment", "fast", "--status", check=False)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert f"choose one of slow ({tool.cwd}/experiment/)" in unknown.stderr and "conf/" not in unknown.stderr
