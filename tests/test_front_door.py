@@ -268,3 +268,18 @@ def test_an_experiment_folder_needs_no_entry_in_the_defaults_list(tmp_path: Path
     unknown = tool.cli_here("--experiment", "fast", "--status", check=False)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
     assert f"choose one of slow ({tool.cwd}/experiment/)" in unknown.stderr and "conf/" not in unknown.stderr
+
+
+def test_a_report_of_stale_cells_says_they_are_stale_and_how_to_report_them(light: Light) -> None:
+    tool = light
+    tool.cli()
+    for option in ("a", "b"):
+        (tool.cwd / "variant" / f"{option}.yaml").write_text("factor: 7\n")  # both cells stale
+    named = tool.cli_here("--report")
+    assert "left out: 2 stale cells" in named.stdout and "grid.stale=keep" in named.stdout, named.stdout
+    unnamed = tool.cli_here("--report", "grid.report.figures=[]", check=False)
+    assert unnamed.returncode == 2 and unnamed.stderr.count("\n") == 1, unnamed.stderr
+    assert "nothing to report: 2 cells: 2 stale" in unnamed.stderr and "grid.stale=keep" in unnamed.stderr
+    assert "hold no number" not in unnamed.stderr
+    kept = tool.cli_here("--report", "grid.report.figures=[]", "grid.stale=keep")
+    assert "2 cells reported" in kept.stdout
