@@ -283,3 +283,16 @@ def test_a_report_of_stale_cells_says_they_are_stale_and_how_to_report_them(ligh
     assert "hold no number" not in unnamed.stderr
     kept = tool.cli_here("--report", "grid.report.figures=[]", "grid.stale=keep")
     assert "2 cells reported" in kept.stdout
+
+
+def test_wait_with_nothing_to_follow_says_so_and_status_wait_follows(light: Light) -> None:
+    tool = light
+    tool.cli("variant=a")
+    for args in (["variant=a", "--wait"], ["--status", "--wait"]):
+        done = tool.cli_here(*args)
+        assert "0/0" not in done.stdout, done.stdout  # no empty progress bar
+        (line,) = [line for line in done.stdout.splitlines() if "nothing to follow" in line]
+        assert line.startswith("sweep default: nothing to follow (no cell is queued or running); "), line
+    assert "│ variant=a │ done" in tool.cli_here("--status", "--wait").stdout  # the status first, then the follow
+    refused = tool.cli_here("--dry-run", "--wait", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--wait goes with" in refused.stderr
