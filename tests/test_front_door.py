@@ -296,3 +296,23 @@ def test_wait_with_nothing_to_follow_says_so_and_status_wait_follows(light: Ligh
     assert "│ variant=a │ done" in tool.cli_here("--status", "--wait").stdout  # the status first, then the follow
     refused = tool.cli_here("--dry-run", "--wait", check=False)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--wait goes with" in refused.stderr
+
+
+def test_a_cell_has_one_name_on_disk_in_the_status_and_in_the_report(light: Light) -> None:
+    """`scale=1.0` is the light study's default: the cell is `where=local,variant=a` on disk, and neither the
+    status nor the report spells the default out (`variant=a,scale=1.0` was a name of no directory)."""
+    tool = light
+    grid = ["--experiment", "wide", "variant=a,b"]
+    tool.cli(*grid)
+    on_disk = {p.name for p in tool.cell_dirs("wide")}
+    assert on_disk == {"where=local,variant=a", "where=local,variant=a,scale=2.0", "where=local,variant=b",
+                       "where=local,variant=b,scale=2.0"}
+    rows = [line.split("│")[1].strip() for line in tool.cli_here("--status", *grid).stdout.splitlines()
+            if line.startswith("│")]
+    assert rows == ["variant=a", "variant=a,scale=2.0", "variant=b", "variant=b,scale=2.0"], rows
+    assert all(any(set(row.split(",")) <= set(name.split(",")) for name in on_disk) for row in rows)
+    report = tool.cli_here("--report", *grid).stdout
+    markdown = (tool.cwd / "artifacts" / "wide" / "report.md").read_text()
+    assert "scale=1.0" not in report and "scale=1.0" not in markdown, report + markdown
+    plan = tool.cli_here("--dry-run", *grid, "--force", "variant=a").stdout  # a name as --status shows it
+    assert "experiment wide: 1 of 1 cell would run" in plan and "run  where=local,variant=a  (forced)" in plan

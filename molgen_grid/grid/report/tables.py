@@ -74,9 +74,9 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
     return pd.DataFrame(rows, columns=columns), values
 
 
-def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Each reported cell by the settings that vary among the reported cells."""
-    labels = short_labels(frame[keys].to_dict("records"), keys, list(frame["cell"]))
+def label(frame: pd.DataFrame) -> pd.Series:
+    """Each reported cell by the parts of its name that vary among the reported cells, as `--status` shows it."""
+    labels = short_labels(list(frame["cell"]))
     return pd.Series(labels, index=frame.index, dtype=object)
 
 
@@ -315,7 +315,7 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     for e in entries:
         if e.state.state not in shown:
             pending[e.state.state] = pending.get(e.state.state, 0) + 1
-    return Report(frame, keys, label(frame, keys), baselines, notes, best_rows(frame, figures[0], ranked, within),
+    return Report(frame, keys, label(frame), baselines, notes, best_rows(frame, figures[0], ranked, within),
                   within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
                   ranked)
