@@ -316,3 +316,16 @@ def test_a_cell_has_one_name_on_disk_in_the_status_and_in_the_report(light: Ligh
     assert "scale=1.0" not in report and "scale=1.0" not in markdown, report + markdown
     plan = tool.cli_here("--dry-run", *grid, "--force", "variant=a").stdout  # a name as --status shows it
     assert "experiment wide: 1 of 1 cell would run" in plan and "run  where=local,variant=a  (forced)" in plan
+
+
+def test_a_failed_cell_names_the_log_with_its_error_and_keeps_each_attempts_logs_apart(light: Light) -> None:
+    tool = light
+    for _ in range(2):
+        tool.cli("variant=a", "fail=boom", check=False)
+    (cell,) = tool.status("variant=a", "fail=boom")["cells"]
+    assert cell["state"] == "failed" and cell["log"].endswith(".err"), cell
+    assert "boom" in Path(cell["log"]).read_text()
+    first, second = attempts(tool.cell_dirs()[0])
+    folders = sorted(p for p in (tool.cell_dirs()[0] / "logs").iterdir())
+    assert len(folders) == 2 and [f.name.endswith(a["attempt"]) for f, a in zip(folders, (first, second))] == [True] * 2
+    assert Path(cell["log"]).parent == folders[1]  # the current attempt's, not the previous one's
