@@ -15,8 +15,8 @@ def named_cells(spec: GridSpec, names: Iterable[str], grid: list[Cell], root: Pa
     """Cells named on the command line.
 
     A name is a cell's full name, its name as `--status` shows it (the parts not every cell shares), or a part
-    of it (`kv_cache=static`) that selects every matching cell of the grid; a full name outside the grid is rebuilt from its directory's overrides.json
-    under `root` when it ran before, else from the name itself.
+    of it (`kv_cache=static`) that selects every matching cell of the grid; a full name outside the grid is
+    rebuilt from its directory's overrides.json under `root` when it ran before, else from the name itself.
     """
     by_name = {c.name: c for c in grid}
     by_label = dict(zip(short_labels(list(by_name)), by_name.values()))
