@@ -23,6 +23,7 @@ examples:
   molgen-grid --accept                         keep every stale cell's result: record what changed as accepted
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
+  molgen-grid --status --wait                  follow what is queued or running, launching nothing
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force and --accept: every word after them is taken as a cell name."""
@@ -56,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
-    p.add_argument("--wait", action="store_true", help="after submitting to Slurm, follow the cells to the end")
+    p.add_argument("--wait", action="store_true",
+                   help="follow every queued or running cell of the grid to its end, whoever submitted it: after a "
+                        "run (which first launches what is not done), or after --status (which launches nothing)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="test mode: N items per cell (sets the study's grid.limit_key; results kept apart)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. kv_cache=static,dynamic")
@@ -129,6 +132,9 @@ def run(argv: list[str]) -> None:
     args.force, args.accept = names.get("--force"), names.get("--accept")
     if args.json and not args.status:
         parser().error("--json goes with --status")
+    if args.wait and (args.json or args.dry_run or args.report):
+        raise InputError("--wait goes with a run (launch, then follow) or with --status (follow, launching "
+                         "nothing), not with --json, --dry-run or --report")
     if (args.compare or args.heatmap) and not args.report:
         parser().error("--compare and --heatmap go with --report")
     argv = hydra_argv(args)

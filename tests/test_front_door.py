@@ -234,3 +234,115 @@ def test_a_study_with_nested_groups_plans_runs_and_resumes(tool: Tool) -> None:
     assert kinds == {"db=mysql,db.engine=pg": "pg", "db=mysql,db.engine=myisam": "myisam", "db=postgres": "pg",
                      "db=postgres,db.engine=myisam": "myisam"}
     assert "0 to run, 4 done" in tool.cli(*grid).stdout
+
+
+def test_a_list_of_experiments_is_each_grid_in_turn(light: Light) -> None:
+    """`--experiment wide,default` (or `experiment=wide,default`) shows, plans or runs each experiment's own grid,
+    never one grid in place of the others; what reads one grid (--status --json) is refused in one line."""
+    tool = light
+    for args in (["--experiment", "wide,default", "--status"], ["--status", "experiment=wide,default"]):
+        status = tool.cli_here(*args).stdout
+        assert "experiment wide: 6 cells" in status and "experiment default: 2 cells" in status, status
+    plan = tool.hydra_here("-m", "experiment=wide,default", "hydra.launcher.action=dry_run").stdout
+    assert "experiment wide: 6 of 6 cells would run" in plan and "experiment default: 2 of 2 cells would run" in plan
+    refused = tool.cli_here("--experiment", "wide,default", "--status", "--json", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "run one command per experiment (--experiment wide, --experiment default)" in refused.stderr
+
+
+class Study(Tool):
+    """The tool on a study in its own folder (the working directory)."""
+
+    prefix = ["--config-dir", "."]
+
+
+def tasks_md_study(folder: Path, experiment_entry: str | None) -> Path:
+    """docs/tasks.md's example study, with an experiment/ folder; its defaults list has no `experiment` entry
+    unless one is given (`experiment: null`)."""
+    (folder / "backend").mkdir(parents=True)
+    (folder / "experiment").mkdir()
+    entry = f"\n  - {experiment_entry}" if experiment_entry else ""
+    (folder / "config.yaml").write_text(
+        f"defaults:\n  - _self_\n  - backend: fast{entry}\ngrid:\n  task: my_task.run\n  limit_key: size\n"
+        f"  device_locks: {folder / '.locks'}\nsize: 1000\nhydra:\n  sweeper:\n    params:\n      backend: fast,slow\n")
+    (folder / "backend" / "fast.yaml").write_text("factor: 1\n")
+    (folder / "backend" / "slow.yaml").write_text("factor: 3\n")
+    (folder / "experiment" / "slow.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      backend: slow\n      size: 10,20\n")
+    (folder / "my_task.py").write_text("def run(cfg, cell):\n    return {'seconds': cfg.size * cfg.backend.factor}\n")
+    return folder
+
+
+@pytest.mark.parametrize("entry", [None, "experiment: null"])
+def test_an_experiment_folder_needs_no_entry_in_the_defaults_list(tmp_path: Path, entry: str | None) -> None:
+    tool = Study(tasks_md_study(tmp_path / "my_study", entry))
+    plain = tool.cli_here("--status")
+    assert "experiment default: 2 cells" in plain.stdout and "backend=slow" in plain.stdout
+    run = tool.cli("--experiment", "slow", "size=10")
+    assert "sweep slow: 0 done, 1 run, 0 failed" in run.stdout, run.stdout + run.stderr
+    summary = json.loads((tool.results / "slow" / "backend=slow,size=10" / "summary.json").read_text())
+    assert summary["seconds"] == 30
+    unknown = tool.cli_here("--experiment", "fast", "--status", check=False)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert f"choose one of slow ({tool.cwd}/experiment/)" in unknown.stderr and "conf/" not in unknown.stderr
+
+
+def test_a_report_of_stale_cells_says_they_are_stale_and_how_to_report_them(light: Light) -> None:
+    tool = light
+    tool.cli()
+    for option in ("a", "b"):
+        (tool.cwd / "variant" / f"{option}.yaml").write_text("factor: 7\n")  # both cells stale
+    named = tool.cli_here("--report")
+    assert "left out: 2 stale cells" in named.stdout and "grid.stale=keep" in named.stdout, named.stdout
+    unnamed = tool.cli_here("--report", "grid.report.figures=[]", check=False)
+    assert unnamed.returncode == 2 and unnamed.stderr.count("\n") == 1, unnamed.stderr
+    assert "nothing to report: 2 cells: 2 stale" in unnamed.stderr and "grid.stale=keep" in unnamed.stderr
+    assert "hold no number" not in unnamed.stderr
+    kept = tool.cli_here("--report", "grid.report.figures=[]", "grid.stale=keep")
+    assert "2 cells reported" in kept.stdout
+
+
+def test_wait_with_nothing_to_follow_says_so_and_status_wait_follows(light: Light) -> None:
+    tool = light
+    tool.cli("variant=a")
+    for args in (["variant=a", "--wait"], ["--status", "--wait"]):
+        done = tool.cli_here(*args)
+        assert "0/0" not in done.stdout, done.stdout  # no empty progress bar
+        (line,) = [line for line in done.stdout.splitlines() if "nothing to follow" in line]
+        assert line.startswith("sweep default: nothing to follow (no cell is queued or running); "), line
+    assert "│ variant=a │ done" in tool.cli_here("--status", "--wait").stdout  # the status first, then the follow
+    refused = tool.cli_here("--dry-run", "--wait", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--wait goes with" in refused.stderr
+
+
+def test_a_cell_has_one_name_on_disk_in_the_status_and_in_the_report(light: Light) -> None:
+    """`scale=1.0` is the light study's default: the cell is `where=local,variant=a` on disk, and neither the
+    status nor the report spells the default out (`variant=a,scale=1.0` was a name of no directory)."""
+    tool = light
+    grid = ["--experiment", "wide", "variant=a,b"]
+    tool.cli(*grid)
+    on_disk = {p.name for p in tool.cell_dirs("wide")}
+    assert on_disk == {"where=local,variant=a", "where=local,variant=a,scale=2.0", "where=local,variant=b",
+                       "where=local,variant=b,scale=2.0"}
+    rows = [line.split("│")[1].strip() for line in tool.cli_here("--status", *grid).stdout.splitlines()
+            if line.startswith("│")]
+    assert rows == ["variant=a", "variant=a,scale=2.0", "variant=b", "variant=b,scale=2.0"], rows
+    assert all(any(set(row.split(",")) <= set(name.split(",")) for name in on_disk) for row in rows)
+    report = tool.cli_here("--report", *grid).stdout
+    markdown = (tool.cwd / "artifacts" / "wide" / "report.md").read_text()
+    assert "scale=1.0" not in report and "scale=1.0" not in markdown, report + markdown
+    plan = tool.cli_here("--dry-run", *grid, "--force", "variant=a").stdout  # a name as --status shows it
+    assert "experiment wide: 1 of 1 cell would run" in plan and "run  where=local,variant=a  (forced)" in plan
+
+
+def test_a_failed_cell_names_the_log_with_its_error_and_keeps_each_attempts_logs_apart(light: Light) -> None:
+    tool = light
+    for _ in range(2):
+        tool.cli("variant=a", "fail=boom", check=False)
+    (cell,) = tool.status("variant=a", "fail=boom")["cells"]
+    assert cell["state"] == "failed" and cell["log"].endswith(".err"), cell
+    assert "boom" in Path(cell["log"]).read_text()
+    first, second = attempts(tool.cell_dirs()[0])
+    folders = sorted(p for p in (tool.cell_dirs()[0] / "logs").iterdir())
+    assert len(folders) == 2 and [f.name.endswith(a["attempt"]) for f, a in zip(folders, (first, second))] == [True] * 2
+    assert Path(cell["log"]).parent == folders[1]  # the current attempt's, not the previous one's

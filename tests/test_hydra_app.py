@@ -274,3 +274,48 @@ def test_example_on_the_slurm_test_cluster(tmp_path: Path) -> None:
     assert "to h100: 1 job" in out, out
     (job,) = app.status("optim=sgd", "seed=1", "hydra.launcher.resources=null").values()
     assert job["state"] == "done" and sacct_final(job["job_id"])[0][1:] == ["h100", "COMPLETED"]
+
+
+FAILING_APP = """\
+import sys
+
+import hydra
+
+
+def check(a):
+    if a == 1:
+        raise ValueError("a=1 is refused")
+    if a == 2:
+        sys.exit("a=2 gives up")
+    return a
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    return check(cfg.a)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_failed_app_job_says_why_and_where_in_the_apps_own_file(tmp_path: Path) -> None:
+    """The app's function travels by value (cloudpickle), yet its traceback names app.py and its line, not
+    `<dynamic-code>`; a job whose function calls sys.exit fails with that reason (it used to read as killed)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - _self_\n  - override hydra/launcher: grid\na: 0\n"
+                                                   "hydra:\n  sweep:\n    dir: multirun/app\n")
+    (tmp_path / "app.py").write_text(FAILING_APP)
+    done = subprocess.run([sys.executable, "app.py", "-m", "a=1,2"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "COLUMNS": "300"})
+    assert done.returncode != 0
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("[1/2] a=1: failed in ") and "ValueError: a=1 is refused" in line for line in lines)
+    assert any(line.startswith("[2/2] a=2: failed in ") and "called sys.exit('a=2 gives up')" in line
+               for line in lines), done.stdout
+    for job in ("a=1", "a=2"):
+        trace = "".join(json.loads((tmp_path / "multirun" / "app" / job / "error.json").read_text())["traceback"])
+        assert f'File "{tmp_path / "app.py"}", line' in trace and "<dynamic-code>" not in trace, trace
+        (err,) = (tmp_path / "multirun" / "app" / job / "logs").rglob("*.err")
+        assert "app.py" in err.read_text() and "Job completed successfully" not in err.with_suffix(".out").read_text()

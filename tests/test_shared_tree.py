@@ -71,7 +71,7 @@ def test_a_group_shared_tree_stays_group_writable(light: Light) -> None:
     closed = [p for p in written if not p.stat().st_mode & stat.S_IWGRP]
     # submitit's files of the job (its pickles, its logs) are the job's own, writable by their owner alone: a
     # pickle runs code when loaded (executors/job_entry.py); every folder and every file of the engine's is shared
-    assert closed and all(p.parent.name == "logs" and p.is_file() and p.name.split("_")[0].isdigit()
+    assert closed and all(p.parent.parent.name == "logs" and p.is_file() and p.name.split("_")[0].isdigit()
                           for p in closed), closed
 
 

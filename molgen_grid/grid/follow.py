@@ -35,6 +35,8 @@ def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[
     """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end."""
     entries = replan()
     followed = {e.cell.name for e in entries if e.state.state in MOVING}
+    if not followed:
+        return f"nothing to follow (no cell is queued or running); {census(entries)}"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interval, seen = FIRST_POLL_S, None
     with Progress(*columns, console=console, transient=False) as progress:
@@ -44,7 +46,7 @@ def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[
             ended = sum(1 for s in states.values() if s not in MOVING)
             tally = Counter(states.values())
             progress.update(bar, completed=ended,
-                            description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing")
+                            description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())))
             if ended == len(followed):
                 break
             interval = FIRST_POLL_S if states != seen else min(LONGEST_POLL_S, interval * BACKOFF)

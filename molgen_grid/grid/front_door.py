@@ -11,6 +11,7 @@ itself.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 from molgen_grid.errors import InputError, fail
-from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.study_sweep import ALL_CELLS
+from molgen_grid.grid.spec import GridSpec, check_experiment, experiment_override
 
 #: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
@@ -33,6 +35,8 @@ CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 CONFIG_NAME_FLAGS = ("--config-name", "-cn")
 #: The engine's sweeper and launcher, selected for every study (a study's config need not name them).
 ENGINE_PLUGINS = ("hydra/sweeper=grid", "hydra/launcher=grid")
+#: What reads a single grid: one JSON document (`--status --json`), cells named by their names in it (`--force`).
+ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME"}
 
 
 def for_hydra(argv: list[str]) -> bool:
@@ -79,15 +83,54 @@ def never_called(cfg: Any) -> None:
 
 
 def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
-    """Compose the sweep's config once and hand it to the project's sweeper and launcher."""
-    overrides = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
+    """Compose each sweep's config once and hand it to the project's sweeper and launcher: one sweep per
+    experiment named (`experiment=a,b` is two grids, one after the other). A sweep whose cells failed (exit
+    status 1) does not stop the next one; the command then ends with status 1."""
+    given = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
         app = GlobalHydra.instance().hydra
         assert app is not None
-        try:
-            app.multirun(config_name=config_name, task_function=never_called, overrides=overrides)
-        except (HydraException, OmegaConfBaseException) as exc:
-            fail(cause(app.config_loader, config_name, overrides, exc))
+        failed = False
+        for overrides in per_experiment(app.config_loader, config_name, given):
+            try:
+                app.multirun(config_name=config_name, task_function=never_called, overrides=overrides)
+            except (HydraException, OmegaConfBaseException) as exc:
+                fail(cause(app.config_loader, config_name, overrides, exc))
+            except SystemExit as exc:
+                if exc.code != 1:
+                    raise
+                failed = True
+        if failed:
+            sys.exit(1)
+
+
+def per_experiment(loader: ConfigLoader, config_name: str, overrides: list[str]) -> list[list[str]]:
+    """The overrides of each sweep a command line asks for: one per experiment it names, each experiment checked
+    before any runs, and each selected as the study's defaults list allows (`+experiment=` where it has no
+    `experiment` entry). Hydra would compose one sweep with the first experiment's grid and run the others' cells
+    in it."""
+    parser = OverridesParser.create(config_loader=loader)
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException:
+        return [overrides]  # the sweep's composition fails, and `cause` names the override
+    at = [i for i, o in enumerate(parsed) if o.key_or_group == "experiment"]
+    if not at:
+        return [overrides]
+    chosen = parsed[at[-1]]
+    names = list(chosen.sweep_string_iterator()) if chosen.is_sweep_override() else [
+        chosen.get_value_element_as_str()]
+    for name in names:
+        check_experiment(loader, name)
+    distinct = list(dict.fromkeys(names))
+    one_grid = [ONE_GRID_ONLY[o.key_or_group] for o in parsed
+                if o.key_or_group in ONE_GRID_ONLY and o.value() not in (False, [ALL_CELLS])]
+    if len(distinct) > 1 and one_grid:
+        raise InputError(f"{one_grid[0]} reads one grid, and experiment={','.join(names)} names {len(distinct)}: "
+                         f"run one command per experiment ({', '.join(f'--experiment {n}' for n in distinct)})")
+    rest = [line for i, line in enumerate(overrides) if i not in at]
+    selected = [experiment_override(loader, config_name, name) for name in distinct]
+    return [rest + ([line] if line else []) for line in selected]
 
 
 def cause(loader: ConfigLoader, config_name: str, overrides: list[str], exc: Exception) -> str:

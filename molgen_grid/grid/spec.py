@@ -38,17 +38,10 @@ class GridSpec:
                  hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None) -> None:
         self.loader = config_loader
         self.config_name = config_name
-        experiments = config_loader.get_group_options("experiment")
-        #: Whether the study has named grids (an `experiment` group); without one its grid is `default`.
-        self.has_experiments = bool(experiments)
-        experiment = experiment or DEFAULT_EXPERIMENT
-        if not experiments and experiment != DEFAULT_EXPERIMENT:
-            raise InputError(f"unknown experiment {experiment!r}: this study has no experiment group (an "
-                             "experiment/ folder of named grids beside its config); leave --experiment out")
-        if experiments and experiment not in experiments:
-            raise InputError(f"unknown experiment {experiment!r}: {close_match(experiment, experiments)}"
-                             f"choose one of {', '.join(experiments)} (conf/experiment/)")
-        self.experiment = experiment
+        if experiment is not None:
+            check_experiment(config_loader, experiment)
+        self.experiment_override = experiment_override(config_loader, config_name, experiment) if experiment else None
+        self.experiment = experiment or DEFAULT_EXPERIMENT
         self.hydra_overrides = list(hydra_overrides)
         self.base = config_loader.load_configuration(config_name=config_name, overrides=self.base_overrides,
                                                      run_mode=RunMode.RUN)
@@ -82,7 +75,7 @@ class GridSpec:
     @property
     def base_overrides(self) -> list[str]:
         """What every cell's composition starts from: Hydra's overrides and the experiment's choice."""
-        return self.hydra_overrides + ([f"experiment={self.experiment}"] if self.has_experiments else [])
+        return self.hydra_overrides + ([self.experiment_override] if self.experiment_override else [])
 
     @classmethod
     def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
@@ -179,3 +172,32 @@ class GridSpec:
         return self.loader.load_configuration(config_name=self.config_name,
                                               overrides=self.base_overrides + cell.overrides + cell.run_overrides,
                                               run_mode=RunMode.RUN)
+
+
+def study_folder(config_loader: ConfigLoader) -> str:
+    """The study's own config folder, as errors name it (the primary config's source)."""
+    main = [s.path for s in config_loader.get_sources() if s.provider == "main"]
+    return main[0].removeprefix("file://") if main else "the study's config folder"
+
+
+def check_experiment(config_loader: ConfigLoader, name: str) -> None:
+    """An experiment the study has, else one line naming the ones it has, in its own folder."""
+    experiments = config_loader.get_group_options("experiment")
+    if not experiments and name != DEFAULT_EXPERIMENT:
+        raise InputError(f"unknown experiment {name!r}: this study has no experiment group (an experiment/ "
+                         f"folder of named grids in {study_folder(config_loader)}); leave --experiment out")
+    if experiments and name not in experiments:
+        raise InputError(f"unknown experiment {name!r}: {close_match(name, experiments)}choose one of "
+                         f"{', '.join(experiments)} ({study_folder(config_loader)}/experiment/)")
+
+
+def experiment_override(config_loader: ConfigLoader, config_name: str, name: str) -> str | None:
+    """The override that selects an experiment: `experiment=NAME` where the primary config's defaults list has
+    an `experiment` entry, else `+experiment=NAME` (appended, as Hydra's own `+experiment=` does), so a study
+    needs no entry to use `--experiment`; none for a study without experiments."""
+    if not config_loader.get_group_options("experiment"):
+        return None
+    primary = config_loader.repository.load_config(config_name)
+    entries = primary.defaults_list if primary is not None and primary.defaults_list else []
+    declared = any(getattr(d, "group", None) == "experiment" for d in entries)
+    return f"experiment={name}" if declared else f"+experiment={name}"

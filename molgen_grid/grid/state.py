@@ -34,7 +34,8 @@ class CellState:
     reason: str | None = None
     job_id: str | None = None
     since: float | None = None
-    #: The last attempt's log file (submitit's stdout of the job).
+    #: The last attempt's log file: submitit's stderr of the job for a failed or interrupted cell (its traceback;
+    #: the stdout says only "Submitted job triggered an exception"), else its stdout.
     log: str | None = None
 
     @property
@@ -140,7 +141,8 @@ def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Map
     attempts = store.attempts() if attempts is None else attempts
     last = attempts[-1] if attempts else {}
     state = _state(store, stale, views, lock_held, attempts, last)
-    state.log = last.get("log")
+    failed = state.state in (FAILED, INTERRUPTED) and last.get("err_log")
+    state.log = last["err_log"] if failed else last.get("log")
     return state
 
 

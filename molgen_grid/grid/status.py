@@ -10,7 +10,7 @@ from rich.table import Table
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import parse_cell_name
-from molgen_grid.grid.plan import Entry, existing, setting_keys
+from molgen_grid.grid.plan import Entry, existing
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.store import SUMMARY
 from molgen_grid.words import plural
@@ -53,18 +53,17 @@ def status_json(experiment: str, entries: list[Entry], partial: str | None = Non
     return f'{head[:-1]}, "cells": [\n  {lines}\n]}}' if cells else f'{head[:-1]}, "cells": []}}'
 
 
-def short_labels(settings: list[dict[str, str]], keys: list[str], names: list[str]) -> list[str]:
-    """Each cell by the settings that differ among these cells (what `--force` accepts as a cell's name too);
-    the full names when nothing differs."""
-    varying = [k for k in keys if len({str(item[k]) for item in settings}) > 1]
-    if not varying:
-        return names
-    return [",".join(f"{k}={item[k]}" for k in varying) for item in settings]
+def short_labels(names: list[str]) -> list[str]:
+    """Each cell by the parts of its name that not every cell shares (what `--force` accepts as a cell's name
+    too): the `key=value` parts of its directory's name, so a setting at its default, which a name leaves out, is
+    never spelled out here either; the full name where nothing would be left."""
+    parts = [name.split(",") for name in names]
+    common = set.intersection(*map(set, parts)) if parts else set()
+    return [",".join(p for p in own if p not in common) or name for name, own in zip(names, parts)]
 
 
-def short_names(spec: GridSpec, entries: list[Entry]) -> list[str]:
-    keys = setting_keys(entries)
-    return short_labels([spec.settings_of(e.cell, keys) for e in entries], keys, [e.cell.name for e in entries])
+def short_names(entries: list[Entry]) -> list[str]:
+    return short_labels([e.cell.name for e in entries])
 
 
 def test_mode_cells(spec: GridSpec, entries: list[Entry], root: Path) -> dict[int, int]:
@@ -106,7 +105,7 @@ def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: s
     table = Table(title=f"experiment {spec.experiment}: {plural(len(entries), 'cell')}", title_justify="left")
     for column in ("cell", "state", "job id", "age", "reason"):
         table.add_column(column, overflow="fold")
-    for e, short in zip(entries, short_names(spec, entries)):
+    for e, short in zip(entries, short_names(entries)):
         style = _STYLE.get(e.state.state, "")
         table.add_row(short, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
                       e.state.reason or "")

@@ -85,6 +85,8 @@ class StudySweep:
             else:
                 hint = None if launcher.limit else test_mode_hint(spec, entries, root)
                 print_status(self.console, spec, entries, hint)
+                if launcher.wait:
+                    self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
         elif launcher.action == "dry_run":
             print_plan(self.console, spec.experiment, entries)
         elif launcher.action == "accept":

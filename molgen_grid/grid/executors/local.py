@@ -30,7 +30,7 @@ from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.interrupts import error_record
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
     recorded_outcome
-from molgen_grid.grid.store import ERROR, CellStore, atomic_write_json, owner_writable_only
+from molgen_grid.grid.store import ERROR, LOGS, CellStore, atomic_write_json, owner_writable_only
 from molgen_grid.grid.worker import execute
 
 NAME = "local"
@@ -95,14 +95,15 @@ class LocalExecutor:
         if holder:
             events.waiting(claim, f"waiting for the {device} (in use by {holder})")
         store = claim.entry.store
-        (store.dir / "logs").mkdir(exist_ok=True)  # with the sweep's umask: another member of a group adds to it
-        executor = submitit.LocalExecutor(folder=store.dir / "logs", python=job_entry.command())
+        logs = attempt_logs(store.dir, job.attempt)
+        logs.mkdir(parents=True, exist_ok=True)  # with the sweep's umask: another member of a group adds to it
+        executor = submitit.LocalExecutor(folder=logs, python=job_entry.command())
         executor.update_parameters(timeout_min=float(claim.resources.get("time_min", DEFAULT_TIME_MIN)))
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
         store.append_attempt({"update": True, "attempt": job.attempt, "job_id": str(handle.job_id),
                               "job_identity": process_identity(int(handle.job_id)), "log": str(handle.paths.stdout),
-                              "device": device})
+                              "err_log": str(handle.paths.stderr), "device": device})
         events.started(claim)
         try:
             wait(handle)
@@ -111,6 +112,13 @@ class LocalExecutor:
             record_interruption(store, exc, job.attempt)
             raise
         events.finished(claim, outcome(store, job.attempt), time.time() - started)
+
+
+def attempt_logs(cell_dir: Path, attempt: str) -> Path:
+    """The folder of one attempt's logs, `logs/<when it started>-<attempt id>`: a rerun's files never sit beside
+    the previous attempt's (each attempt's line in attempts.jsonl names its own), and `ls logs/` lists them in
+    the order they ran."""
+    return cell_dir / LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{attempt}"
 
 
 def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submitit.Job:

@@ -252,7 +252,8 @@ class SlurmExecutor:
             handles = executor.map_array(CellRunner(), [c.job for c in chunk])
         for claim, handle in zip(chunk, handles):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt,
-                                              "job_id": str(handle.job_id), "log": str(handle.paths.stdout)})
+                                              "job_id": str(handle.job_id), "log": str(handle.paths.stdout),
+                                              "err_log": str(handle.paths.stderr)})
         events.submitted(resources.partition or "the default partition", str(handles[0].job_id).split("_")[0],
                          chunk)
 

@@ -17,6 +17,7 @@ from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.report import artifacts, plots, tables
 from molgen_grid.grid.report.markdown import markdown
 from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.state import STALE
 from molgen_grid.grid.store import atomic_write_text
 from molgen_grid.words import plural
 
@@ -60,6 +61,8 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     console.print(f"experiment {spec.experiment}: {plural(len(built.frame), 'cell')} reported"
                   + (f" ({', '.join(f'{n} {s}' for s, n in built.pending.items())} not yet)" if built.pending else "")
                   + (f", test mode (--limit {limit})" if limit else ""))
+    if built.pending.get(STALE):
+        console.print(f"[yellow]left out: {plural(built.pending[STALE], 'stale cell')}; {tables.STALE_LEFT_OUT}[/]")
     for note in built.baseline_notes:
         console.print(f"[yellow]{note}[/]")
     for best in built.best:

@@ -91,7 +91,7 @@ def experiment_map(names: list[str], plan: Callable[[str], tuple[GridSpec, list[
             within = [k for k in spec.settings.report.within if k in keys]
             tops = best_rows(frame, figures[0], ranked_states(spec.settings), within) \
                 if figures and figures[0].name in frame else []
-            labels = label(frame, keys)
+            labels = label(frame)
             best = "; ".join(f"{labels[top.name]} ({figures[0].name} {top[figures[0].name]:.4g})" for top in tops)
             link = f"[report]({name}/report.md)"
         lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(entries)} cells | {finished} of "

@@ -15,6 +15,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid import statistics
 from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.figures import Figure, figures_of
+from molgen_grid.grid.follow import census
 from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.overrides import close_match
 from molgen_grid.grid.spec import GridSpec
@@ -25,6 +26,10 @@ MEDIAN, LOW, HIGH = "", "_min", "_max"
 SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
 #: Between a cell's warnings in report.csv's `warnings` column.
 WARNING_SEPARATOR = " | "
+#: Why a report leaves stale cells out, and the two ways to have them in it.
+STALE_LEFT_OUT = ("stale cells ran before their config, code, inputs or libraries changed (--status says which): "
+                  "report them as they are with grid.stale=keep, or rerun them with a plain run (the same command "
+                  "without --report)")
 
 
 def finished_states(settings: Any) -> set[str]:
@@ -69,9 +74,9 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
     return pd.DataFrame(rows, columns=columns), values
 
 
-def label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Each reported cell by the settings that vary among the reported cells."""
-    labels = short_labels(frame[keys].to_dict("records"), keys, list(frame["cell"]))
+def label(frame: pd.DataFrame) -> pd.Series:
+    """Each reported cell by the parts of its name that vary among the reported cells, as `--status` shows it."""
+    labels = short_labels(list(frame["cell"]))
     return pd.Series(labels, index=frame.index, dtype=object)
 
 
@@ -282,11 +287,21 @@ class Report:
     ranked: set[str]
 
 
+def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
+    """Why a report has no figure: no finished cell (all stale, or none run yet), or summaries without a number."""
+    shown = finished_states(spec.settings)
+    if any(e.state.state in shown for e in entries):
+        return ("no figure to report: the finished cells' summaries hold no number; name the figures in "
+                "grid.report.figures (dotted paths into summary.json)")
+    if any(e.state.state == STALE for e in entries):
+        return f"nothing to report: {census(entries)}; {STALE_LEFT_OUT}"
+    return f"nothing to report yet: {census(entries)}: run the grid first (the same command without --report)"
+
+
 def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     figures = figures_of(spec.settings, finished_summaries(spec, entries))
     if not figures:
-        raise InputError("no figure to report: the finished cells' summaries hold no number; name the figures in "
-                         "grid.report.figures (dotted paths into summary.json)")
+        raise InputError(nothing_to_report(spec, entries))
     ranked = ranked_states(spec.settings)
     keys = setting_keys(entries)
     # a figure named like a setting (a study returning the count it was given) heads a column of its own
@@ -300,7 +315,7 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     for e in entries:
         if e.state.state not in shown:
             pending[e.state.state] = pending.get(e.state.state, 0) + 1
-    return Report(frame, keys, label(frame, keys), baselines, notes, best_rows(frame, figures[0], ranked, within),
+    return Report(frame, keys, label(frame), baselines, notes, best_rows(frame, figures[0], ranked, within),
                   within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
                   ranked)

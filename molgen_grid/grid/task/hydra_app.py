@@ -10,8 +10,10 @@ beside the error record too, so the sweeper can re-raise it as Hydra's launchers
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -27,6 +29,7 @@ from molgen_grid.grid.fingerprint import files_part
 from molgen_grid.grid.store import write_pickle
 from molgen_grid.grid.task.base import Composed
 from molgen_grid.grid.task.contract import CellHandle
+from molgen_grid.grid.task.located import Located
 
 #: The file beside summary.json that holds a return value JSON cannot hold.
 VALUE_FILE = "return_value.pkl"
@@ -51,6 +54,26 @@ def json_value(value: Any) -> bool:
         return False
 
 
+class Exited(RuntimeError):
+    """The app's function called sys.exit: its job failed, with the exit's message or status as its reason."""
+
+
+def exits_fail(task_function: Callable) -> Callable:
+    """The app's function, whose sys.exit fails its job as an exception would (with a reason and a traceback in
+    the job's stderr). A SystemExit passes through Hydra's `run_job` and would end the job's process with no
+    record, as if it were killed; submitit's own exit (a requeue, from its signal handler) still passes."""
+    @functools.wraps(task_function)
+    def run(cfg: Any) -> Any:
+        try:
+            return task_function(cfg)
+        except SystemExit as exc:
+            if any(Path(frame.f_code.co_filename).parts[-3:-1] == ("submitit", "core")
+                   for frame, _ in traceback.walk_tb(exc.__traceback__)):
+                raise
+            raise Exited(f"the app's function called sys.exit({exc.code!r})") from exc
+    return run
+
+
 @dataclass
 class AppFunctionWork:
     """One job of an app's multirun, as its own process runs it."""
@@ -69,6 +92,10 @@ class AppFunctionWork:
     resources: str | None = None
     _cfg: DictConfig | None = field(default=None, init=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the function's own file names (located.py): a traceback names the app's file and line."""
+        return {**self.__dict__, "task_function": Located(self.task_function)}
+
     def compose(self, cell_dir: Path) -> Composed:
         sys.path[:0] = [p for p in self.sys_path if p not in sys.path]
         setup_globals()
@@ -81,8 +108,8 @@ class AppFunctionWork:
                         f"the app's function {name}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
-        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=self._cfg,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(hydra_context=self.hydra_context, task_function=exits_fail(self.task_function),
+                      config=self._cfg, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         if ret.status != JobStatus.COMPLETED:
             raise ret._return_value
         value = ret._return_value
