@@ -23,7 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
 
-from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_sigterm, interrupted
+from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_stop_signals, interrupted
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
 from molgen_grid.grid.app.returns import job_return
@@ -160,7 +160,7 @@ class AppSweep:
                         events=ConsoleEvents(self.console, None, noun="job"))
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        interrupt_on_sigterm()
+        interrupt_on_stop_signals()
         try:
             outcome = runner()
         except (KeyboardInterrupt, Interrupted) as exc:
