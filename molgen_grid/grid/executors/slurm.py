@@ -30,6 +30,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
+from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
 from molgen_grid.grid.store import current_umask, owner_writable_only
@@ -199,6 +200,12 @@ class SlurmExecutor:
             "override hydra.launcher.partition and its other keys"
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
+        """Refuse an option whose values sbatch could not be given as written (null: the cluster's default), or
+        a cluster that does not answer, before a cell is claimed."""
+        for label, option in options.items():
+            problem = option_problem(label, option)
+            if problem:
+                raise InputError(f"{problem} (null or left out: the default)")
         if options and not slurm_answers():
             raise InputError(f"{', '.join(sorted(options))} needs a Slurm cluster and no Slurm controller answers "
                              f"here (scontrol ping): start one (bash sbatch/test-cluster.sh start) or choose an "
