@@ -7,7 +7,9 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ def test_a_task_of_ones_own_returns_any_figures_and_is_done(contract: Study) -> 
     summary = contract.summary("default")
     assert summary["status"] == "ok" and summary["reason"] is None and summary["ms"] == 1.5
     assert summary["nested"] == {"count": 3} and "metrics" not in summary and "quality" not in summary
-    assert summary["provenance"]["kernel"] == "k1" and summary["provenance"]["git_sha"]
+    assert summary["provenance"]["kernel"] == "k1" and summary["provenance"]["git_sha"] is None  # not a checkout
     assert summary["fingerprint"]["inputs"] == {"data": {str(contract.cwd / "data.txt"): summary["fingerprint"][
         "inputs"]["data"][str(contract.cwd / "data.txt")]}}
     assert json.loads((contract.results / "default" / "default" / "own.json").read_text()) == {"cell": "default"}
@@ -193,6 +195,22 @@ def test_a_command_that_fails_fails_its_cell_with_the_end_of_its_stderr(commands
     assert done.returncode == 1
     (cell,) = commands.cells(f"mode={mode}").values()
     assert cell["state"] == "failed" and says in cell["reason"], cell
+
+
+def test_provenance_records_the_studys_own_commit_and_the_engines_version(contract: Study) -> None:
+    """The study's repository is the folder the sweep ran in, not the engine's checkout; the engine is named by
+    its installed version."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=contract.cwd,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "the study")
+    contract.cli()
+    provenance = contract.summary("default")["provenance"]
+    assert provenance["git_sha"] == git("rev-parse", "HEAD") and provenance["git_dirty"] is False
+    assert provenance["engine"]["version"] == metadata.version("molgen_grid")
 
 
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:

@@ -3,8 +3,8 @@
 These are the engine's own settings (the executors read them), checked like a study's settings when a grid is
 planned, and each option as its file writes it when its cells are about to launch, so a time limit of 0 or a
 setup line given as one string (it would be run letter by letter) is refused in one line before anything is
-claimed. A null value is the default: the cluster's, for a partition; no limit, for a local cell's time. The group is the study's
-(`grid.resources`); the keys are the engine's.
+claimed. A null value is the default: the cluster's, for a partition; no limit, for a local cell's time. The
+group is the study's (`grid.resources`); the keys are the engine's.
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
+from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
@@ -138,13 +139,15 @@ class AppSweep:
                                     singleton_state=state, sys_path=list(sys.path), code=self.current.code,
                                     resources=self.launcher.resources)
 
+        provenance = code_provenance(Path.cwd())
+
         def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
             def job(entry: Entry, attempt: str) -> CellJob:
                 app_job = by_dir[entry.store.dir]
                 return CellJob(cell_dir=str(entry.store.dir), experiment=str(self.config.hydra.job.name),
                                cell=entry.cell.name, attempt=attempt, axes={}, overrides=app_job.overrides,
                                work=work_of(app_job.overrides, app_job.idx, app_job.cell), project_dir=os.getcwd(),
-                               executor=executor)
+                               executor=executor, provenance=provenance)
             return job
 
         def claimer(name: str) -> Claimer:
