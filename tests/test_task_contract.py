@@ -269,3 +269,29 @@ def test_two_experiments_run_two_versions_of_one_module_side_by_side(tmp_path: P
     assert {c["state"] for c in study.status("--experiment", "v2")["cells"]} == {"stale"}
     assert {c["reason"] for c in study.status("--experiment", "v2")["cells"]} == {"code: experiments/v2/generation.py"}
     assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
+
+
+def test_a_pinned_folder_that_holds_the_results_tree_is_one_line_before_anything_is_claimed(tmp_path: Path) -> None:
+    """`grid.code: .` would make every summary written part of the code: each cell stale a second after it
+    finished, rerun for ever."""
+    study = Study(tmp_path, PINNED)
+    done = study.cli("--experiment", "v1", "grid.code=.", check=False)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.strip() == ("molgen-grid: error: grid.code .: it holds the results tree (results), which "
+                                   "every run writes to; pin a folder of source files only (experiments/NAME)")
+    assert not any(tmp_path.rglob("attempts.jsonl"))
+
+
+def test_only_source_files_of_a_pinned_folder_are_its_code(tmp_path: Path) -> None:
+    """An editor's swap and backup files, caches, hidden files and a run's outputs in a pinned folder stale
+    nothing; a new source file does."""
+    study = Study(tmp_path, PINNED)
+    assert "0 done, 2 run, 0 failed" in study.cli("--experiment", "v1").stdout
+    folder = tmp_path / "experiments" / "v1"
+    for name in (".generation.py.swp", "generation.py~", "#generation.py#", "out.log", "__pycache__/g.pyc",
+                 ".hidden/notes.py"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("not code\n")
+    assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
+    (folder / "helpers.py").write_text("K = 1\n")
+    assert {c["reason"] for c in study.status("--experiment", "v1")["cells"]} == {"code: experiments/v1/helpers.py"}
