@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from molgen_grid.grid.state import Note
 from molgen_grid.grid.store import atomic_write_text
 
 PARTS = ("config", "code", "inputs", "libraries")
@@ -370,7 +371,8 @@ class Current:
 
     def stale(self, stored: dict[str, Any] | None, config: dict[str, str]) -> str | None:
         """Why a result with fingerprint `stored` is stale now (None when it is not); `config` is the cell's
-        config part as computed now."""
+        config part as computed now. An input that cannot be read here (on a node's local disk where the cell
+        ran) cannot be checked: it stales nothing, and the cell's done state says so (a Note)."""
         if not isinstance(stored, dict) or not set(PARTS) <= set(stored):
             return "fingerprint: recorded by an older molgen_grid, without parts"
         reasons = []
@@ -378,10 +380,16 @@ class Current:
             reasons.append(_name_some("config", changed))
         if changed := _changed_keys(stored["code"], self.code):
             reasons.append(_name_some("code", changed))
+        unseen = []
         for kind, files in (stored["inputs"] or {}).items():
-            changed = [Path(p).name for p, h in files.items() if self.hashes.of(p) != h]
+            now = {p: self.hashes.of(p) for p in files}
+            changed = [Path(p).name for p, h in files.items() if now[p] != h and (now[p] is not None or h is None)]
             if changed:
                 reasons.append(_name_some(kind, changed))
+            if missing := [Path(p).name for p, h in files.items() if now[p] is None and h is not None]:
+                unseen.append(_name_some(kind, missing))
         for name in _changed_keys(stored["libraries"], self.libraries):
             reasons.append(f"{name} {stored['libraries'].get(name)} -> {self.libraries.get(name)}")
+        if unseen and not reasons:
+            return Note(f"unverifiable here: {'; '.join(unseen)}")
         return "; ".join(reasons) or None
