@@ -37,7 +37,8 @@ def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[s
     subprocess would give them. For what needs no process of its own (bad input, --dry-run, --status). With
     `stdout`, the command writes there (a pipe) and the result's stdout is empty."""
     out, err = stdout or io.StringIO(), io.StringIO()
-    saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
+    saved_env, saved_argv = dict(os.environ), sys.argv
+    saved_signals = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
     code: object = 0
     try:
         os.environ.update(env)
@@ -51,7 +52,8 @@ def in_process(main: Callable[[], None], argv: list[str], cwd: Path, env: dict[s
         os.environ.clear()
         os.environ.update(saved_env)
         sys.argv = saved_argv
-        signal.signal(signal.SIGTERM, saved_term)
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
         from hydra.core.global_hydra import GlobalHydra
 
         GlobalHydra.instance().clear()

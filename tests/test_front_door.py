@@ -29,17 +29,18 @@ def wait_until_running(tool: Tool, args: list[str]) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_an_interrupt_stops_the_cell_records_it_and_says_so(light: Light, signum: int, status: int) -> None:
-    """Ctrl-C reaches the whole foreground process group; SIGTERM (a scheduler, `kill`) only the sweep. The
-    light cell waits for a file that never comes: it is in flight until the signal."""
+    """Ctrl-C and a hang-up (a dropped SSH session) reach the whole foreground process group; SIGTERM (a
+    scheduler, `kill`) only the sweep. The light cell waits for a file that never comes: it is in flight until the
+    signal."""
     tool = light
     LONG = ["variant=a", f"wait_for={light.go('never')}"]
     sweep = tool.popen(*LONG)
     cell = wait_until_running(tool, LONG)
     wait_until(lambda: attempts(tool.results / "default" / cell["cell"])[-1].get("started_at"),
                "the cell's code never started")
-    if signum == signal.SIGINT:
+    if signum in (signal.SIGINT, signal.SIGHUP):
         os.killpg(sweep.pid, signum)
     else:
         os.kill(sweep.pid, signum)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, attempts, wait_until
+from conftest import ROOT, attempts, started, wait_until
 from molgen_grid.grid.cells import make_cell
 from molgen_grid.grid.executors.local import LocalView
 from molgen_grid.grid.task.base import Composed
@@ -257,6 +257,30 @@ def test_a_local_time_limit_under_its_former_name_is_one_line(light: Study) -> N
     assert done.stderr.strip() == ("molgen-grid: error: where=local sets timeout_min: a cell's time limit is "
                                    "time_min, here as on Slurm (rename the key)")
     assert not light.results.exists() or not any(light.results.rglob("attempts.jsonl"))
+
+
+def controller_time_limit_s(job_id: str) -> int:
+    """The time limit submitit's local controller (its pid is the cell's job id) enforces: after it, the cell is
+    killed."""
+    environ = Path(f"/proc/{job_id}/environ").read_bytes().decode().split("\0")
+    return int(dict(item.split("=", 1) for item in environ if "=" in item)["SUBMITIT_LOCAL_TIMEOUT_S"])
+
+
+@pytest.mark.parametrize("resources, limit_s", [("grid.resources=null", None), ("where.time_min=7", 7 * 60)])
+def test_a_local_cell_is_stopped_only_by_the_time_limit_its_study_sets(light: Study, resources: str,
+                                                                       limit_s: int | None) -> None:
+    """A study without `grid.resources` (or an option without `time_min`) sets no time limit, so its cells have
+    none (there was a hidden one of 120 minutes); `time_min` is the limit when it is set."""
+    cells = [resources, "variant=a", f"wait_for={light.cwd / 'go'}", locks(light)]
+    sweep = light.popen(*cells)
+    try:
+        (cell,) = wait_until(lambda: [d for d in light.cell_dirs() if started(d)], "the cell never started")
+        seconds = controller_time_limit_s(attempts(cell)[-1]["job_id"])
+        assert seconds == limit_s if limit_s else seconds > 50 * 365 * 24 * 3600, seconds
+    finally:
+        (light.cwd / "go").write_text("go\n")
+        sweep.communicate(timeout=120)
+    assert sweep.returncode == 0
 
 
 def test_a_cell_another_sweep_claimed_meanwhile_counts_as_elsewhere(light: Study, tmp_path: Path) -> None:

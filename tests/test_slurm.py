@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, Light, attempts, started, wait_until
-from slurm_cluster import SLURM_DIR, last_job, sacct_final, wait_for_state
+from slurm_cluster import SLURM_DIR, last_job, sacct, sacct_final, wait_for_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
@@ -113,3 +113,39 @@ def test_status_answers_while_slurmdbd_is_stopped(light: Light) -> None:
         tool.release("cell")
         subprocess.run(["bash", str(ROOT / "sbatch" / "test-cluster.sh"), "start"], check=True, timeout=120)
     wait_for_state(tool, grid, {"done"})
+
+
+def default_partition() -> str:
+    """The partition the cluster gives a job that names none (sinfo marks it with a star)."""
+    out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True).stdout
+    return next(p.rstrip("*") for p in out.split() if p.endswith("*"))
+
+
+def test_an_option_without_a_partition_or_with_null_fields_runs_in_the_default_partition(light: Light) -> None:
+    (light.cwd / "where" / "anywhere.yaml").write_text(
+        "executor: slurm\ngres: null\ncpus_per_task: null\nmem_gb: null\ntime_min: null\naccount: null\n"
+        "qos: null\nconstraint: null\nadditional: null\nsetup: null\n")
+    grid = ["where=anywhere", "variant=a"]
+    first = light.cli(*grid)
+    assert "to the default partition: 1 cell" in first.stdout, first.stdout
+    (name,) = wait_for_state(light, grid, {"done"})
+    job = last_job(light, name)
+    rows = wait_until(lambda: [row for row in sacct(job) if row[1]], "the job's partition never reached sacct", 60)
+    assert rows == [[job, default_partition(), "COMPLETED"]]
+
+
+@pytest.mark.parametrize("line, said", [
+    ("setup: module load cuda", "setup='module load cuda': setup takes a list of shell lines (run before the job)"),
+    ("time_min: 0", "time_min=0: time_min takes a positive integer (minutes): the cell's time limit"),
+    ("additional: hold", "additional='hold': additional takes a mapping of sbatch parameters (their long names, "
+                         "without --)"),
+])
+def test_an_option_sbatch_cannot_take_as_written_is_one_line_before_anything_is_claimed(light: Light, line: str,
+                                                                                         said: str) -> None:
+    """The option's file itself, not only an override of it: a setup line given as one string would run letter
+    by letter."""
+    (light.cwd / "where" / "odd.yaml").write_text(f"executor: slurm\npartition: a100\n{line}\n")
+    done = light.cli("where=odd", "variant=a", check=False)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.strip() == f"molgen-grid: error: where=odd sets {said} (null or left out: the default)"
+    assert not any(light.results.rglob("attempts.jsonl"))

@@ -82,6 +82,20 @@ def test_a_named_inputs_content(study: Study) -> None:
     assert study.state() == ("done", None)
 
 
+def test_an_input_this_host_cannot_see_is_unverifiable_not_stale(study: Study) -> None:
+    """A file the task read on a node's local disk is not there on the planning host: the cell is done, and
+    its status says that input could not be checked here."""
+    hidden = study.data.with_name("items.txt.away")
+    study.data.rename(hidden)
+    try:
+        assert study.state() == ("done", "unverifiable here: data: items.txt")
+        plan = study.tool.cli_here("--dry-run", *study.args).stdout
+        assert "0 of 1 cell would run" in plan and "left alone: 1 done" in plan, plan
+    finally:
+        hidden.rename(study.data)
+    assert study.state() == ("done", None)
+
+
 def test_keep_counts_a_stale_cell_as_done(study: Study) -> None:
     with edited(study.data, lambda t: t + "two\n"):
         kept = [*study.args, "grid.stale=keep"]

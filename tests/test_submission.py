@@ -101,3 +101,25 @@ def test_more_cells_than_max_array_size_go_out_as_several_arrays(tmp_path: Path)
         assert len(set(jobs)) == limit + 1 and sorted(last_jobs(study)) == sorted(jobs)
     finally:
         cancel(study)
+
+
+def test_a_submission_stopped_right_after_sbatch_leaves_jobs_that_run(tmp_path: Path) -> None:
+    """sbatch took the array and the sweep stops before any other step (submitit moved its job pickles into place,
+    and made the jobs' log folders, only then): the jobs still find their pickles and run, and the next run
+    adopts them."""
+    study = light_study(tmp_path / "study")
+    cells = ["where=h100", "variant=a,b"]
+    env, flag = pause_at(tmp_path, "submitit.core.core", "PicklingExecutor._submit_command", "after")
+    study.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (env["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p)
+    try:
+        sweep = study.popen(*cells)
+        wait_until(flag.exists, "the submission never reached sbatch", timeout=120)
+        os.kill(sweep.pid, signal.SIGINT)  # Ctrl-C, right after sbatch returned
+        out = sweep.communicate(timeout=60)[0]
+        assert sweep.returncode == 130, out
+        del study.extra_env["PYTHONPATH"]
+        again = study.cli(*cells, "--wait", timeout=400)
+        assert "0 to run" in again.stdout and "2 cells: 2 done" in again.stdout, again.stdout
+        assert len(tasks_on_the_cluster(study)) == 1
+    finally:
+        cancel(study)

@@ -8,7 +8,9 @@ import os
 import pickle
 import re
 import signal
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -80,7 +82,7 @@ def test_a_task_of_ones_own_returns_any_figures_and_is_done(contract: Study) -> 
     summary = contract.summary("default")
     assert summary["status"] == "ok" and summary["reason"] is None and summary["ms"] == 1.5
     assert summary["nested"] == {"count": 3} and "metrics" not in summary and "quality" not in summary
-    assert summary["provenance"]["kernel"] == "k1" and summary["provenance"]["git_sha"]
+    assert summary["provenance"]["kernel"] == "k1" and summary["provenance"]["git_sha"] is None  # not a checkout
     assert summary["fingerprint"]["inputs"] == {"data": {str(contract.cwd / "data.txt"): summary["fingerprint"][
         "inputs"]["data"][str(contract.cwd / "data.txt")]}}
     assert json.loads((contract.results / "default" / "default" / "own.json").read_text()) == {"cell": "default"}
@@ -280,6 +282,22 @@ def test_the_cell_itself_never_unlinks_a_result_outside_it(tmp_path: Path) -> No
     assert outside.exists()
 
 
+def test_provenance_records_the_studys_own_commit_and_the_engines_version(contract: Study) -> None:
+    """The study's repository is the folder the sweep ran in, not the engine's checkout; the engine is named by
+    its installed version."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=contract.cwd,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "the study")
+    contract.cli()
+    provenance = contract.summary("default")["provenance"]
+    assert provenance["git_sha"] == git("rev-parse", "HEAD") and provenance["git_dirty"] is False
+    assert provenance["engine"]["version"] == metadata.version("molgen_grid")
+
+
 def test_sigterm_reaches_the_command_and_the_cell_reads_interrupted(commands: Study) -> None:
     sweep = commands.popen("mode=wait")
     pid_file = commands.results / "default" / "mode=wait" / "pid"
@@ -336,3 +354,29 @@ def test_two_experiments_run_two_versions_of_one_module_side_by_side(tmp_path: P
     assert {c["state"] for c in study.status("--experiment", "v2")["cells"]} == {"stale"}
     assert {c["reason"] for c in study.status("--experiment", "v2")["cells"]} == {"code: experiments/v2/generation.py"}
     assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
+
+
+def test_a_pinned_folder_that_holds_the_results_tree_is_one_line_before_anything_is_claimed(tmp_path: Path) -> None:
+    """`grid.code: .` would make every summary written part of the code: each cell stale a second after it
+    finished, rerun for ever."""
+    study = Study(tmp_path, PINNED)
+    done = study.cli("--experiment", "v1", "grid.code=.", check=False)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.strip() == ("molgen-grid: error: grid.code .: it holds the results tree (results), which "
+                                   "every run writes to; pin a folder of source files only (experiments/NAME)")
+    assert not any(tmp_path.rglob("attempts.jsonl"))
+
+
+def test_only_source_files_of_a_pinned_folder_are_its_code(tmp_path: Path) -> None:
+    """An editor's swap and backup files, caches, hidden files and a run's outputs in a pinned folder stale
+    nothing; a new source file does."""
+    study = Study(tmp_path, PINNED)
+    assert "0 done, 2 run, 0 failed" in study.cli("--experiment", "v1").stdout
+    folder = tmp_path / "experiments" / "v1"
+    for name in (".generation.py.swp", "generation.py~", "#generation.py#", "out.log", "__pycache__/g.pyc",
+                 ".hidden/notes.py"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("not code\n")
+    assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
+    (folder / "helpers.py").write_text("K = 1\n")
+    assert {c["reason"] for c in study.status("--experiment", "v1")["cells"]} == {"code: experiments/v1/helpers.py"}

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from molgen_grid.grid.fingerprint import PARTS, Current
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.state import STALE
+from molgen_grid.grid.state import STALE, Note
 from molgen_grid.grid.store import HISTORY, SUMMARY, atomic_write_json
 
 
@@ -34,7 +34,7 @@ def accept_cell(entry: Entry, current: Current) -> str:
             return "busy: another process holds its lock; nothing changed"
         summary = store.summary()
         why = current.stale(summary.get("fingerprint") if summary else None, entry.config_part)
-        if summary is None or why is None:
+        if summary is None or why is None or isinstance(why, Note):
             return "not stale any more; nothing changed"
         recorded = summary.get("fingerprint") if isinstance(summary.get("fingerprint"), dict) else {}
         now = fingerprint_now(entry, current, recorded)

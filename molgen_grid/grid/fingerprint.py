@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from molgen_grid.grid.config_keys import changes
+from molgen_grid.grid.state import Note
 from molgen_grid.grid.store import atomic_write_text
 
 PARTS = ("config", "code", "inputs", "libraries")
@@ -160,15 +161,67 @@ def files_part(paths: list[Path], project: Path) -> dict[str, str]:
     return {_shown(path, project): file_hash(path) for path in paths if path.is_file()}
 
 
-def pinned_code(folders: list[Path], project: Path) -> dict[str, str]:
-    """Every file of the experiment's pinned folders (`grid.code`), keyed as the project names it."""
+#: What counts as source in a pinned folder outside a git checkout (inside one: Python files and what git tracks).
+SOURCE_SUFFIXES = frozenset({".py", ".pyx", ".pxd", ".c", ".cc", ".cpp", ".h", ".hpp", ".cu", ".cuh", ".sh",
+                             ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini"})
+
+
+def _tracked(folder: Path) -> set[Path] | None:
+    """The files git tracks under `folder`, or None when it is not in a git checkout."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "ls-files", "-z", "--full-name", "."], cwd=folder, capture_output=True,
+                              timeout=30)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode or top.returncode:
+        return None
+    root = Path(top.stdout.strip()).resolve()
+    return {root / name for name in done.stdout.decode().split("\0") if name}
+
+
+def _editor_or_hidden(relative: Path) -> bool:
+    """A hidden file or folder, a cache, or an editor's swap or backup file: never source."""
+    name = relative.name
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts) \
+        or name.endswith("~") or (name.startswith("#") and name.endswith("#")) or name.endswith((".swp", ".swo"))
+
+
+def source_files(folder: Path) -> list[Path]:
+    """The source files of a pinned folder: Python files, and what git tracks there when the folder is in a git
+    checkout, else files of SOURCE_SUFFIXES; never hidden files, caches, editor swap files or outputs."""
+    tracked = _tracked(folder)
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or _editor_or_hidden(path.relative_to(folder)):
+            continue
+        if path.suffix == ".py" or (path in tracked if tracked is not None else path.suffix in SOURCE_SUFFIXES):
+            found.append(path)
+    return found
+
+
+def pinned_code(folders: list[Path], project: Path, trees: dict[str, Path] | None = None,
+                hashes: "FileHashes | None" = None) -> dict[str, str]:
+    """The source files of the experiment's pinned folders (`grid.code`), keyed as the project names them,
+    hashed as file_hash does and cached by size and modification time. A folder that holds one of `trees` (the
+    results or artifacts tree, which every run writes to) is refused: its cells would be stale a second after
+    they finished, and rerun for ever."""
+    hashes = hashes or FileHashes()
     out = {}
     for folder in folders:
+        shown = _shown(folder, project)
         if not folder.is_dir():
-            raise ValueError(f"grid.code {_shown(folder, project)}: no such folder")
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                out[_shown(path, project)] = file_hash(path)
+            raise ValueError(f"grid.code {shown}: no such folder")
+        for setting, tree in (trees or {}).items():
+            if tree.resolve().is_relative_to(folder):
+                raise ValueError(f"grid.code {shown}: it holds the {setting} tree ({_shown(tree, project)}), which "
+                                 f"every run writes to; pin a folder of source files only (experiments/NAME)")
+        for path in source_files(folder):
+            out[_shown(path, project)] = hashes.of(path, syntax=path.suffix == ".py")
+    hashes.save()
     return out
 
 
@@ -179,6 +232,7 @@ def code_part(settings: Any, project: Path) -> dict[str, str]:
 
     project = project.resolve()
     folders = [(project / f).resolve() for f in code_folders(settings)]
+    trees = {"results": project / settings.results_dir, "artifacts": project / settings.artifacts_dir}
     if settings.get("task"):
         code = code_closure(settings.task, folders + [project])
         code = {k: v for k, v in code.items()
@@ -193,7 +247,7 @@ def code_part(settings: Any, project: Path) -> dict[str, str]:
                 raise ValueError(f"grid.command_inputs: {name} is not a file (relative paths are relative to "
                                  f"{project})")
             code[_shown(path, project)] = file_hash(path)
-    return dict(sorted({**code, **pinned_code(folders, project)}.items()))
+    return dict(sorted({**code, **pinned_code(folders, project, trees)}.items()))
 
 
 def library_versions(settings: Any) -> dict[str, Any]:
@@ -237,24 +291,28 @@ class FileHashes:
         except (OSError, ValueError):
             self.known = {}
 
-    def of(self, file: str | Path) -> str | None:
-        """The file's content hash (None when it is gone)."""
+    def of(self, file: str | Path, syntax: bool = False) -> str | None:
+        """The file's content hash, or with `syntax` a Python file's code_hash (None when it is gone)."""
         path = Path(file)
         try:
             stat = path.stat()
         except OSError:
             return None
-        key = str(path.resolve())
+        key = str(path.resolve()) + ("#syntax" if syntax else "")
         seen = self.known.get(key)
         if seen and seen[0] == stat.st_size and seen[1] == stat.st_mtime_ns:
             return seen[2]
-        h = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                h.update(block)
-        self.known[key] = [stat.st_size, stat.st_mtime_ns, h.hexdigest()[:16]]
+        if syntax:
+            found = code_hash(path)
+        else:
+            h = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+            found = h.hexdigest()[:16]
+        self.known[key] = [stat.st_size, stat.st_mtime_ns, found]
         self.changed = True
-        return self.known[key][2]
+        return found
 
     def save(self) -> None:
         if not self.changed:
@@ -319,7 +377,8 @@ class Current:
 
     def stale(self, stored: dict[str, Any] | None, config: dict[str, str]) -> str | None:
         """Why a result with fingerprint `stored` is stale now (None when it is not); `config` is the cell's
-        config part as computed now."""
+        config part as computed now. An input that cannot be read here (on a node's local disk where the cell
+        ran) cannot be checked: it stales nothing, and the cell's done state says so (a Note)."""
         if not isinstance(stored, dict) or not set(PARTS) <= set(stored):
             return "fingerprint: recorded by an older molgen_grid, without parts"
         reasons = []
@@ -329,10 +388,16 @@ class Current:
             reasons.append(_name_some("config", changed))
         if changed := _changed_keys(stored["code"], self.code):
             reasons.append(_name_some("code", changed))
+        unseen = []
         for kind, files in (stored["inputs"] or {}).items():
-            changed = [Path(p).name for p, h in files.items() if self.hashes.of(p) != h]
+            now = {p: self.hashes.of(p) for p in files}
+            changed = [Path(p).name for p, h in files.items() if now[p] != h and (now[p] is not None or h is None)]
             if changed:
                 reasons.append(_name_some(kind, changed))
+            if missing := [Path(p).name for p, h in files.items() if now[p] is None and h is not None]:
+                unseen.append(_name_some(kind, missing))
         for name in _changed_keys(stored["libraries"], self.libraries):
             reasons.append(f"{name} {stored['libraries'].get(name)} -> {self.libraries.get(name)}")
+        if unseen and not reasons:
+            return Note(f"unverifiable here: {'; '.join(unseen)}")
         return "; ".join(reasons) or None

@@ -1,11 +1,23 @@
-"""The code a result came from: the git commit and whether the tree had uncommitted changes."""
+"""The code a result came from: the study's own repository and the engine's version.
+
+A result is the study's code run by the engine: the study's git commit (and whether its tree had uncommitted
+changes) says which code of the study ran, the engine's version which engine ran it. The engine's commit is
+recorded too when it runs from a checkout of its own (an editable install), where its version alone does not
+say which code it was; a wheel's version says it.
+"""
 from __future__ import annotations
 
 import subprocess
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import molgen_grid
 
 
 def git_provenance(where: Path) -> dict[str, object]:
+    """The commit of the git checkout `where` is in and whether its tracked files have changes (None: not a
+    checkout, or no git)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
@@ -14,5 +26,23 @@ def git_provenance(where: Path) -> dict[str, object]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    dirty = git("status", "--porcelain", "--untracked-files=no") if sha else None
     return {"git_sha": sha, "git_dirty": None if dirty is None else bool(dirty)}
+
+
+def engine_provenance() -> dict[str, Any]:
+    """The engine's installed version, and its commit when it runs from a checkout of its own (a wheel installed
+    into a virtual environment inside some other repository must not record that repository's commit)."""
+    try:
+        version: str | None = metadata.version("molgen_grid")
+    except metadata.PackageNotFoundError:
+        version = None
+    source = Path(molgen_grid.__file__).resolve().parent.parent
+    checkout = git_provenance(source) if (source / ".git").exists() else {}
+    return {"version": version, **checkout}
+
+
+def provenance(project: Path) -> dict[str, Any]:
+    """What a cell's summary records of the code that produced it: the study's repository (the project directory
+    the sweep ran in) and the engine."""
+    return {**git_provenance(project), "engine": engine_provenance()}

@@ -1,8 +1,9 @@
-"""How a cell's process is stopped, and how its ending is named: Ctrl-C and SIGTERM, its sweep's death, errors.
+"""How a cell's process is stopped, and how its ending is named: Ctrl-C, SIGTERM, SIGHUP, its sweep's death, errors.
 
 A local cell's process ends when its sweep ends (a killed sweep leaves no orphan benchmark behind), and takes
-Ctrl-C or SIGTERM as an interrupt that is recorded as such (`interrupted`, rerun next time), whatever exception
-a library then turns the interrupt into. Every other exception is a failure with its class, message and
+Ctrl-C, SIGTERM or SIGHUP (the terminal of a dropped SSH session hangs up its whole process group) as an interrupt
+that is recorded as such (`interrupted`, rerun next time), whatever exception a library then turns the interrupt
+into. Every other exception is a failure with its class, message and
 traceback tail, in one record (error.json) that names the attempt it ends.
 """
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 import traceback
 from typing import Any
 
-from molgen_grid.errors import Interrupted
+from molgen_grid.errors import STOP_SIGNALS, Interrupted
 
-#: The stop signal (Ctrl-C, SIGTERM) this cell's process took, if any (see `interruption`).
+#: The stop signal (Ctrl-C, SIGTERM, SIGHUP) this cell's process took, if any (see `interruption`).
 _stop_signal: list[int] = []
 
 
@@ -76,13 +77,13 @@ def end_with_owner(pid: int, every_s: float = 1.0) -> None:
 
 
 def interrupt_on_signals() -> None:
-    """Ctrl-C and SIGTERM end a local cell with an `Interrupted` exception, so that it is recorded as such; a
-    second signal (submitit's controller passes one on) must not break the recording, so it is ignored."""
+    """Ctrl-C, SIGTERM and SIGHUP end a local cell with an `Interrupted` exception, so that it is recorded as
+    such; a second signal (submitit's controller passes one on) must not break the recording, so it is ignored."""
     def handler(signum: int, frame: Any) -> None:
-        for one in (signal.SIGINT, signal.SIGTERM):
+        for one in (signal.SIGINT, *STOP_SIGNALS):
             signal.signal(one, signal.SIG_IGN)
         _stop_signal.append(signum)
         raise Interrupted(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
         signal.signal(signum, handler)

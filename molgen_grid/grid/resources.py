@@ -1,8 +1,10 @@
 """The resource keys of a resource group's option (how and where a cell runs) and the values each may take.
 
 These are the engine's own settings (the executors read them), checked like a study's settings when a grid is
-planned, so a time limit of 0 is refused in one line before anything is submitted. The group is the study's
-(`grid.resources`); the keys are the engine's.
+planned, and each option as its file writes it when its cells are about to launch, so a time limit of 0 or a
+setup line given as one string (it would be run letter by letter) is refused in one line before anything is
+claimed. A null value is the default: the cluster's, for a partition; no limit, for a local cell's time. The
+group is the study's (`grid.resources`); the keys are the engine's.
 """
 from __future__ import annotations
 
@@ -35,3 +37,12 @@ def check_resource(key: str, value: Any, group: str | None) -> str | None:
     if rule is None or rule[0](value):
         return None
     return f"{key}={value!r} is not allowed: {key} takes {rule[1]}"
+
+
+def option_problem(label: str, option: dict[str, Any]) -> str | None:
+    """Why the resource option `label` (`where=h100`) cannot be launched as written; None when it can."""
+    for key, value in option.items():
+        rule = RULES.get(key)
+        if value is not None and rule is not None and not rule[0](value):
+            return f"{label} sets {key}={value!r}: {key} takes {rule[1]}"
+    return None

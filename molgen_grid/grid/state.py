@@ -28,6 +28,11 @@ IN_FLIGHT = {QUEUED, RUNNING, REQUEUED, HELD}
 CLAIM_GRACE_S = 600
 
 
+class Note(str):
+    """What a staleness check says of a result it could not fully check (an input unverifiable here): the cell
+    is not stale, and its status shows the note as its reason."""
+
+
 @dataclass
 class CellState:
     state: str
@@ -132,8 +137,8 @@ def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Map
                lock_held: bool = False, attempts: list[dict] | None = None) -> CellState:
     """The cell's state: done/unsupported (maybe stale), in flight, interrupted, failed with a reason, missing.
 
-    `stale(summary)`: why a valid summary is stale now (None when it is not). `views`: each executor's view of
-    its jobs. `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
+    `stale(summary)`: why a valid summary is stale now (None when it is not; a Note: not stale, said beside
+    done). `views`: each executor's view of its jobs. `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
     `attempts`: the cell's attempts when the caller has read them already.
     """
     if not store.dir.is_dir():
@@ -161,11 +166,11 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
                 if rerun.state in IN_FLIGHT:
                     return rerun
             why = stale(summary)
-            if why is not None:
+            if why is not None and not isinstance(why, Note):
                 return CellState(STALE, why, job_id, since)
             if summary["status"] == UNSUPPORTED:
                 return CellState(UNSUPPORTED, summary.get("reason"), job_id, since)
-            return CellState(DONE, None, job_id, since)
+            return CellState(DONE, why, job_id, since)
         if not locked():
             return CellState(FAILED, problem, job_id, last.get("when"))
     if not attempts:

@@ -16,7 +16,7 @@ from molgen_grid.grid.figures import headline
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
 from molgen_grid.grid.forced import named_cells
-from molgen_grid.grid.gitinfo import git_provenance
+from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
 from molgen_grid.grid.preflight import StudyChecks
@@ -139,7 +139,7 @@ class StudySweep:
             forced: set[str], replan: Callable[[], list[Entry]], settings_given: list[str]) -> None:
         """Claim and launch what needs running. `settings_given`: the engine settings the command line set
         (`grid.versions=...`), which each cell's process composes too, so that it reads what the plan read."""
-        provenance = git_provenance(Path(__file__).resolve().parents[2])
+        provenance = code_provenance(self.cwd)
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
         conf_dir = str(sources[0].path).removeprefix("file://")
         hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]

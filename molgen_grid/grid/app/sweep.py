@@ -23,7 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
 
-from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_sigterm, interrupted
+from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_stop_signals, interrupted
 from molgen_grid.grid.accept import accept
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
@@ -33,6 +33,7 @@ from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
+from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
@@ -146,13 +147,15 @@ class AppSweep:
                                     singleton_state=state, sys_path=list(sys.path), code=self.current.code,
                                     resources=self.launcher.resources)
 
+        provenance = code_provenance(Path.cwd())
+
         def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
             def job(entry: Entry, attempt: str) -> CellJob:
                 app_job = by_dir[entry.store.dir]
                 return CellJob(cell_dir=str(entry.store.dir), experiment=str(self.config.hydra.job.name),
                                cell=entry.cell.name, attempt=attempt, axes={}, overrides=app_job.overrides,
                                work=work_of(app_job.overrides, app_job.idx, app_job.cell), project_dir=os.getcwd(),
-                               executor=executor)
+                               executor=executor, provenance=provenance)
             return job
 
         def claimer(name: str) -> Claimer:
@@ -168,7 +171,7 @@ class AppSweep:
                         events=ConsoleEvents(self.console, None, noun="job"))
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        interrupt_on_sigterm()
+        interrupt_on_stop_signals()
         try:
             outcome = runner()
         except (KeyboardInterrupt, Interrupted) as exc:

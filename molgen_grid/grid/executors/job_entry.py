@@ -8,20 +8,42 @@ submitit. The executors write the pickle writable by its owner alone (store.owne
 """
 from __future__ import annotations
 
+import os
 import runpy
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from molgen_grid.grid.store import trusted
 
-#: How long the pickle may take to appear: submitit moves it into place after sbatch returned (its own wait).
+#: How long the pickle may take to appear (a job of a submission by submitit's own path, which moves the pickle
+#: into place after sbatch returned).
 PICKLE_WAIT_S = 60
 
 
 def command() -> str:
     """submitit's `python` for every executor: this interpreter, unbuffered, through this module."""
     return f"{shlex.quote(sys.executable)} -u -m {__name__}"
+
+
+def placed_pickle(folder: str | Path, index: int | str) -> Path:
+    """Where the Slurm executor writes an array task's pickle before sbatch runs: by its index, in the folder of
+    its submission (its own, made before sbatch), so that no step after sbatch is needed for the job to start."""
+    from submitit.core.utils import JobPaths
+
+    return JobPaths.get_first_id_independent_folder(folder) / f"{index}_placed.pkl"
+
+
+def take_placed(pickle: Path, folder: str) -> None:
+    """Move this array task's placed pickle to where submitit loads it from (once: a requeued task finds
+    submitit's own, its checkpoint)."""
+    index = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if pickle.exists() or index is None:
+        return
+    placed = placed_pickle(folder, index)
+    if placed.is_file():
+        os.replace(placed, pickle)
 
 
 def main() -> None:
@@ -31,6 +53,7 @@ def main() -> None:
     folder = sys.argv[-1]
     env = JobEnvironment()
     pickle = JobPaths(folder, job_id=env.job_id, task_id=env.global_rank).submitted_pickle
+    take_placed(pickle, folder)
     deadline = time.monotonic() + PICKLE_WAIT_S
     while not pickle.exists() and time.monotonic() < deadline:
         time.sleep(1)

@@ -28,6 +28,7 @@ from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.interrupts import error_record
+from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
     recorded_outcome
 from molgen_grid.grid.store import ERROR, LOGS, CellStore, atomic_write_json, owner_writable_only
@@ -38,8 +39,8 @@ NAME = "local"
 POLL_S = 0.1
 #: How long a stopped cell's process may take to record itself as interrupted.
 STOP_WAIT_S = 30.0
-#: A local cell's time limit when its resources set none (`time_min`): it is then killed, and reads failed.
-DEFAULT_TIME_MIN = 120
+#: What submitit's local controller is given when a cell has no time limit (it needs a number): a century.
+NO_TIME_LIMIT_MIN = 100 * 365 * 24 * 60
 
 
 class LocalView:
@@ -69,8 +70,8 @@ class LocalExecutor:
         self.locks = Path(settings.device_locks)
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
-        """Anything runs here; a time limit under its former name is named (it would be ignored), and so is a
-        device this machine cannot give, before any cell is claimed."""
+        """Anything runs here; a time limit under its former name is named (it would be ignored), and so are a
+        device this machine cannot give and a value a resource key does not take, before any cell is claimed."""
         for label, option in options.items():
             if "timeout_min" in option:
                 raise InputError(f"{label} sets timeout_min: a cell's time limit is time_min, here as on Slurm "
@@ -79,6 +80,9 @@ class LocalExecutor:
                 local_device(str(option.get("device", "auto")))
             except InputError as exc:
                 raise InputError(f"{label}: {exc}") from None
+            problem = option_problem(label, option)
+            if problem:
+                raise InputError(problem)
 
     def view(self, attempts: list[dict]) -> LocalView:
         return LocalView()
@@ -98,7 +102,7 @@ class LocalExecutor:
         logs = attempt_logs(store.dir, job.attempt)
         logs.mkdir(parents=True, exist_ok=True)  # with the sweep's umask: another member of a group adds to it
         executor = submitit.LocalExecutor(folder=logs, python=job_entry.command())
-        executor.update_parameters(timeout_min=float(claim.resources.get("time_min", DEFAULT_TIME_MIN)))
+        executor.update_parameters(timeout_min=time_limit_min(claim.resources))
         started = time.time()
         handle = start_ignoring_ctrl_c(executor, job)
         store.append_attempt({"update": True, "attempt": job.attempt, "job_id": str(handle.job_id),
@@ -119,6 +123,13 @@ def attempt_logs(cell_dir: Path, attempt: str) -> Path:
     the previous attempt's (each attempt's line in attempts.jsonl names its own), and `ls logs/` lists them in
     the order they ran."""
     return cell_dir / LOGS / f"{time.strftime('%Y%m%d-%H%M%S')}-{attempt}"
+
+
+def time_limit_min(resources: dict[str, Any]) -> float:
+    """The cell's time limit: its option's `time_min`, else none (a hidden limit would kill a long cell of a
+    study that never asked for one)."""
+    limit = resources.get("time_min")
+    return NO_TIME_LIMIT_MIN if limit is None else float(limit)
 
 
 def start_ignoring_ctrl_c(executor: submitit.LocalExecutor, job: Any) -> submitit.Job:

@@ -30,6 +30,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
+from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
 from molgen_grid.grid.store import current_umask, owner_writable_only
@@ -67,6 +68,24 @@ class CellRunner(submitit.helpers.Checkpointable):
         whatever the cell's umask (the process ends right after), or the next start would refuse it."""
         os.umask(current_umask() | 0o022)
         return super().checkpoint(*args, **kwargs)
+
+
+class PlacedArrays(submitit.SlurmExecutor):
+    """submitit's executor, each task's pickle written before sbatch runs where the job finds it by its index
+    (job_entry.placed_pickle), in a folder of the submission's own that exists before sbatch (its logs go there
+    too). submitit's own executor moves the pickles, and makes each job's log folder, after sbatch returned: a
+    sweep stopped in between left jobs that failed a minute later. Every submission is an array, one cell too,
+    so every job is found by its array's name and its index."""
+
+    def _internal_process_submissions(self, delayed: list[Any]) -> list[submitit.SlurmJob]:
+        for index, submission in enumerate(delayed):
+            submission.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
+            submission.dump(job_entry.placed_pickle(self.folder, index))
+        self.parameters["map_count"] = len(delayed)
+        first = self._submit_command(self._submitit_command_str)
+        tasks = list(range(first.num_tasks))
+        return [submitit.SlurmJob(folder=self.folder, job_id=f"{first.job_id}_{index}", tasks=tasks)
+                for index in range(len(delayed))]
 
 
 @dataclass
@@ -199,6 +218,12 @@ class SlurmExecutor:
             "override hydra.launcher.partition and its other keys"
 
     def check(self, options: dict[str, dict[str, Any]]) -> None:
+        """Refuse an option whose values sbatch could not be given as written (null: the cluster's default), or
+        a cluster that does not answer, before a cell is claimed."""
+        for label, option in options.items():
+            problem = option_problem(label, option)
+            if problem:
+                raise InputError(f"{problem} (null or left out: the default)")
         if options and not slurm_answers():
             raise InputError(f"{', '.join(sorted(options))} needs a Slurm cluster and no Slurm controller answers "
                              f"here (scontrol ping): start one (bash sbatch/test-cluster.sh start) or choose an "
@@ -242,9 +267,10 @@ class SlurmExecutor:
         for index, claim in enumerate(chunk):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
                                               "index": index, "partition": resources.partition})
-        self.folder.mkdir(parents=True, exist_ok=True)  # the sweep's umask: a group's members all submit there
-        executor = submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=int(self.settings["max_requeues"]),
-                                          python=job_entry.command())
+        folder = self.folder / job_name(token)  # the submission's pickles and logs, there before sbatch runs
+        folder.mkdir(parents=True, exist_ok=True)  # the sweep's umask: a group's members all submit there
+        executor = PlacedArrays(folder=folder, max_num_timeout=int(self.settings["max_requeues"]),
+                                python=job_entry.command())
         executor.update_parameters(**resources.sbatch(), array_parallelism=int(self.settings["array_parallelism"]),
                                    signal_delay_s=int(self.settings["signal_delay_s"]), job_name=job_name(token))
         # submitit's job pickles are loaded on the node: written with no write bit for others, whatever the umask
