@@ -55,6 +55,19 @@ def grid(study: Study, cells: int, partitions: str = "h100") -> list[str]:
             f"wait_for={study.cwd / 'never'}"]
 
 
+def interrupted_at(study: Study, tmp_path: Path, cells: list[str], function: str, when: str, call: int = 1) -> None:
+    """A sweep of `cells` stopped by Ctrl-C at that exact step of submitit (`when` its `call`-th call of
+    `function`), ended; the study's environment as it was."""
+    env, flag = pause_at(tmp_path, "submitit.core.core", function, when, call)
+    study.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (env["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p)
+    sweep = study.popen(*cells)
+    wait_until(flag.exists, "the submission never reached its pause point", timeout=120)
+    os.kill(sweep.pid, signal.SIGINT)
+    out = sweep.communicate(timeout=60)[0]
+    assert sweep.returncode == 130, out
+    del study.extra_env["PYTHONPATH"]
+
+
 @pytest.mark.parametrize("when, call, partitions", [
     ("before", 1, "h100"),        # claimed, the array's name recorded, sbatch not yet run
     ("after", 1, "h100"),         # sbatch took the array, its job ids not yet recorded
@@ -65,15 +78,8 @@ def test_a_submission_stopped_at_any_point_sends_each_cell_once(tmp_path: Path, 
                                                                  partitions: str) -> None:
     study = light_study(tmp_path / "study")
     cells = grid(study, 1000, partitions)
-    env, flag = pause_at(tmp_path, "submitit.core.core", "Executor.map_array", when, call)
-    study.extra_env.update(env)
     try:
-        sweep = study.popen(*cells)
-        wait_until(flag.exists, "the submission never reached its pause point", timeout=120)
-        os.kill(sweep.pid, signal.SIGINT)  # Ctrl-C, at that exact step
-        out = sweep.communicate(timeout=60)[0]
-        assert sweep.returncode == 130, out
-        del study.extra_env["PYTHONPATH"]
+        interrupted_at(study, tmp_path, cells, "Executor.map_array", when, call)
         again = study.cli(*cells, timeout=300)
         assert "experiment default: 1000 cells" in again.stdout, again.stdout
         arrays = tasks_on_the_cluster(study)
@@ -109,15 +115,8 @@ def test_a_submission_stopped_right_after_sbatch_leaves_jobs_that_run(tmp_path: 
     adopts them."""
     study = light_study(tmp_path / "study")
     cells = ["where=h100", "variant=a,b"]
-    env, flag = pause_at(tmp_path, "submitit.core.core", "PicklingExecutor._submit_command", "after")
-    study.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (env["PYTHONPATH"], os.environ.get("PYTHONPATH")) if p)
     try:
-        sweep = study.popen(*cells)
-        wait_until(flag.exists, "the submission never reached sbatch", timeout=120)
-        os.kill(sweep.pid, signal.SIGINT)  # Ctrl-C, right after sbatch returned
-        out = sweep.communicate(timeout=60)[0]
-        assert sweep.returncode == 130, out
-        del study.extra_env["PYTHONPATH"]
+        interrupted_at(study, tmp_path, cells, "PicklingExecutor._submit_command", "after")  # sbatch returned
         again = study.cli(*cells, "--wait", timeout=400)
         assert "0 to run" in again.stdout and "2 cells: 2 done" in again.stdout, again.stdout
         assert len(tasks_on_the_cluster(study)) == 1

@@ -9,6 +9,7 @@ sticky folders (fs.protected_symlinks) do not hide what the engine does.
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -70,6 +71,33 @@ def test_a_link_at_a_cells_lock_or_attempts_is_refused_and_its_target_untouched(
     assert done.returncode == 2 and f"{cell / name} is a symbolic link" in one_line(done.stderr), done.stderr
     assert untouched(target)
     assert (cell / SUMMARY).is_file()  # nothing complete is lost
+
+
+@pytest.mark.parametrize("folder", ["cell", "history", "logs"])
+def test_a_link_at_a_folder_the_engine_writes_in_is_refused_and_its_target_untouched(light: Light, tmp_path: Path,
+                                                                                      folder: str) -> None:
+    """A cell's folder, its history/ or its logs/ planted as a link to another folder: nothing is written there
+    (the sweep refuses the ones it makes in one line; the cell's process, which makes history/, fails the cell
+    naming the link)."""
+    light.cli("variant=a")
+    (cell,) = light.cell_dirs()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = victim(elsewhere / "victim")
+    if folder == "cell":
+        shutil.move(cell, tmp_path / "kept")
+        link = cell
+    else:
+        shutil.rmtree(cell / folder, ignore_errors=True)
+        link = cell / folder
+    link.symlink_to(elsewhere)
+    done = light.cli("variant=a", "--force", check=False)
+    if folder == "history":  # the attempt fails saying why; the former result stays where it was, done
+        assert done.returncode == 1 and f"{link} is a symbolic link" in json.loads((cell / ERROR).read_text())["message"]
+        assert light.states("variant=a") == {cell.name: "done"}
+    else:
+        assert done.returncode == 2 and f"{link} is a symbolic link" in one_line(done.stderr), done.stderr
+    assert untouched(target) and [p.name for p in elsewhere.iterdir()] == ["victim"]
 
 
 def test_a_summary_or_error_at_a_link_is_moved_aside_and_its_target_untouched(light: Light, tmp_path: Path) -> None:

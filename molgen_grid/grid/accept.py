@@ -16,7 +16,7 @@ from typing import Any, Callable
 from molgen_grid.grid.fingerprint import PARTS, Current
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import STALE, Note
-from molgen_grid.grid.store import HISTORY, SUMMARY, atomic_write_json
+from molgen_grid.grid.store import HISTORY, SUMMARY, atomic_write_json, folder
 
 
 def fingerprint_now(entry: Entry, current: Current, recorded: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +39,7 @@ def accept_cell(entry: Entry, current: Current) -> str:
         recorded = summary.get("fingerprint") if isinstance(summary.get("fingerprint"), dict) else {}
         now = fingerprint_now(entry, current, recorded)
         parts = [part for part in PARTS if recorded.get(part) != now[part]]
-        kept = store.dir / HISTORY / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.accepted"
-        kept.mkdir(parents=True, exist_ok=True)
+        kept = folder(folder(store.dir / HISTORY) / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.accepted")
         atomic_write_json(kept / SUMMARY, summary)
         accepted = {"at": time.time(), "by": getpass.getuser(), "parts": parts, "reason": why}
         atomic_write_json(store.path(SUMMARY), {**summary, "fingerprint": now,

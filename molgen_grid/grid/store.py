@@ -69,6 +69,16 @@ def open_no_link(path: Path, flags: int, mode: int = 0o666, at: int | None = Non
                      f"of yours); remove the link, or point the setting that names it at a real folder")
 
 
+def folder(path: Path) -> Path:
+    """A folder the engine writes in (a cell's, its history/ and logs/, a report's), made if missing; a symbolic
+    link there is InputError naming it, since the files written in it would land where the link's maker chose.
+    (A tree's own root, results/ or artifacts/, may be a link: the user chose it.)"""
+    if path.is_symlink():
+        open_no_link(path, os.O_RDONLY)  # raises, naming it
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write_text(path: Path, text: str, durable: bool = False) -> None:
     """Write through a temporary file in the same directory and rename: readers see all or nothing.
     `durable` also fsyncs the file and the directory, so the write survives a crash of the machine."""
@@ -286,7 +296,7 @@ class CellStore:
     @contextmanager
     def locked(self, wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
         """Yield whether this process got the cell's lock (waiting up to `wait_s`); release it on exit."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        folder(self.dir)
         lock = CellLock(self.path(LOCK))
         got = lock.acquire(wait_s=wait_s)
         try:
@@ -317,10 +327,9 @@ class CellStore:
         previous = self.outcome_files()
         if not previous:
             return
-        folder = self.dir / HISTORY / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
-        folder.mkdir(parents=True, exist_ok=True)
+        kept = folder(folder(self.dir / HISTORY) / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}")
         for source in previous:
-            os.replace(source, folder / source.name)
+            os.replace(source, kept / source.name)
 
     def make_durable(self) -> None:
         """fsync every file the task wrote and the directories holding them: a summary written after this
@@ -330,8 +339,8 @@ class CellStore:
             for file in files:
                 _fsync(file, os.O_RDONLY)
             if path.is_dir():
-                for folder in {f.parent for f in files} | {path}:
-                    _fsync(folder, os.O_RDONLY)
+                for parent in {f.parent for f in files} | {path}:
+                    _fsync(parent, os.O_RDONLY)
         _fsync(self.dir, os.O_RDONLY)
 
 

@@ -31,7 +31,7 @@ from molgen_grid.grid.interrupts import error_record
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
     recorded_outcome
-from molgen_grid.grid.store import ERROR, LOGS, CellStore, atomic_write_json, owner_writable_only
+from molgen_grid.grid.store import ERROR, LOGS, CellStore, atomic_write_json, folder, owner_writable_only
 from molgen_grid.grid.worker import execute
 
 NAME = "local"
@@ -100,7 +100,7 @@ class LocalExecutor:
             events.waiting(claim, f"waiting for the {device} (in use by {holder})")
         store = claim.entry.store
         logs = attempt_logs(store.dir, job.attempt)
-        logs.mkdir(parents=True, exist_ok=True)  # with the sweep's umask: another member of a group adds to it
+        folder(folder(logs.parent) / logs.name)  # with the sweep's umask: another member of a group adds to it
         executor = submitit.LocalExecutor(folder=logs, python=job_entry.command())
         executor.update_parameters(timeout_min=time_limit_min(claim.resources))
         started = time.time()

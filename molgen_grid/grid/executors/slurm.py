@@ -33,7 +33,7 @@ from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, 
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
-from molgen_grid.grid.store import current_umask, owner_writable_only
+from molgen_grid.grid.store import current_umask, folder, owner_writable_only
 from molgen_grid.grid.worker import CellJob, execute
 
 NAME = "slurm"
@@ -267,9 +267,9 @@ class SlurmExecutor:
         for index, claim in enumerate(chunk):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
                                               "index": index, "partition": resources.partition})
-        folder = self.folder / job_name(token)  # the submission's pickles and logs, there before sbatch runs
-        folder.mkdir(parents=True, exist_ok=True)  # the sweep's umask: a group's members all submit there
-        executor = PlacedArrays(folder=folder, max_num_timeout=int(self.settings["max_requeues"]),
+        # the submission's pickles and logs, there before sbatch runs; the sweep's umask: a group's members all submit
+        submission = folder(folder(self.folder) / job_name(token))
+        executor = PlacedArrays(folder=submission, max_num_timeout=int(self.settings["max_requeues"]),
                                 python=job_entry.command())
         executor.update_parameters(**resources.sbatch(), array_parallelism=int(self.settings["array_parallelism"]),
                                    signal_delay_s=int(self.settings["signal_delay_s"]), job_name=job_name(token))

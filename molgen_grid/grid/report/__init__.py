@@ -18,7 +18,7 @@ from molgen_grid.grid.report import artifacts, plots, tables
 from molgen_grid.grid.report.markdown import markdown
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import STALE
-from molgen_grid.grid.store import atomic_write_text
+from molgen_grid.grid.store import atomic_write_text, folder
 from molgen_grid.words import plural
 
 __all__ = ["report"]
@@ -39,8 +39,7 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     if heatmap:
         tables.check_heatmap(heatmap, entries)
     built = tables.build(spec, entries, compares)
-    out = artifacts.out_dir(artifacts_dir, spec.experiment, limit)
-    out.mkdir(parents=True, exist_ok=True)
+    out = folder(artifacts.out_dir(artifacts_dir, spec.experiment, limit))
     title = spec.experiment + (f" (test mode: --limit {limit})" if limit else "")
     drawn = [plots.THROUGHPUT] if plots.throughput(built, title, out) else []
     tables_written = ["report.csv"]

@@ -19,7 +19,7 @@ from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.figures import figures_of
 from molgen_grid.grid.report.tables import best_rows, finished_states, finished_summaries, label, ranked_states
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.store import SUMMARY, atomic_write_bytes, atomic_write_text
+from molgen_grid.grid.store import SUMMARY, atomic_write_bytes, atomic_write_text, folder
 
 MANIFEST = ".report-files"
 
@@ -53,7 +53,7 @@ def copy_summaries(out: Path, entries: list[Entry], reported: set[str]) -> list[
     written = []
     for e in entries:
         if e.cell.name in reported:
-            (out / e.cell.name).mkdir(exist_ok=True)
+            folder(out / e.cell.name)
             atomic_write_bytes(out / e.cell.name / SUMMARY, e.store.path(SUMMARY).read_bytes())
             written.append(f"{e.cell.name}/{SUMMARY}")
     return written
