@@ -24,6 +24,10 @@ examples:
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
   molgen-grid --status --wait                  follow what is queued or running, launching nothing
+  molgen-grid --fail-fast                      stop launching at the first cell that fails here
+  molgen-grid grid.retry.max_attempts=3        give up a cell after 3 failed attempts in a row (--force reruns it);
+                                               on Slurm a retry after OUT_OF_MEMORY / TIMEOUT asks for 2x mem_gb /
+                                               time_min (grid.retry.grow.memory, grid.retry.grow.time)
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force and --accept: every word after them is taken as a cell name."""
@@ -60,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="follow every queued or running cell of the grid to its end, whoever submitted it: after a "
                         "run (which first launches what is not done), or after --status (which launches nothing)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop launching after the first cell of this run that fails (a cell run here: no further "
+                        "cell starts and no further array is submitted; arrays already submitted are left alone, "
+                        "and their failures show later); the cells not launched stay as they were")
     p.add_argument("--limit", type=int, metavar="N",
                    help="test mode: N items per cell (sets the study's grid.limit_key; results kept apart)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. kv_cache=static,dynamic")
@@ -82,6 +90,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
         argv.append("hydra.launcher.json=true")
     if args.wait:
         argv.append("hydra.launcher.wait=true")
+    if args.fail_fast:
+        argv.append("hydra.launcher.fail_fast=true")
     if args.compare:
         argv.append(f"hydra.launcher.compare={hydra_list(args.compare)}")
     if args.heatmap:

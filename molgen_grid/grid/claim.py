@@ -36,6 +36,7 @@ class Claimer:
     make_job: Callable[[Entry, str], CellJob]
     forced: set[str]
     stale_policy: str = "rerun"
+    max_attempts: int | None = None
 
     def __call__(self, entry: Entry, resources: dict[str, Any]) -> Claim | str:
         """The claim, or why there is none: BUSY, FINISHED or ELSEWHERE."""
@@ -44,7 +45,7 @@ class Claimer:
             if not got:
                 return BUSY
             state = read_state(store, lambda summary: self.stale(entry, summary), self.views, lock_held=True)
-            why = why_run(state, entry.cell.name in self.forced, self.stale_policy)
+            why = why_run(state, entry.cell.name in self.forced, self.stale_policy, self.max_attempts)
             if why is None:
                 return FINISHED if state.state in COMPLETE or state.state == STALE else ELSEWHERE
             atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)

@@ -37,6 +37,8 @@ class GridLauncherConf:
     json: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
     wait: bool = False
+    #: Stop launching after the first cell of this run that fails; the cells not launched stay as they were.
+    fail_fast: bool = False
     #: With action=report: comparisons along one axis, `AXIS=A:B` each.
     compare: List[str] = field(default_factory=list)
     #: With action=report: the two settings of the heatmap (default: the two that vary most).
@@ -67,7 +69,7 @@ class GridLauncherConf:
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
-                 wait: bool = False,
+                 wait: bool = False, fail_fast: bool = False,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  resources: str | None = None, array_parallelism: int = 256, **job_resources: Any) -> None:
         if action not in ACTIONS:
@@ -77,6 +79,7 @@ class GridLauncher(Launcher):
         self.accept = list(accept)
         self.json = json
         self.wait = wait
+        self.fail_fast = fail_fast
         self.compare = list(compare)
         self.heatmap = list(heatmap)
         self.limit = limit

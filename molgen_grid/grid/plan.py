@@ -41,15 +41,28 @@ class Entry:
         return self.config_of(self.cell)
 
 
-def why_run(state: CellState, forced: bool, stale_policy: str = "rerun") -> str | None:
-    """The reason a cell runs (missing, failed, interrupted, stale, forced), or None when it is left alone."""
+def why_run(state: CellState, forced: bool, stale_policy: str = "rerun",
+            max_attempts: int | None = None) -> str | None:
+    """The reason a cell runs (missing, failed, interrupted, stale, forced), or None when it is left alone: in
+    flight, complete, stale and kept, or failed `max_attempts` times in a row (`grid.retry.max_attempts`)."""
     if state.state in IN_FLIGHT:
         return None
     if forced:
         return FORCED
-    if state.state in COMPLETE or (state.state == STALE and stale_policy == "keep"):
+    if state.state in COMPLETE or (state.state == STALE and stale_policy == "keep") or gave_up(state, max_attempts):
         return None
     return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, STALE: STALE}[state.state]
+
+
+def gave_up(state: CellState, max_attempts: int | None) -> bool:
+    """Whether a failed cell has used up its attempts."""
+    return state.state == FAILED and max_attempts is not None and state.failures >= max_attempts
+
+
+def give_up_reason(state: CellState) -> str:
+    """What a given-up cell's status says: the count, what runs it again, and its last failure."""
+    last = f" (the last: {state.reason})" if state.reason else ""
+    return f"gave up after {state.failures} attempts: --force to run it again{last}"
 
 
 def setting_keys(entries: list[Entry]) -> list[str]:
@@ -97,8 +110,9 @@ def under(root: Path, cells: list[Cell], config_of: Callable[[Cell], dict[str, s
 
 
 def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, object], current: Current,
-              stale_policy: str = "rerun") -> tuple[list[Entry], dict[str, JobView]]:
-    """Each cell's state (every executor asked once for all of its jobs) and whether it runs."""
+              stale_policy: str = "rerun", max_attempts: int | None = None) -> tuple[list[Entry], dict[str, JobView]]:
+    """Each cell's state (every executor asked once for all of its jobs) and whether it runs; a cell given up
+    says so in its reason."""
     present: dict[Path, set[str]] = {}
     for e in entries:
         if e.store.dir.parent not in present:
@@ -111,5 +125,7 @@ def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, ob
                                                                                     e.config_part),
                                  views, attempts=attempts)
     for entry in entries:
-        entry.why = why_run(entry.state, entry.cell.name in forced, stale_policy)
+        entry.why = why_run(entry.state, entry.cell.name in forced, stale_policy, max_attempts)
+        if entry.why is None and gave_up(entry.state, max_attempts):
+            entry.state.reason = give_up_reason(entry.state)
     return entries, views

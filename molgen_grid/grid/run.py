@@ -18,7 +18,7 @@ from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.executors.base import Claim, Executor
 from molgen_grid.grid.figures import Figure, headline_of
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.state import IN_FLIGHT
+from molgen_grid.grid.state import FAILED, IN_FLIGHT
 from molgen_grid.words import plural
 
 LOCAL = "local"
@@ -121,6 +121,8 @@ class Runner:
     events: "ConsoleEvents"
     #: The study's own checks of the cells to run, before anything is claimed (preflight.py).
     check: Callable[[list[Entry]], None] = lambda todo: None
+    #: Stop launching after the first cell of this run that fails (`--fail-fast`): the rest stay as they were.
+    fail_fast: bool = False
 
     @property
     def outcome(self) -> SweepOutcome:
@@ -158,12 +160,16 @@ class Runner:
         todo = [e for e in self.entries if e.runs]
         outcome = self.outcome
         outcome.total = len(self.entries)
-        outcome.done = sum(1 for e in self.entries if not e.runs and e.state.state not in IN_FLIGHT)
+        given_up = [e for e in self.entries if not e.runs and e.state.state == FAILED]
+        outcome.failed = len(given_up)
+        outcome.done = sum(1 for e in self.entries if not e.runs and e.state.state not in IN_FLIGHT | {FAILED})
         outcome.in_flight = sum(1 for e in self.entries if not e.runs and e.state.state in IN_FLIGHT)
         resources = {e.cell.name: self.resources_of(e) for e in todo}
         self.preflight(todo, resources)
         self.console.print(f"{self.title}: {plural(len(self.entries), self.noun)}, {len(todo)} to run, "
                            f"{outcome.done} done, {outcome.in_flight} queued or running", highlight=False)
+        for e in given_up:
+            self.console.print(f"{e.cell.name}: [red]{e.state.reason}[/]", highlight=False)
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
             by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
@@ -174,9 +180,11 @@ class Runner:
             claim = self.claimers(name)
             if executor.blocking:
                 for index, e in enumerate(members, 1):
+                    if self.fail_fast and outcome.failed > len(given_up):
+                        break
                     events.counters[e.cell.name] = f"[{index}/{len(members)}]"
                     self._launch(executor, [claim(e, resources[e.cell.name])], events)
-            else:
+            elif not (self.fail_fast and outcome.failed > len(given_up)):
                 self._launch(executor, [claim(e, resources[e.cell.name]) for e in members], events)
         return outcome
 

@@ -27,6 +27,22 @@ class SlurmSettings:
 
 
 @dataclass
+class GrowSettings:
+    #: After a Slurm job ended OUT_OF_MEMORY, the next attempt asks for `mem_gb` times this; after TIMEOUT, for
+    #: `time_min` times this (each capped at the partition's limit). 1: the same request again.
+    memory: float = 2.0
+    time: float = 2.0
+
+
+@dataclass
+class RetrySettings:
+    #: A cell whose last this-many attempts in a row failed is given up: a plain run leaves it failed, `--force`
+    #: runs it again (and starts the count anew). Null: no limit, every run retries a failed cell.
+    max_attempts: Optional[int] = None
+    grow: GrowSettings = field(default_factory=GrowSettings)
+
+
+@dataclass
 class ReportSettings:
     #: Dotted paths into summary.json; the first ranks the cells, heads the run lines and gives the speed-ups.
     #: Empty: every number (or {median, min, max, values} spread) the task returned, in its order.
@@ -86,6 +102,7 @@ class GridSettings:
     baseline: Optional[str] = None
     report: ReportSettings = field(default_factory=ReportSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
 
 
 #: How a cell runs, read from its resource group's option: never part of its name or fingerprint.
@@ -106,6 +123,14 @@ def read_settings(block: Any) -> DictConfig:
     if (merged.task is None) == (merged.command is None):
         raise InputError("grid.task and grid.command: set exactly one (the study's callable task(cfg, cell), "
                          "or the command each cell runs); see docs/tasks.md")
+    retry = merged.retry
+    if retry.max_attempts is not None and retry.max_attempts < 1:
+        raise InputError(f"grid.retry.max_attempts={retry.max_attempts}: give a number of attempts of 1 or more, "
+                         "or null (no limit)")
+    for key in ("memory", "time"):
+        if retry.grow[key] < 1:
+            raise InputError(f"grid.retry.grow.{key}={retry.grow[key]}: a factor of 1 or more (1: ask the same "
+                             "again)")
     if merged.resources is not None:
         group = merged.resources
         merged.not_identity = [*merged.not_identity,

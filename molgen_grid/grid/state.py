@@ -42,6 +42,8 @@ class CellState:
     #: The last attempt's log file: submitit's stderr of the job for a failed or interrupted cell (its traceback;
     #: the stdout says only "Submitted job triggered an exception"), else its stdout.
     log: str | None = None
+    #: A failed cell's attempts that failed in a row, its last one included (`grid.retry.max_attempts`).
+    failures: int = 0
 
     @property
     def age_s(self) -> float | None:
@@ -148,7 +150,20 @@ def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Map
     state = _state(store, stale, views, lock_held, attempts, last)
     failed = state.state in (FAILED, INTERRUPTED) and last.get("err_log")
     state.log = last["err_log"] if failed else last.get("log")
+    if state.state == FAILED:
+        state.failures = failed_in_a_row(attempts)
     return state
+
+
+def failed_in_a_row(attempts: list[dict]) -> int:
+    """How many attempts of a failed cell failed in a row: its last one, and each before it that the attempt
+    after it was claimed for (`why: failed`, recorded by the claim). A forced attempt starts the count anew."""
+    count = 1
+    for attempt in reversed(attempts[1:]):
+        if attempt.get("why") != FAILED:
+            break
+        count += 1
+    return count
 
 
 def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping[str, JobView], lock_held: bool,

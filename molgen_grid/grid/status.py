@@ -119,11 +119,18 @@ def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: s
         console.print(hint)
 
 
-def print_plan(console: Console, experiment: str, entries: list[Entry]) -> None:
+def print_plan(console: Console, experiment: str, entries: list[Entry], notes: dict[str, str] | None = None) -> None:
+    """What would run and why (`notes`: what a cell's request grows to, by name), then what is left alone; a
+    cell given up says so."""
     runs = [e for e in entries if e.runs]
+    notes = notes or {}
     console.print(f"experiment {experiment}: {len(runs)} of {plural(len(entries), 'cell')} would run")
     if runs:  # one write of plain text: a plan of 10,000 cells printed line by line through rich takes seconds
-        console.out("\n".join(f"  run  {e.cell.name}  ({e.why})" for e in runs), highlight=False)
+        console.out("\n".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
+                               for e in runs), highlight=False)
+    given_up = [e for e in entries if not e.runs and e.state.state == "failed"]
+    if given_up:
+        console.out("\n".join(f"  skip  {e.cell.name}  ({e.state.reason})" for e in given_up), highlight=False)
     left = Counter(e.state.state for e in entries if not e.runs)
     if left:
         console.print("left alone: " + ", ".join(f"{n} {s}" for s, n in sorted(left.items())))

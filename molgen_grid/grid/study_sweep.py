@@ -20,6 +20,7 @@ from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
 from molgen_grid.grid.preflight import StudyChecks
+from molgen_grid.grid.retry import requests
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import code_folders
 from molgen_grid.grid.spec import GridSpec
@@ -69,12 +70,14 @@ class StudySweep:
             cells = named_cells(spec, launcher.accept, cells, root)
         executors = load_executors(settings, root)
         current = self.current(settings)
+        attempts = settings.retry.max_attempts
         entries, views = make_plan(under(root, cells, spec.fingerprint_config), forced, executors, current,
-                                   settings.stale)
+                                   settings.stale, attempts)
         current.hashes.save()
 
         def replan() -> list[Entry]:
-            return make_plan(under(root, cells, spec.fingerprint_config), set(), executors, current, settings.stale)[0]
+            return make_plan(under(root, cells, spec.fingerprint_config), set(), executors, current, settings.stale,
+                             attempts)[0]
 
         partial = next((v.partial for v in views.values() if v.partial), None)
         if partial and not launcher.json:
@@ -88,7 +91,7 @@ class StudySweep:
                 if launcher.wait:
                     self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
         elif launcher.action == "dry_run":
-            print_plan(self.console, spec.experiment, entries)
+            print_plan(self.console, spec.experiment, entries, requests(entries, executors, spec.resources))
         elif launcher.action == "accept":
             count = accept(entries, current, bool(launcher.accept),
                            lambda line: self.console.print(line, markup=False, highlight=False))
@@ -159,7 +162,7 @@ class StudySweep:
 
         def claimer(name: str) -> Claimer:
             return Claimer(name, views, lambda e, summary: current.stale(summary.get("fingerprint"), e.config_part),
-                           make_job(name), forced, spec.settings.stale)
+                           make_job(name), forced, spec.settings.stale, spec.settings.retry.max_attempts)
 
         settings = spec.settings
         group = settings.resources
@@ -169,7 +172,7 @@ class StudySweep:
             label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
             where=str(group), executors_from="grid.executors",
             events=ConsoleEvents(self.console, headline(settings), settings.report.warnings),
-            check=StudyChecks(spec, self.console))
+            check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast)
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:

@@ -168,7 +168,7 @@ class AppSweep:
                         resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
                         label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
                         executors_from="the engine's executors",
-                        events=ConsoleEvents(self.console, None, noun="job"))
+                        events=ConsoleEvents(self.console, None, noun="job"), fail_fast=self.launcher.fail_fast)
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         interrupt_on_stop_signals()

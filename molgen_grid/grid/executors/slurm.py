@@ -29,8 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from molgen_grid.errors import InputError
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
+from molgen_grid.grid.executors.slurm_retry import Growth
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.resources import option_problem
+from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
     recorded_outcome
 from molgen_grid.grid.store import current_umask, folder, owner_writable_only
@@ -213,6 +215,7 @@ class SlurmExecutor:
         self.settings = OmegaConf.to_container(settings.slurm)
         self.group = settings.resources
         self.folder = root / ".slurm"
+        self.growth = Growth(OmegaConf.to_container(settings.retry.grow))
         #: Where a refused request is mended.
         self.fix = f"see conf/{self.group}/ or override {self.group}.*" if self.group else \
             "override hydra.launcher.partition and its other keys"
@@ -234,20 +237,31 @@ class SlurmExecutor:
                       if a.get("submission") and not a.get("job_id")}
         return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")], unresolved))
 
+    def request(self, entry: Entry, option: dict[str, Any], claimed: str | None = None) -> tuple[dict, str | None]:
+        """What the cell's next attempt asks for: its option, grown after its job ran out of memory or time
+        (slurm_retry.py), and what grew and why. `claimed`: the attempt being launched, not the one that failed."""
+        before = [a for a in entry.store.attempts() if a.get("attempt") != claimed] if entry.state.state == FAILED \
+            else []
+        asked = Resources.of(option)
+        return self.growth.request(option, {"mem_gb": asked.mem_gb, "time_min": asked.time_min},
+                                   entry.state.reason if before else None, before[-1] if before else {})
+
     def launch(self, claims: list[Claim], events: Events) -> None:
         """Every cell out as job arrays (one sbatch per resource group and MaxArraySize chunk); returns when
         sbatch took them. sbatch's refusal becomes an InputError naming the partition, and the cells it left
         unsubmitted are withdrawn (they read as before); an interrupt leaves the chunk in flight to be adopted
         by its job name (a later plan finds its jobs) and withdraws the chunks not yet sent."""
         groups: dict[Resources, list[Claim]] = {}
+        grown: dict[str, str | None] = {}
         for claim in claims:
+            claim.resources, grown[claim.job.attempt] = self.request(claim.entry, claim.resources, claim.job.attempt)
             groups.setdefault(Resources.of(claim.resources), []).append(claim)
         limit = max(1, max_array_size() - 1)
         chunks = [(resources, chunk) for resources, members in groups.items() for chunk in _chunks(members, limit)]
         sent = 0
         try:
             for resources, chunk in chunks:
-                self._submit(resources, chunk, events)
+                self._submit(resources, chunk, events, grown)
                 sent += 1
         except submitit.core.utils.FailedJobError as exc:
             lines = [line for line in str(exc).splitlines() if line.strip()]
@@ -260,13 +274,16 @@ class SlurmExecutor:
             withdraw([c for _, chunk in chunks[sent + 1:] for c in chunk], "its sweep was stopped before sending it")
             raise
 
-    def _submit(self, resources: Resources, chunk: list[Claim], events: Events) -> None:
+    def _submit(self, resources: Resources, chunk: list[Claim], events: Events, grown: dict[str, str | None]) -> None:
         """One job array. Its name carries a token recorded with each cell's attempt before sbatch runs, so a
-        submission cut short after sbatch took it is found on the cluster and adopted, never sent twice."""
+        submission cut short after sbatch took it is found on the cluster and adopted, never sent twice; with it
+        what the attempt asks for, and what grew since the failed attempt and why."""
         token = uuid.uuid4().hex[:12]
         for index, claim in enumerate(chunk):
+            why = {"grown": grown[claim.job.attempt]} if grown.get(claim.job.attempt) else {}
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
-                                              "index": index, "partition": resources.partition})
+                                              "index": index, "partition": resources.partition,
+                                              "mem_gb": resources.mem_gb, "time_min": resources.time_min, **why})
         # the submission's pickles and logs, there before sbatch runs; the sweep's umask: a group's members all submit
         submission = folder(folder(self.folder) / job_name(token))
         executor = PlacedArrays(folder=submission, max_num_timeout=int(self.settings["max_requeues"]),
