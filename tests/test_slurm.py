@@ -84,16 +84,27 @@ def test_requeued_cell_completes(light: Light) -> None:
     assert rows[-1][2] == "COMPLETED" and any(row[2] == "REQUEUED" for row in rows), rows
 
 
-def test_time_limit_shows_timeout_and_is_resubmitted(light: Light) -> None:
+def test_time_limit_shows_timeout_and_is_resubmitted_with_twice_the_time(light: Light) -> None:
+    """The one slow test of retries (a real TIMEOUT takes the minute of its limit): the next run asks for twice the
+    time, as the resubmitted job's own time limit shows, says so in its plan and records it."""
     tool = light
-    grid = ["where=a100", "variant=a", "where.time_min=1", "grid.slurm.max_requeues=0",
+    grid = ["where=h100", "variant=a", "where.time_min=1", "grid.slurm.max_requeues=0",
             f"wait_for={tool.go('never')}"]
     tool.cli(*grid)
-    (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=240).values()
+    (cell,) = wait_for_state(tool, grid, {"failed"}, timeout=170).values()
     assert cell["reason"].startswith("TIMEOUT"), cell
+    plan = tool.cli_here("--dry-run", *grid).stdout
+    assert f"run  {cell['cell']}  (failed; time_min 1 -> 2 after TIMEOUT)" in plan, plan
     again = tool.cli(*grid)
     assert "1 submitted" in again.stdout
-    subprocess.run(["scancel", last_job(tool, cell["cell"])], check=True)
+    job = last_job(tool, cell["cell"])
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True).stdout
+        assert "TimeLimit=00:02:00" in shown, shown
+        last = attempts(tool.results / "default" / cell["cell"])[-1]
+        assert (last["why"], last["time_min"], last["grown"]) == ("failed", 2, "time_min 1 -> 2 after TIMEOUT")
+    finally:
+        subprocess.run(["scancel", job], check=True)
 
 
 def test_status_answers_while_slurmdbd_is_stopped(light: Light) -> None:
