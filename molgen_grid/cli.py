@@ -25,6 +25,7 @@ examples:
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
   molgen-grid --status --wait                  follow what is queued or running, launching nothing
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
+  molgen-grid --report --experiment a,b --compare experiment=a:b   one report of two experiments (artifacts/a+b/)
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force and --accept: every word after them is taken as a cell name."""
 
@@ -43,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", metavar="DIR", help="the study's config tree (default: the benchmark's; "
                                                         "MOLGEN_GRID_CONF sets another default)")
     p.add_argument("--config-name", metavar="NAME", help="its primary config (default: config)")
-    p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default)")
+    p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default); "
+                                         "a,b: each in turn, one report of both")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")

@@ -172,6 +172,9 @@ def check_compare(text: str, spec: GridSpec, entries: list[Entry]) -> None:
     """An axis and options this grid has, or one line saying which ones it has."""
     key, a, b = parse_compare(text)
     keys = setting_keys(entries)
+    if key == "experiment" and key not in keys:
+        raise InputError(f"--compare {text!r}: this report has one experiment: name both (--report --experiment "
+                         f"{a},{b}) for one report of their cells")
     if key not in keys:
         raise InputError(f"--compare {text!r}: {key} is not a setting of this grid: {close_match(key, keys)}"
                          f"choose one of {', '.join(keys)}")

@@ -1,0 +1,68 @@
+"""Reports of any study: one report of several experiments (the pinned-code workflow of docs/tasks.md ends with
+it), a warning on a figure whose repeats spread too wide, a log axis where the figures span more than 10x."""
+from __future__ import annotations
+
+import pandas as pd
+
+from tests.conftest import Light
+
+#: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
+PINNED_TASK = '''import generation
+
+
+def run(cfg, cell):
+    seconds = [generation.seconds(cfg.variant.factor) * (1 + i / 100) for i in range(3)]
+    return {"seconds": {"median": seconds[1], "min": seconds[0], "max": seconds[2], "values": seconds}}
+'''
+EXPERIMENT = """# @package _global_
+grid:
+  description: The light grid on {name}'s generation.py.
+  task: pinned.run
+  code: experiments/{name}
+  baseline: variant=a
+  report:
+    figures: [seconds]
+hydra:
+  sweeper:
+    params:
+      variant: a,b
+"""
+
+
+def pinned_study(light: Light) -> None:
+    """Two experiments, 01_base and 02_faster, that pin two versions of generation.py (the second twice as fast)."""
+    (light.cwd / "pinned.py").write_text(PINNED_TASK)
+    for name, per_unit in (("01_base", 1.0), ("02_faster", 0.5)):
+        folder = light.cwd / "experiments" / name
+        folder.mkdir(parents=True)
+        (folder / "generation.py").write_text(f"def seconds(factor):\n    return {per_unit} * factor\n")
+        (light.cwd / "experiment" / f"{name}.yaml").write_text(EXPERIMENT.format(name=name))
+
+
+def test_a_report_of_two_experiments_is_one_report_that_compares_them(light: Light) -> None:
+    """`--report --experiment 01_base,02_faster --compare experiment=01_base:02_faster`: one report under
+    artifacts/01_base+02_faster/ with the experiment a column, and the matched pairs (cells of equal name in the
+    two experiments) with the ratio of their figures: 02_faster's pinned module takes half the seconds."""
+    pinned_study(light)
+    both = ["--experiment", "01_base,02_faster"]
+    ran = light.cli(*both).stdout
+    assert "sweep 01_base: 0 done, 2 run, 0 failed" in ran and "sweep 02_faster: 0 done, 2 run, 0 failed" in ran, ran
+    report = light.cli_here("--report", *both, "--compare", "experiment=01_base:02_faster").stdout
+    assert "experiment 01_base+02_faster: 4 cells reported" in report, report
+    assert "experiment=01_base:02_faster: 2 matched pairs" in report, report
+    pairs = report.split("matched pairs", 1)[1]
+    assert "seconds 01_base  seconds 02_faster  seconds 01_base/02_faster" in pairs, pairs
+    assert "median change: seconds 01_base/02_faster 2" in pairs, pairs
+    out = light.cwd / "artifacts" / "01_base+02_faster"
+    frame = pd.read_csv(out / "report.csv")
+    assert sorted(zip(frame["experiment"], frame["variant"])) == [
+        ("01_base", "a"), ("01_base", "b"), ("02_faster", "a"), ("02_faster", "b")]
+    text = (out / "report.md").read_text()
+    assert "# 01_base+02_faster" in text and "Baseline: `experiment=01_base,variant=a`" in text, text
+    assert "## experiment=01_base:02_faster" in text and "seconds 01_base/02_faster" in text, text
+    assert (out / "experiment=02_faster,where=local,variant=b" / "summary.json").is_file()
+    assert not (light.cwd / "artifacts" / "01_base").exists()  # one report, not one per experiment
+    alone = light.cli_here("--report", "--experiment", "01_base", "--compare", "experiment=01_base:02_faster",
+                           check=False)
+    assert alone.returncode == 2 and "name both (--report --experiment 01_base,02_faster)" in alone.stderr, alone
+
