@@ -66,3 +66,23 @@ def test_a_report_of_two_experiments_is_one_report_that_compares_them(light: Lig
                            check=False)
     assert alone.returncode == 2 and "name both (--report --experiment 01_base,02_faster)" in alone.stderr, alone
 
+
+
+def test_a_figure_whose_repeats_spread_too_wide_is_warned_of_with_its_cell(light: Light) -> None:
+    """A figure with repeats (the light study's `value`) whose max / min or coefficient of variation passes the
+    report's thresholds gets a warning naming the figure, listed with its cell; a tight one and a plain number
+    (`count`) none."""
+    grid = ["variant=a", "spread=0.01,0.5"]  # values 1, 1.01, 1.02 and 1, 1.5, 2: a coefficient of variation of 33%
+    light.cli(*grid)
+    light.cli_here("--report", *grid)
+    out = light.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv", keep_default_na=False).set_index("spread")
+    assert frame.loc[0.5, "warnings"] == ("value repeats spread too wide to trust (max/min 2, coefficient of "
+                                          "variation 33% over 3 repeats)"), frame["warnings"]
+    assert frame.loc[0.01, "warnings"] == ""
+    warnings = (out / "report.md").read_text().split("## Warnings", 1)[1]
+    assert "- value repeats spread too wide to trust (max/min 2, coefficient of variation 33% over 3 repeats): " \
+        "`spread=0.5`" in warnings, warnings
+    assert "spread=0.01" not in warnings and "count repeats" not in warnings
+    light.cli_here("--report", *grid, "grid.report.spread_cv=0.4")  # max/min 2 is within spread_ratio's 2
+    assert "## Warnings" not in (out / "report.md").read_text()
