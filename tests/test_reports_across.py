@@ -2,8 +2,13 @@
 it), a warning on a figure whose repeats spread too wide, a log axis where the figures span more than 10x."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 
+from molgen_grid.grid.figures import Figure
+from molgen_grid.grid.report.plots import throughput_axes
+from molgen_grid.grid.report.tables import Report
 from tests.conftest import Light
 
 #: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
@@ -86,3 +91,26 @@ def test_a_figure_whose_repeats_spread_too_wide_is_warned_of_with_its_cell(light
     assert "spread=0.01" not in warnings and "count repeats" not in warnings
     light.cli_here("--report", *grid, "grid.report.spread_cv=0.4")  # max/min 2 is within spread_ratio's 2
     assert "## Warnings" not in (out / "report.md").read_text()
+
+
+def cells_with(medians: list[float]) -> Report:
+    """A report of cells with these medians (each with a spread of +-10%), the first the baseline."""
+    names = [f"x={i}" for i in range(len(medians))]
+    frame = pd.DataFrame({"cell": names, "state": "done", "x": [str(i) for i in range(len(medians))],
+                          "value": medians, "value_min": [m * 0.9 for m in medians],
+                          "value_max": [m * 1.1 for m in medians]})
+    return Report(frame, ["x"], pd.Series(names, index=frame.index), {n: names[0] for n in names}, [], [], [], {},
+                  {}, [Figure("value", "value")], {"done"})
+
+
+@pytest.mark.parametrize("medians, scale", [([1.0, 2.0, 3.0], "linear"), ([1.0, 8.0], "linear"),
+                                            ([1.0, 50.0, 400.0], "log"), ([0.5, 100.0], "log")])
+def test_the_throughput_plot_takes_a_log_axis_where_the_figures_span_more_than_10x(medians: list[float],
+                                                                                    scale: str) -> None:
+    """The figures' axis (horizontal bars: x) is logarithmic where max / min of what it shows (medians and their
+    min-max bars) exceeds 10, so the baseline's small bar stays visible beside a 400x one."""
+    ax = throughput_axes(cells_with(medians), "t")
+    assert ax.get_xscale() == scale
+    assert ("log scale" in ax.get_xlabel()) == (scale == "log")
+    assert [patch.get_width() for patch in ax.patches] == medians
+    plt.close(ax.figure)
