@@ -1,6 +1,9 @@
 """Reports of any study: one report of several experiments (the pinned-code workflow of docs/tasks.md ends with
-it), a warning on a figure whose repeats spread too wide, a log axis where the figures span more than 10x."""
+it), a warning on a figure whose repeats spread too wide, a log axis where the figures span more than 10x; an
+app's status with each done job's stored value."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -10,6 +13,7 @@ from molgen_grid.grid.figures import Figure
 from molgen_grid.grid.report.plots import throughput_axes
 from molgen_grid.grid.report.tables import Report
 from tests.conftest import Light
+from tests.test_app_pipeline import TinyApp
 
 #: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
 PINNED_TASK = '''import generation
@@ -114,3 +118,24 @@ def test_the_throughput_plot_takes_a_log_axis_where_the_figures_span_more_than_1
     assert ("log scale" in ax.get_xlabel()) == (scale == "log")
     assert [patch.get_width() for patch in ax.patches] == medians
     plt.close(ax.figure)
+
+
+def test_an_apps_status_shows_each_done_jobs_stored_value(tmp_path: Path) -> None:
+    """`hydra.launcher.action=status` of an app: each done job's returned value (its JSON in `value`), or where a
+    value JSON cannot hold is kept (a pickle, never loaded by a status); a job not run has none."""
+    app = TinyApp(tmp_path / "app")
+    app.run("seed=1", "+as_set=false")
+    app.run("seed=2", "+as_set=true")
+    jobs = app.status("seed=1,2,3", "+as_set=false,true")
+    one = jobs["as_set=false,seed=1"]
+    assert one["state"] == "done" and one["value"]["lr"] == 0.1 and one["value"]["seed"] == 1, one
+    assert one["value_file"] is None
+    kept = jobs["as_set=true,seed=2"]
+    assert kept["state"] == "done" and kept["value"] is None and kept["value_file"] == "return_value.pkl", kept
+    assert jobs["as_set=false,seed=3"]["state"] == "missing" and jobs["as_set=false,seed=3"]["value"] is None
+    lines = app.run("seed=1,2", "+as_set=false,true", "hydra.launcher.action=status").stdout.splitlines()
+    shown = {line.split(":", 1)[0].split(" ", 1)[1]: line for line in lines if line.startswith("#")}
+    assert shown["as_set=false,seed=1"].startswith('#0 as_set=false,seed=1: done, returned {"lr": 0.1, "seed": 1, '
+                                                   '"pid": '), shown
+    assert shown["as_set=true,seed=2"] == "#3 as_set=true,seed=2: done, returned a value kept in return_value.pkl"
+    assert shown["as_set=true,seed=1"] == "#1 as_set=true,seed=1: missing"
