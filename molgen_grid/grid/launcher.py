@@ -72,7 +72,8 @@ class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
                  wait: bool = False,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
-                 together: bool = False, resources: str | None = None, array_parallelism: int = 256, **job_resources: Any) -> None:
+                 together: bool = False, resources: str | None = None, array_parallelism: int = 256,
+                 **job_resources: Any) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
