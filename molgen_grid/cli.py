@@ -29,6 +29,7 @@ examples:
                                                on Slurm a retry after OUT_OF_MEMORY / TIMEOUT asks for 2x mem_gb /
                                                time_min (grid.retry.grow.memory, grid.retry.grow.time)
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
+  molgen-grid --report --experiment a,b --compare experiment=a:b   one report of two experiments (artifacts/a+b/)
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
 Put overrides before --force and --accept: every word after them is taken as a cell name."""
 
@@ -47,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", metavar="DIR", help="the study's config tree (default: the benchmark's; "
                                                         "MOLGEN_GRID_CONF sets another default)")
     p.add_argument("--config-name", metavar="NAME", help="its primary config (default: config)")
-    p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default)")
+    p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default); "
+                                         "a,b: each in turn, one report of both")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")

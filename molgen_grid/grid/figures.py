@@ -5,6 +5,7 @@ importing the report's pandas.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,8 @@ DISCOVERY_DEPTH = 3
 
 @dataclass
 class Figure:
-    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}) or a
-    number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
+    """One headline figure: a dotted path into summary.json, as a spread ({median, min, max, values}), the list
+    of its repeats' values or a number; `lower_is_better` for times and memory (a speed-up is then baseline / cell)."""
 
     path: str
     #: The column it heads: the path's last part, or as many parts as set it apart from the report's others.
@@ -32,6 +33,8 @@ class Figure:
         node = self.node(summary)
         if isinstance(node, dict):
             return node.get("median"), node.get("min"), node.get("max")
+        if repeats(node):
+            return statistics.median(node), min(node), max(node)
         return (node, node, node) if isinstance(node, (int, float)) else (None, None, None)
 
     def values(self, summary: dict) -> list[float | None]:
@@ -39,7 +42,15 @@ class Figure:
         node = self.node(summary)
         if isinstance(node, dict):
             return list(node.get("values") or [])
+        if repeats(node):
+            return list(node)
         return [node] if isinstance(node, (int, float)) else []
+
+
+def repeats(node: Any) -> bool:
+    """A figure written as the plain list of its repeats' values (a study names it in `grid.report.figures`)."""
+    return isinstance(node, list) and bool(node) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in node)
 
 
 def short_name(path: str, paths: list[str]) -> str:

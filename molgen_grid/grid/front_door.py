@@ -35,6 +35,8 @@ CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 CONFIG_NAME_FLAGS = ("--config-name", "-cn")
 #: The engine's sweeper and launcher, selected for every study (a study's config need not name them).
 ENGINE_PLUGINS = ("hydra/sweeper=grid", "hydra/launcher=grid")
+#: A report: with several experiments, each sweep hands its plan back (TOGETHER) for one report of them all.
+REPORT, TOGETHER = "hydra.launcher.action=report", "hydra.launcher.together=true"
 #: What reads a single grid: one JSON document (`--status --json`), cells named by their names in it (`--force`).
 ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME"}
 
@@ -84,22 +86,32 @@ def never_called(cfg: Any) -> None:
 
 def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
     """Compose each sweep's config once and hand it to the project's sweeper and launcher: one sweep per
-    experiment named (`experiment=a,b` is two grids, one after the other). A sweep whose cells failed (exit
+    experiment named (`experiment=a,b` is two grids, one after the other; a report of them is one report of
+    both, report/together.py). A sweep whose cells failed (exit
     status 1) does not stop the next one; the command then ends with status 1."""
     given = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
         app = GlobalHydra.instance().hydra
         assert app is not None
         failed = False
-        for overrides in per_experiment(app.config_loader, config_name, given):
+        sweeps = per_experiment(app.config_loader, config_name, given)
+        together = len(sweeps) > 1 and REPORT in given  # one report of several experiments
+        plans = []
+        for overrides in sweeps:
             try:
-                app.multirun(config_name=config_name, task_function=never_called, overrides=overrides)
+                returned = app.multirun(config_name=config_name, task_function=never_called,
+                                        overrides=overrides + ([TOGETHER] if together else []))
+                plans += [plan for batch in returned or [] for plan in batch]
             except (HydraException, OmegaConfBaseException) as exc:
                 fail(cause(app.config_loader, config_name, overrides, exc))
             except SystemExit as exc:
                 if exc.code != 1:
                     raise
                 failed = True
+        if together:
+            from molgen_grid.grid.report.together import report_together
+
+            report_together(plans)
         if failed:
             sys.exit(1)
 

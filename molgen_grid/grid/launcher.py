@@ -43,6 +43,9 @@ class GridLauncherConf:
     compare: List[str] = field(default_factory=list)
     #: With action=report: the two settings of the heatmap (default: the two that vary most).
     heatmap: List[str] = field(default_factory=list)
+    #: With action=report: hand this experiment's plan back for one report of several experiments
+    #: (report/together.py); the front door sets it for `--report --experiment a,b`.
+    together: bool = False
     #: Test mode (`--limit N`): the study's `grid.limit_key` set to N in every cell; reports go to
     #: artifacts/<experiment>/limit-N/.
     limit: Optional[int] = None
@@ -71,7 +74,8 @@ class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
                  wait: bool = False, fail_fast: bool = False,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
-                 resources: str | None = None, array_parallelism: int = 256, **job_resources: Any) -> None:
+                 together: bool = False, resources: str | None = None, array_parallelism: int = 256,
+                 **job_resources: Any) -> None:
         if action not in ACTIONS:
             raise InputError(f"unknown launcher action {action!r}: choose one of {', '.join(ACTIONS)}")
         self.action = action
@@ -82,6 +86,7 @@ class GridLauncher(Launcher):
         self.fail_fast = fail_fast
         self.compare = list(compare)
         self.heatmap = list(heatmap)
+        self.together = together
         self.limit = limit
         self.resources = resources
         self.array_parallelism = array_parallelism
@@ -107,5 +112,4 @@ class GridLauncher(Launcher):
             return sweep.launch(job_overrides, initial_job_idx)
         from molgen_grid.grid.study_sweep import StudySweep
 
-        StudySweep(self).launch(job_overrides)
-        return []
+        return StudySweep(self).launch(job_overrides)

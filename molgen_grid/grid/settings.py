@@ -51,6 +51,11 @@ class ReportSettings:
     lower_is_better: List[str] = field(default_factory=list)
     #: A dotted path to a list of sentences a reader must know before trusting a cell's figures.
     warnings: Optional[str] = None
+    #: A figure's timed repeats spread too wide to trust when max / min exceeds `spread_ratio` or their
+    #: coefficient of variation (stdev / mean) exceeds `spread_cv`: the report warns, naming the cell and figure.
+    #: null: that test is off.
+    spread_ratio: Optional[float] = 2.0
+    spread_cv: Optional[float] = 0.25
     #: Settings whose cells compare only among themselves (`[batch_size]`: a batch of 8 is not a faster batch
     #: of 1): each value has its own baseline (the declared one at that value) and its own best cell.
     within: List[str] = field(default_factory=list)

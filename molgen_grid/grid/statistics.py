@@ -60,3 +60,19 @@ def compare(cell: list[float | None] | None, baseline: list[float | None] | None
                                confidence_level=CONFIDENCE, method="percentile",
                                rng=np.random.default_rng(SEED)).confidence_interval
     return Comparison(ratio, float(interval.low), float(interval.high), p_value)
+
+
+def spread_warning(name: str, values: list[float | None] | None, max_ratio: float | None,
+                   max_cv: float | None) -> str | None:
+    """A warning when a figure's repeats moved too much to be compared with another cell's: max / min above
+    `max_ratio`, or the coefficient of variation (sample stdev / mean) above `max_cv`; None when within both,
+    or with fewer than two repeats (nothing to judge) or values that are not all positive."""
+    clean = _finite(values)
+    if len(clean) < 2 or min(clean) <= 0:
+        return None
+    ratio = max(clean) / min(clean)
+    cv = statistics.stdev(clean) / statistics.mean(clean)
+    if (max_ratio is None or ratio <= max_ratio) and (max_cv is None or cv <= max_cv):
+        return None
+    return (f"{name} repeats spread too wide to trust (max/min {ratio:.3g}, coefficient of variation {cv:.0%} "
+            f"over {len(clean)} repeats)")

@@ -50,7 +50,9 @@ class StudySweep:
         self.cwd: Path = launcher.cwd
         self.hydra_context = launcher.hydra_context
 
-    def launch(self, job_overrides: Sequence[Sequence[str]]) -> None:
+    def launch(self, job_overrides: Sequence[Sequence[str]]) -> list[Any]:
+        """Carry out the launcher's action; with `together` (a report of several experiments), hand back this
+        experiment's plan instead of reporting it alone."""
         launcher = self.launcher
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         spec.overrides.check_base(spec.experiment)
@@ -96,6 +98,8 @@ class StudySweep:
             count = accept(entries, current, bool(launcher.accept),
                            lambda line: self.console.print(line, markup=False, highlight=False))
             self.console.print(f"experiment {spec.experiment}: {plural(count, 'stale cell')} accepted")
+        elif launcher.action == "report" and launcher.together:
+            return [(self, spec, entries)]
         elif launcher.action == "report":
             self.report(spec, entries)
             hint = None if launcher.limit else test_mode_hint(spec, entries, root)
@@ -107,6 +111,7 @@ class StudySweep:
             settings_given = [o for o in (job_overrides[0] if job_overrides else [])
                               if o.lstrip("+~").startswith(ENGINE_SETTINGS)]
             self.run(spec, entries, executors, views, current, forced, replan, settings_given)
+        return []
 
     def current(self, settings: Any) -> Current:
         """The parts of the fingerprint shared by every cell of an experiment, computed at most once each; a

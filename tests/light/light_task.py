@@ -21,7 +21,7 @@ def run(cfg: Any, cell: Any) -> dict[str, Any]:
         return {"status": "unsupported", "reason": cfg.unsupported}
     if cfg.input:
         cell.record_inputs("data", cfg.input)
-    values = [cfg.variant.factor * cfg.scale * (i + 1) for i in range(int(cfg.count))]
+    values = [cfg.variant.factor * cfg.scale * (1 + cfg.spread * i) for i in range(int(cfg.count))]
     cell.write_json("values.json", values)
     return {"value": {"median": statistics.median(values), "min": min(values), "max": max(values),
                       "values": values},

@@ -8,6 +8,7 @@ the user running the sweep owns it and nobody else can write it (store.load_pick
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -34,6 +35,21 @@ def stored_value(job: AppJob) -> Any:
         raise InputError(f"{job.store.path('summary.json')} names value_file {named!r}: only {VALUE_FILE} in the "
                          "job's own directory is read (rerun the job to store its value anew)")
     return load_pickle(job.store.path(VALUE_FILE))
+
+
+def status_value(job: AppJob) -> tuple[Any, str | None]:
+    """What a status shows of a done job's stored value, never loading a pickle (a status runs no code of the
+    app's): the value the summary holds, or the file a value JSON could not hold is kept in."""
+    summary = job.store.summary() or {}
+    return summary.get("value"), summary.get("value_file")
+
+
+def value_text(value: Any, value_file: str | None, width: int = 100) -> str:
+    """A stored value on one line (compact JSON, cut at `width`), or where it is kept."""
+    if value_file is not None:
+        return f"returned a value kept in {value_file}"
+    text = json.dumps(value, separators=(", ", ": "), default=str)
+    return "returned " + (text if len(text) <= width else text[:width - 3] + "...")
 
 
 def job_return(job: AppJob, state: CellState) -> JobReturn:

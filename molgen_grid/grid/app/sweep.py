@@ -27,7 +27,7 @@ from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, inter
 from molgen_grid.grid.accept import accept
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
-from molgen_grid.grid.app.returns import job_return
+from molgen_grid.grid.app.returns import job_return, status_value, value_text
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -37,6 +37,7 @@ from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
+from molgen_grid.grid.state import DONE
 from molgen_grid.grid.store import CellStore
 from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
 from molgen_grid.grid.worker import CellJob
@@ -116,20 +117,23 @@ class AppSweep:
         return make_plan(entries, forced, self.executors, self.current)
 
     def show(self, jobs: list[AppJob], entries: list[Entry]) -> None:
-        """status: every job's state; dry_run: what a run would do with each."""
+        """status: every job's state and a done job's stored value; dry_run: what a run would do with each."""
         counts: dict[str, int] = {}
         for e in entries:
             counts[e.state.state] = counts.get(e.state.state, 0) + 1
+        values = {j.idx: status_value(j) for j, e in zip(jobs, entries) if e.state.state == DONE}
         if self.launcher.json:
             print(json.dumps({"sweep_dir": str(self.sweep_dir), "counts": counts, "jobs": [
                 {"num": j.idx, "cell": j.cell.name, "dir": str(j.store.dir), "state": e.state.state,
-                 "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides}
-                for j, e in zip(jobs, entries)]}))
+                 "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides,
+                 "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
+                for j, e in zip(jobs, entries)]}, default=str))
             return
         for j, e in zip(jobs, entries):
             what = (f"runs ({e.why})" if e.why else "kept") if self.launcher.action == "dry_run" else e.state.state
             reason = f": {e.state.reason}" if e.state.reason else ""
-            self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}", highlight=False)
+            value = f", {value_text(*values[j.idx])}" if j.idx in values and self.launcher.action == "status" else ""
+            self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
         self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
 
     def resources_of(self, job: AppJob) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The report's pictures: each cell's primary figure with its spread, and a heatmap over two settings.
+"""The report's pictures: each cell's primary figure with its spread (on a log axis where the figures span more
+than 10x), and a heatmap over two settings.
 
 Both are laid out so that every label stays inside the image (long axis titles are wrapped, the figure is
 saved with a tight bounding box) and every number on the heatmap is readable on its colour (black on light
@@ -19,6 +20,8 @@ from molgen_grid.grid.store import atomic_write_bytes
 THROUGHPUT, HEATMAP = "throughput.png", "heatmap.png"
 #: Above this luminance (0..1) of a heatmap cell its number is written in black.
 LIGHT = 0.5
+#: Figures that span more than this (max / min) are drawn on a log axis.
+LOG_SPAN = 10
 
 
 def _pyplot():
@@ -32,23 +35,40 @@ def _pyplot():
 
 def throughput(report: Report, title: str, out: Path) -> bool:
     """Each ranked cell's primary figure (median, min-max bars, the baseline in orange); False when none."""
+    drawn = throughput_axes(report, title)
+    if drawn is None:
+        return False
+    _save(_pyplot(), drawn.figure, out / THROUGHPUT)
+    return True
+
+
+def throughput_axes(report: Report, title: str) -> Any:
+    """The throughput plot's axes (None when no cell is ranked), on a log scale where the figures span more than
+    LOG_SPAN: on a linear one the small bars, the baseline's among them, would shrink to nothing."""
     primary = report.figures[0].name
     frame = report.frame
     done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
     if done.empty:
-        return False
+        return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(done) + 1.8))
     errors = [done[primary] - done[primary + LOW], done[primary + HIGH] - done[primary]]
     colors = ["tab:orange" if c in report.baselines.values() else "tab:blue" for c in done["cell"]]
-    ax.barh(report.labels[done.index], done[primary], xerr=errors, color=colors, capsize=3)
+    log = wide_span(pd.concat([done[primary + LOW], done[primary], done[primary + HIGH]]))
+    ax.barh(report.labels[done.index], done[primary], xerr=errors, color=colors, capsize=3, log=log)
     better = "lower is better" if report.figures[0].lower_is_better else "higher is better"
-    ax.set_xlabel("\n".join(textwrap.wrap(
-        f"{primary} ({better}): median over the timed repeats, bars from min to max; orange: the baseline", 70)))
+    scale = "; log scale" if log else ""
+    ax.set_xlabel("\n".join(textwrap.wrap(f"{primary} ({better}): median over the timed repeats, bars from min "
+                                          f"to max; orange: the baseline{scale}", 70)))
     ax.set_title(title)
     ax.invert_yaxis()
-    _save(plt, fig, out / THROUGHPUT)
-    return True
+    return ax
+
+
+def wide_span(values: pd.Series) -> bool:
+    """Whether positive figures span more than LOG_SPAN (max / min), so a linear axis would hide the small ones."""
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return bool(len(numbers)) and numbers.min() > 0 and numbers.max() / numbers.min() > LOG_SPAN
 
 
 def heatmap(pivot: pd.DataFrame, primary: str, title: str, out: Path) -> None:

@@ -50,10 +50,12 @@ def ranked_states(settings: Any) -> set[str]:
 
 def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
                  ) -> tuple[pd.DataFrame, dict[str, list[float | None]]]:
-    """One row per finished cell (its name, state, reason, every setting, every figure, its warnings), and the
-    primary figure's repeat values by cell (for the statistics)."""
+    """One row per finished cell (its name, state, reason, every setting, every figure, its warnings: the study's
+    and a figure's repeats spread too wide, statistics.spread_warning), and the primary figure's repeat values by
+    cell (for the statistics)."""
     keys = setting_keys(entries)
-    warnings = spec.settings.report.get("warnings")
+    report = spec.settings.report
+    warnings = report.get("warnings")
     shown = finished_states(spec.settings)
     rows, values = [], {}
     for e in entries:
@@ -67,7 +69,10 @@ def report_frame(spec: GridSpec, entries: list[Entry], figures: list[Figure]
             row.update({figure.name + MEDIAN: median, figure.name + LOW: low, figure.name + HIGH: high})
         values[e.cell.name] = figures[0].values(summary)
         row["timed_repeats"] = len(values[e.cell.name])
-        row["warnings"] = WARNING_SEPARATOR.join(value_at(summary, warnings) or []) if warnings else ""
+        spreads = [statistics.spread_warning(f.name, f.values(summary), report.spread_ratio, report.spread_cv)
+                   for f in figures]
+        own = list(value_at(summary, warnings) or []) if warnings else []
+        row["warnings"] = WARNING_SEPARATOR.join(own + [w for w in spreads if w])
         rows.append(row)
     columns = ["cell", "state", "reason", *keys] + [f.name + s for f in figures for s in (MEDIAN, LOW, HIGH)] \
         + ["timed_repeats", "warnings"]
@@ -172,6 +177,9 @@ def check_compare(text: str, spec: GridSpec, entries: list[Entry]) -> None:
     """An axis and options this grid has, or one line saying which ones it has."""
     key, a, b = parse_compare(text)
     keys = setting_keys(entries)
+    if key == "experiment" and key not in keys:
+        raise InputError(f"--compare {text!r}: this report has one experiment: name both (--report --experiment "
+                         f"{a},{b}) for one report of their cells")
     if key not in keys:
         raise InputError(f"--compare {text!r}: {key} is not a setting of this grid: {close_match(key, keys)}"
                          f"choose one of {', '.join(keys)}")

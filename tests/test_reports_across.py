@@ -1,0 +1,141 @@
+"""Reports of any study: one report of several experiments (the pinned-code workflow of docs/tasks.md ends with
+it), a warning on a figure whose repeats spread too wide, a log axis where the figures span more than 10x; an
+app's status with each done job's stored value."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from molgen_grid.grid.figures import Figure
+from molgen_grid.grid.report.plots import throughput_axes
+from molgen_grid.grid.report.tables import Report
+from tests.conftest import Light
+from tests.test_app_pipeline import TinyApp
+
+#: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
+PINNED_TASK = '''import generation
+
+
+def run(cfg, cell):
+    seconds = [generation.seconds(cfg.variant.factor) * (1 + i / 100) for i in range(3)]
+    return {"seconds": {"median": seconds[1], "min": seconds[0], "max": seconds[2], "values": seconds}}
+'''
+EXPERIMENT = """# @package _global_
+grid:
+  description: The light grid on {name}'s generation.py.
+  task: pinned.run
+  code: experiments/{name}
+  baseline: variant=a
+  report:
+    figures: [seconds]
+hydra:
+  sweeper:
+    params:
+      variant: a,b
+"""
+
+
+def pinned_study(light: Light) -> None:
+    """Two experiments, 01_base and 02_faster, that pin two versions of generation.py (the second twice as fast)."""
+    (light.cwd / "pinned.py").write_text(PINNED_TASK)
+    for name, per_unit in (("01_base", 1.0), ("02_faster", 0.5)):
+        folder = light.cwd / "experiments" / name
+        folder.mkdir(parents=True)
+        (folder / "generation.py").write_text(f"def seconds(factor):\n    return {per_unit} * factor\n")
+        (light.cwd / "experiment" / f"{name}.yaml").write_text(EXPERIMENT.format(name=name))
+
+
+def test_a_report_of_two_experiments_is_one_report_that_compares_them(light: Light) -> None:
+    """`--report --experiment 01_base,02_faster --compare experiment=01_base:02_faster`: one report under
+    artifacts/01_base+02_faster/ with the experiment a column, and the matched pairs (cells of equal name in the
+    two experiments) with the ratio of their figures: 02_faster's pinned module takes half the seconds."""
+    pinned_study(light)
+    both = ["--experiment", "01_base,02_faster"]
+    ran = light.cli(*both).stdout
+    assert "sweep 01_base: 0 done, 2 run, 0 failed" in ran and "sweep 02_faster: 0 done, 2 run, 0 failed" in ran, ran
+    report = light.cli_here("--report", *both, "--compare", "experiment=01_base:02_faster").stdout
+    assert "experiment 01_base+02_faster: 4 cells reported" in report, report
+    assert "experiment=01_base:02_faster: 2 matched pairs" in report, report
+    pairs = report.split("matched pairs", 1)[1]
+    assert "seconds 01_base  seconds 02_faster  seconds 01_base/02_faster" in pairs, pairs
+    assert "median change: seconds 01_base/02_faster 2" in pairs, pairs
+    out = light.cwd / "artifacts" / "01_base+02_faster"
+    frame = pd.read_csv(out / "report.csv")
+    assert sorted(zip(frame["experiment"], frame["variant"])) == [
+        ("01_base", "a"), ("01_base", "b"), ("02_faster", "a"), ("02_faster", "b")]
+    text = (out / "report.md").read_text()
+    assert "# 01_base+02_faster" in text and "Baseline: `experiment=01_base,variant=a`" in text, text
+    assert "## experiment=01_base:02_faster" in text and "seconds 01_base/02_faster" in text, text
+    assert (out / "experiment=02_faster,where=local,variant=b" / "summary.json").is_file()
+    assert not (light.cwd / "artifacts" / "01_base").exists()  # one report, not one per experiment
+    alone = light.cli_here("--report", "--experiment", "01_base", "--compare", "experiment=01_base:02_faster",
+                           check=False)
+    assert alone.returncode == 2 and "name both (--report --experiment 01_base,02_faster)" in alone.stderr, alone
+
+
+
+def test_a_figure_whose_repeats_spread_too_wide_is_warned_of_with_its_cell(light: Light) -> None:
+    """A figure with repeats (the light study's `value`) whose max / min or coefficient of variation passes the
+    report's thresholds gets a warning naming the figure, listed with its cell; a tight one and a plain number
+    (`count`) none."""
+    grid = ["variant=a", "spread=0.01,0.5"]  # values 1, 1.01, 1.02 and 1, 1.5, 2: a coefficient of variation of 33%
+    light.cli(*grid)
+    light.cli_here("--report", *grid)
+    out = light.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv", keep_default_na=False).set_index("spread")
+    assert frame.loc[0.5, "warnings"] == ("value repeats spread too wide to trust (max/min 2, coefficient of "
+                                          "variation 33% over 3 repeats)"), frame["warnings"]
+    assert frame.loc[0.01, "warnings"] == ""
+    warnings = (out / "report.md").read_text().split("## Warnings", 1)[1]
+    assert "- value repeats spread too wide to trust (max/min 2, coefficient of variation 33% over 3 repeats): " \
+        "`spread=0.5`" in warnings, warnings
+    assert "spread=0.01" not in warnings and "count repeats" not in warnings
+    light.cli_here("--report", *grid, "grid.report.spread_cv=0.4")  # max/min 2 is within spread_ratio's 2
+    assert "## Warnings" not in (out / "report.md").read_text()
+
+
+def cells_with(medians: list[float]) -> Report:
+    """A report of cells with these medians (each with a spread of +-10%), the first the baseline."""
+    names = [f"x={i}" for i in range(len(medians))]
+    frame = pd.DataFrame({"cell": names, "state": "done", "x": [str(i) for i in range(len(medians))],
+                          "value": medians, "value_min": [m * 0.9 for m in medians],
+                          "value_max": [m * 1.1 for m in medians]})
+    return Report(frame, ["x"], pd.Series(names, index=frame.index), {n: names[0] for n in names}, [], [], [], {},
+                  {}, [Figure("value", "value")], {"done"})
+
+
+@pytest.mark.parametrize("medians, scale", [([1.0, 2.0, 3.0], "linear"), ([1.0, 8.0], "linear"),
+                                            ([1.0, 50.0, 400.0], "log"), ([0.5, 100.0], "log")])
+def test_the_throughput_plot_takes_a_log_axis_where_the_figures_span_more_than_10x(medians: list[float],
+                                                                                    scale: str) -> None:
+    """The figures' axis (horizontal bars: x) is logarithmic where max / min of what it shows (medians and their
+    min-max bars) exceeds 10, so the baseline's small bar stays visible beside a 400x one."""
+    ax = throughput_axes(cells_with(medians), "t")
+    assert ax.get_xscale() == scale
+    assert ("log scale" in ax.get_xlabel()) == (scale == "log")
+    assert [patch.get_width() for patch in ax.patches] == medians
+    plt.close(ax.figure)
+
+
+def test_an_apps_status_shows_each_done_jobs_stored_value(tmp_path: Path) -> None:
+    """`hydra.launcher.action=status` of an app: each done job's returned value (its JSON in `value`), or where a
+    value JSON cannot hold is kept (a pickle, never loaded by a status); a job not run has none."""
+    app = TinyApp(tmp_path / "app")
+    app.run("seed=1", "+as_set=false")
+    app.run("seed=2", "+as_set=true")
+    jobs = app.status("seed=1,2,3", "+as_set=false,true")
+    one = jobs["as_set=false,seed=1"]
+    assert one["state"] == "done" and one["value"]["lr"] == 0.1 and one["value"]["seed"] == 1, one
+    assert one["value_file"] is None
+    kept = jobs["as_set=true,seed=2"]
+    assert kept["state"] == "done" and kept["value"] is None and kept["value_file"] == "return_value.pkl", kept
+    assert jobs["as_set=false,seed=3"]["state"] == "missing" and jobs["as_set=false,seed=3"]["value"] is None
+    lines = app.run("seed=1,2", "+as_set=false,true", "hydra.launcher.action=status").stdout.splitlines()
+    shown = {line.split(":", 1)[0].split(" ", 1)[1]: line for line in lines if line.startswith("#")}
+    assert shown["as_set=false,seed=1"].startswith('#0 as_set=false,seed=1: done, returned {"lr": 0.1, "seed": 1, '
+                                                   '"pid": '), shown
+    assert shown["as_set=true,seed=2"] == "#3 as_set=true,seed=2: done, returned a value kept in return_value.pkl"
+    assert shown["as_set=true,seed=1"] == "#1 as_set=true,seed=1: missing"
