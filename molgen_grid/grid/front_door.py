@@ -36,7 +36,8 @@ CONFIG_NAME_FLAGS = ("--config-name", "-cn")
 #: The engine's sweeper and launcher, selected for every study (a study's config need not name them).
 ENGINE_PLUGINS = ("hydra/sweeper=grid", "hydra/launcher=grid")
 #: What reads a single grid: one JSON document (`--status --json`), cells named by their names in it (`--force`).
-ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME"}
+ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME",
+                 "hydra.launcher.cancel": "--cancel NAME"}
 
 
 def for_hydra(argv: list[str]) -> bool:

@@ -9,8 +9,8 @@ from typing import Callable, Mapping
 
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.fingerprint import Current
-from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, JobView, \
-    read_state
+from molgen_grid.grid.state import CANCELLED, COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, \
+    JobView, read_state
 from molgen_grid.grid.store import SUMMARY, CellStore
 
 FORCED = "forced"
@@ -42,14 +42,15 @@ class Entry:
 
 
 def why_run(state: CellState, forced: bool, stale_policy: str = "rerun") -> str | None:
-    """The reason a cell runs (missing, failed, interrupted, stale, forced), or None when it is left alone."""
+    """The reason a cell runs (missing, failed, interrupted, cancelled, stale, forced), or None when it is left
+    alone."""
     if state.state in IN_FLIGHT:
         return None
     if forced:
         return FORCED
     if state.state in COMPLETE or (state.state == STALE and stale_policy == "keep"):
         return None
-    return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, STALE: STALE}[state.state]
+    return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, CANCELLED: CANCELLED, STALE: STALE}[state.state]
 
 
 def setting_keys(entries: list[Entry]) -> list[str]:

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from molgen_grid.errors import InputError
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
+from molgen_grid.grid.executors.slurm_cancel import cancel_jobs
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING, CellState, claimer_alive, \
@@ -234,6 +235,10 @@ class SlurmExecutor:
                       if a.get("submission") and not a.get("job_id")}
         return SlurmView(cluster_view([str(a["job_id"]) for a in attempts if a.get("job_id")], unresolved))
 
+    def cancel(self, stops: list[Any], whole_grid: bool) -> None:
+        """Cancel these cells' jobs (cancel.py): one scancel per array."""
+        cancel_jobs(stops)
+
     def launch(self, claims: list[Claim], events: Events) -> None:
         """Every cell out as job arrays (one sbatch per resource group and MaxArraySize chunk); returns when
         sbatch took them. sbatch's refusal becomes an InputError naming the partition, and the cells it left
@@ -266,7 +271,7 @@ class SlurmExecutor:
         token = uuid.uuid4().hex[:12]
         for index, claim in enumerate(chunk):
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
-                                              "index": index, "partition": resources.partition})
+                                              "index": index, "tasks": len(chunk), "partition": resources.partition})
         # the submission's pickles and logs, there before sbatch runs; the sweep's umask: a group's members all submit
         submission = folder(folder(self.folder) / job_name(token))
         executor = PlacedArrays(folder=submission, max_num_timeout=int(self.settings["max_requeues"]),
