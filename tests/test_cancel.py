@@ -102,10 +102,14 @@ def test_watch_follows_cells_in_flight_and_never_claims_or_submits(light: Light,
     recorded = {name: (light.results / "default" / name / "attempts.jsonl").read_text() for name in cells}
 
     watching = light.popen(*grid, "--watch")
-    first = next(watching.stdout)
-    assert first.startswith("watching experiment default: 2 cells queued or running"), first
-    light.release("cells")
-    out = first + watching.communicate(timeout=300)[0]
+    try:
+        first = next(watching.stdout)
+        assert first.startswith("watching experiment default: 2 cells queued or running"), first
+        light.release("cells")
+        out = first + watching.communicate(timeout=300)[0]
+    finally:
+        watching.kill()
+        light.cli(*grid, "--cancel", check=False)  # nothing left in flight on the shared cluster, even on failure
     assert watching.returncode == 0, out
     assert out.rstrip().splitlines()[-1] == "watched experiment default: 2 cells: 2 done", out
     assert submissions(light.cwd) == submitted
