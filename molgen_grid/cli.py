@@ -28,14 +28,17 @@ examples:
   molgen-grid grid.retry.max_attempts=3        give up a cell after 3 failed attempts in a row (--force reruns it);
                                                on Slurm a retry after OUT_OF_MEMORY / TIMEOUT asks for 2x mem_gb /
                                                time_min (grid.retry.grow.memory, grid.retry.grow.time)
+  molgen-grid --watch                          from any shell: follow the grid to its end, never running anything
+  molgen-grid --cancel                         cancel the grid's queued, running and held jobs (Slurm or here)
+  molgen-grid --cancel 'gpu=h100,...'          cancel one cell's job (names as --status prints them)
   molgen-grid --report --compare kv_cache=static:dynamic   tables, speed-ups, plots under artifacts/
   molgen-grid --report --experiment a,b --compare experiment=a:b   one report of two experiments (artifacts/a+b/)
 Overrides use Hydra's grammar (a=x,y  b=range(1,4)  c=glob(*)) and are merged over the experiment's grid.
-Put overrides before --force and --accept: every word after them is taken as a cell name."""
+Put overrides before --force, --accept and --cancel: every word after them is taken as a cell name."""
 
 
 #: Flags followed by cell names.
-NAMING_FLAGS = ("--force", "--accept")
+NAMING_FLAGS = ("--force", "--accept", "--cancel")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +61,13 @@ def parser() -> argparse.ArgumentParser:
     action.add_argument("--accept", nargs="*", metavar="CELL",
                         help="record the current fingerprint of these stale cells (no name: all) without rerunning "
                              "them; the former summary is kept in the cell's history/")
+    action.add_argument("--cancel", nargs="*", metavar="CELL",
+                        help="cancel the queued, running and held jobs of these cells (no name: of the grid), on "
+                             "Slurm (one scancel per array) or on this machine; they read cancelled, and the next "
+                             "run reruns them")
+    action.add_argument("--watch", action="store_true",
+                        help="follow the grid's queued and running cells to their end from any shell; never runs "
+                             "or submits anything")
     p.add_argument("--compare", action="append", default=[], metavar="AXIS=A:B",
                    help="with --report: matched pairs that differ only in AXIS (repeatable)")
     p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
@@ -84,7 +94,8 @@ def hydra_list(values: list[str]) -> str:
 def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
     action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else \
-        "accept" if args.accept is not None else "run"
+        "accept" if args.accept is not None else "cancel" if args.cancel is not None else \
+        "watch" if args.watch else "run"
     argv = ["molgen_grid", "--multirun", f"hydra.launcher.action={action}"]
     if args.experiment is not None:
         argv.append(f"experiment={safe_component(args.experiment, 'experiment name')}")
@@ -103,6 +114,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
         argv.append(f"hydra.launcher.force={hydra_list(names)}")
     if args.accept:
         argv.append(f"hydra.launcher.accept={hydra_list(args.accept)}")
+    if args.cancel:
+        argv.append(f"hydra.launcher.cancel={hydra_list(args.cancel)}")
     if args.limit is not None:
         if args.limit < 1:
             raise InputError(f"--limit {args.limit}: give a positive number of items per cell")
@@ -111,7 +124,7 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
 
 
 def split_names(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """Take the cell names that follow --force and --accept out of the command line.
+    """Take the cell names that follow --force, --accept and --cancel out of the command line.
 
     Cell names look like overrides (`gpu=local,...`), so argparse alone cannot tell them apart: every word after
     such a flag up to the next flag is a cell name.
@@ -140,13 +153,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> None:
     rest, names = split_names(argv)
-    args = parser().parse_intermixed_args(rest + (["--accept"] if "--accept" in names else []))
-    args.force, args.accept = names.get("--force"), names.get("--accept")
+    args = parser().parse_intermixed_args(rest + [flag for flag in ("--accept", "--cancel") if flag in names])
+    args.force, args.accept, args.cancel = names.get("--force"), names.get("--accept"), names.get("--cancel")
     if args.json and not args.status:
         parser().error("--json goes with --status")
-    if args.wait and (args.json or args.dry_run or args.report):
+    if args.wait and (args.json or args.dry_run or args.report or args.watch or args.cancel is not None):
         raise InputError("--wait goes with a run (launch, then follow) or with --status (follow, launching "
-                         "nothing), not with --json, --dry-run or --report")
+                         "nothing), not with --json, --dry-run, --report, --watch or --cancel")
     if (args.compare or args.heatmap) and not args.report:
         parser().error("--compare and --heatmap go with --report")
     argv = hydra_argv(args)

@@ -38,7 +38,8 @@ ENGINE_PLUGINS = ("hydra/sweeper=grid", "hydra/launcher=grid")
 #: A report: with several experiments, each sweep hands its plan back (TOGETHER) for one report of them all.
 REPORT, TOGETHER = "hydra.launcher.action=report", "hydra.launcher.together=true"
 #: What reads a single grid: one JSON document (`--status --json`), cells named by their names in it (`--force`).
-ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME"}
+ONE_GRID_ONLY = {"hydra.launcher.json": "--status --json", "hydra.launcher.force": "--force NAME",
+                 "hydra.launcher.cancel": "--cancel NAME"}
 
 
 def for_hydra(argv: list[str]) -> bool:

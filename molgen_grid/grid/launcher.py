@@ -4,7 +4,8 @@ Hydra's sweeper expands the overrides into cells; this launcher hands them to th
 or, under another project's own `@hydra.main` app, to the app's (app/sweep.py). Both plan the same way (each
 cell's state, whether it runs and why) and carry out the action the same way: `status` and `dry_run` show the
 plan, `run` claims and launches what needs running through the same executors (run.py, executors/), and with
-`wait` follows the grid to its end (follow.py); a study also has `report`.
+`wait` follows the grid to its end (follow.py), `watch` follows it launching nothing, `cancel` stops its jobs
+(cancel.py); a study also has `report`.
 """
 from __future__ import annotations
 
@@ -21,18 +22,21 @@ from molgen_grid.grid.app import is_app
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.run import SweepOutcome
 
-ACTIONS = ("run", "status", "dry_run", "report", "accept")
+ACTIONS = ("run", "status", "dry_run", "report", "accept", "cancel", "watch")
 
 
 @dataclass
 class GridLauncherConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
-    #: run (the default), status, dry_run, report, or accept (record the current fingerprint of stale cells).
+    #: run (the default), status, dry_run, report, accept (record the current fingerprint of stale cells), cancel
+    #: (the grid's queued, running and held jobs) or watch (follow the grid, launching nothing).
     action: str = "run"
     #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
     force: List[str] = field(default_factory=list)
     #: With action=accept: the cells to accept (names or parts of names, as for force); empty: every stale cell.
     accept: List[str] = field(default_factory=list)
+    #: With action=cancel: the cells to cancel (names or parts of names, as for force); empty: the whole grid.
+    cancel: List[str] = field(default_factory=list)
     #: With action=status: print JSON instead of a table.
     json: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
@@ -72,7 +76,7 @@ class GridLauncherConf:
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
-                 wait: bool = False, fail_fast: bool = False,
+                 wait: bool = False, fail_fast: bool = False, cancel: Sequence[str] = (),
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  together: bool = False, resources: str | None = None, array_parallelism: int = 256,
                  **job_resources: Any) -> None:
@@ -81,6 +85,7 @@ class GridLauncher(Launcher):
         self.action = action
         self.force = list(force)
         self.accept = list(accept)
+        self.cancel = list(cancel)
         self.json = json
         self.wait = wait
         self.fail_fast = fail_fast

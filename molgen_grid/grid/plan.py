@@ -9,8 +9,8 @@ from typing import Callable, Mapping
 
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.fingerprint import Current
-from molgen_grid.grid.state import COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, JobView, \
-    read_state
+from molgen_grid.grid.state import CANCELLED, COMPLETE, FAILED, IN_FLIGHT, INTERRUPTED, MISSING, STALE, CellState, \
+    JobView, read_state
 from molgen_grid.grid.store import SUMMARY, CellStore
 
 FORCED = "forced"
@@ -43,15 +43,15 @@ class Entry:
 
 def why_run(state: CellState, forced: bool, stale_policy: str = "rerun",
             max_attempts: int | None = None) -> str | None:
-    """The reason a cell runs (missing, failed, interrupted, stale, forced), or None when it is left alone: in
-    flight, complete, stale and kept, or failed `max_attempts` times in a row (`grid.retry.max_attempts`)."""
+    """The reason a cell runs (missing, failed, interrupted, cancelled, stale, forced), or None when it is left
+    alone: in flight, complete, stale and kept, or failed `max_attempts` times in a row (`grid.retry.max_attempts`)."""
     if state.state in IN_FLIGHT:
         return None
     if forced:
         return FORCED
     if state.state in COMPLETE or (state.state == STALE and stale_policy == "keep") or gave_up(state, max_attempts):
         return None
-    return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, STALE: STALE}[state.state]
+    return {MISSING: MISSING, FAILED: FAILED, INTERRUPTED: INTERRUPTED, CANCELLED: CANCELLED, STALE: STALE}[state.state]
 
 
 def gave_up(state: CellState, max_attempts: int | None) -> bool:

@@ -16,10 +16,11 @@ from typing import Callable, Mapping, Protocol
 from molgen_grid.grid.store import SUMMARY, CellStore
 from molgen_grid.grid.task import REQUIRED_KEYS
 
-DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILED, STALE, MISSING = (
-    "done", "unsupported", "queued", "running", "requeued", "held", "interrupted", "failed", "stale", "missing",
+DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, CANCELLED, FAILED, STALE, MISSING = (
+    "done", "unsupported", "queued", "running", "requeued", "held", "interrupted", "cancelled", "failed", "stale",
+    "missing",
 )
-STATES = (DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, FAILED, STALE, MISSING)
+STATES = (DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, CANCELLED, FAILED, STALE, MISSING)
 #: States whose cell needs no new run.
 COMPLETE = {DONE, UNSUPPORTED}
 #: States whose cell is being handled by a live process or job (never launched again meanwhile).
@@ -123,6 +124,17 @@ def recorded_outcome(attempt: dict, error: dict | None) -> CellState | None:
     return CellState(state, error.get("reason") or error.get("message"), attempt.get("job_id"), error.get("when"))
 
 
+def cancellation(attempt: dict) -> CellState | None:
+    """The state of an attempt that `--cancel` stopped (cancel.py records it before it signals anything): it reads
+    cancelled whatever its job or process left behind, Slurm's CANCELLED or an interrupted cell's error record."""
+    record = attempt.get("cancelled")
+    if not isinstance(record, dict):
+        return None
+    at = record.get("at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
+    return CellState(CANCELLED, f"by {record.get('by')} at {when}", attempt.get("job_id"), at)
+
+
 def summary_problem(summary: dict | None) -> str | None:
     """Why a summary.json does not count as done, or None when it does."""
     if summary is None:
@@ -137,7 +149,8 @@ def summary_problem(summary: dict | None) -> str | None:
 
 def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping[str, JobView],
                lock_held: bool = False, attempts: list[dict] | None = None) -> CellState:
-    """The cell's state: done/unsupported (maybe stale), in flight, interrupted, failed with a reason, missing.
+    """The cell's state: done/unsupported (maybe stale), in flight, interrupted, cancelled, failed with a reason,
+    missing.
 
     `stale(summary)`: why a valid summary is stale now (None when it is not; a Note: not stale, said beside
     done). `views`: each executor's view of its jobs. `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
@@ -176,7 +189,7 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
         problem = summary_problem(summary)
         if problem is None:
             since = summary.get("finished_at")
-            if view is not None and last.get("when", 0) > (since or 0):  # forced again since: its new attempt
+            if view is not None and last.get("when", 0) > (since or 0) and not last.get("cancelled"):  # forced again
                 rerun = view.job_state(last, None)
                 if rerun.state in IN_FLIGHT:
                     return rerun
@@ -190,6 +203,9 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
             return CellState(FAILED, problem, job_id, last.get("when"))
     if not attempts:
         return CellState(RUNNING if locked() else MISSING)
+    cancelled = cancellation(last)
+    if cancelled is not None:
+        return cancelled
     error = store.error()
     recorded = error if belongs_to(error, last) else None
     if locked():

@@ -17,7 +17,7 @@ from molgen_grid.words import plural
 
 _STYLE = {
     "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
-    "held": "yellow", "interrupted": "red", "failed": "red", "stale": "magenta", "missing": "dim",
+    "held": "yellow", "interrupted": "red", "cancelled": "red", "failed": "red", "stale": "magenta", "missing": "dim",
 }
 
 

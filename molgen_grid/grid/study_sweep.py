@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.accept import accept
+from molgen_grid.grid.cancel import cancel
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
@@ -30,6 +31,7 @@ from molgen_grid.grid.task.base import CellWork
 from molgen_grid.grid.task.command import CommandWork
 from molgen_grid.grid.task.function import FunctionWork
 from molgen_grid.grid.task.study import StudyConfig
+from molgen_grid.grid.watch import watch
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -70,6 +72,8 @@ class StudySweep:
         forced = {c.name for c in cells} if launcher.force else set()
         if launcher.action == "accept" and launcher.accept:
             cells = named_cells(spec, launcher.accept, cells, root)
+        if launcher.action == "cancel" and launcher.cancel:
+            cells = named_cells(spec, launcher.cancel, cells, root)
         executors = load_executors(settings, root)
         current = self.current(settings)
         attempts = settings.retry.max_attempts
@@ -100,6 +104,12 @@ class StudySweep:
             self.console.print(f"experiment {spec.experiment}: {plural(count, 'stale cell')} accepted")
         elif launcher.action == "report" and launcher.together:
             return [(self, spec, entries)]
+        elif launcher.action == "cancel":
+            count = cancel(entries, executors, bool(launcher.cancel),
+                           lambda line: self.console.print(line, markup=False, highlight=False))
+            self.console.print(f"experiment {spec.experiment}: {plural(count, 'cell')} cancelled")
+        elif launcher.action == "watch":
+            watch(self.console, f"experiment {spec.experiment}", replan)
         elif launcher.action == "report":
             self.report(spec, entries)
             hint = None if launcher.limit else test_mode_hint(spec, entries, root)

@@ -78,12 +78,15 @@ def available_cpus() -> int:
 
 def superseded(job: CellJob, store: CellStore) -> str | None:
     """Why this job must not run its cell (read under the cell's lock), or None: a newer attempt was claimed
-    since (it runs instead), or the cell was finished since this attempt was claimed (a duplicate job)."""
+    since (it runs instead), the attempt was cancelled before its job started, or the cell was finished since this
+    attempt was claimed (a duplicate job)."""
     attempts = store.attempts()
     mine = next((a for a in attempts if a.get("attempt") == job.attempt), None)
     if mine is None or attempts[-1] is not mine:
         newer = attempts[-1].get("attempt") if attempts else None
         return f"attempt {job.attempt} is no longer the cell's last (attempt {newer} is)"
+    if mine.get("cancelled"):
+        return f"attempt {job.attempt} was cancelled (--cancel) before it started"
     summary = store.summary()
     if summary is not None and summary.get("finished_at", 0) >= mine.get("when", 0):
         return f"the cell was finished by attempt {summary.get('attempt')} since attempt {job.attempt} was claimed"

@@ -28,6 +28,7 @@ from molgen_grid.grid.accept import accept
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
 from molgen_grid.grid.app.returns import job_return, status_value, value_text
+from molgen_grid.grid.cancel import cancel
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -40,6 +41,7 @@ from molgen_grid.grid.settings import GridSettings
 from molgen_grid.grid.state import DONE
 from molgen_grid.grid.store import CellStore
 from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
+from molgen_grid.grid.watch import watch
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -75,9 +77,18 @@ class AppSweep:
                                bool(self.launcher.accept), print)
                 print(f"{plural(count, 'stale job')} accepted")
                 return []
+            if self.launcher.action == "cancel":
+                chosen = self.named(jobs, self.launcher.cancel or ["*"])
+                count = cancel([e for e in entries if e.cell.name in chosen], self.executors,
+                               bool(self.launcher.cancel), print)
+                print(f"{plural(count, 'job')} cancelled")
+                return []
+            if self.launcher.action == "watch":
+                watch(self.console, f"sweep {self.sweep_dir}", lambda: self.plan(jobs, set())[0], "job")
+                return []
             if self.launcher.action != "run":
                 raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status, "
-                                 "dry_run and accept")
+                                 "dry_run, accept, cancel and watch")
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))

@@ -55,6 +55,10 @@ class Executor(Protocol):
     def view(self, attempts: list[dict]) -> JobView:
         """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""
 
+    def cancel(self, stops: list[Any], whole_grid: bool) -> None:
+        """Stop these cells' jobs (cancel.Stop each, its cancellation already recorded): say where each ran, and
+        set `problem` on one it could not stop. `whole_grid`: no cell was named."""
+
     def check(self, options: dict[str, dict[str, Any]]) -> None:
         """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed. `options`:
         each resource option its cells chose (`group=option`) and what it asks for."""

@@ -27,6 +27,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
+from molgen_grid.grid.executors.local_cancel import stop_cells
 from molgen_grid.grid.interrupts import error_record
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
@@ -86,6 +87,10 @@ class LocalExecutor:
 
     def view(self, attempts: list[dict]) -> LocalView:
         return LocalView()
+
+    def cancel(self, stops: list[Any], whole_grid: bool) -> None:
+        """Stop these cells' processes (cancel.py); the whole grid: the sweeps that run them too."""
+        stop_cells(stops, whole_grid)
 
     def launch(self, claims: list[Claim], events: Events) -> None:
         for claim in claims:
@@ -157,6 +162,8 @@ def outcome(store: CellStore, attempt: str) -> str | None:
     summary, error = store.summary(), store.error()
     if summary is not None and summary.get("attempt") == attempt:
         return None
+    if isinstance(mine.get("cancelled"), dict):
+        return f"cancelled by {mine['cancelled'].get('by')} (--cancel)"
     if belongs_to(error, mine):
         return error.get("reason") or error.get("message") or "failed"
     if summary is not None and summary.get("finished_at", 0) >= mine.get("when", 0):

@@ -30,6 +30,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_retry import Growth
+from molgen_grid.grid.executors.slurm_cancel import cancel_jobs
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.plan import Entry
@@ -246,6 +247,10 @@ class SlurmExecutor:
         return self.growth.request(option, {"mem_gb": asked.mem_gb, "time_min": asked.time_min},
                                    entry.state.reason if before else None, before[-1] if before else {})
 
+    def cancel(self, stops: list[Any], whole_grid: bool) -> None:
+        """Cancel these cells' jobs (cancel.py): one scancel per array."""
+        cancel_jobs(stops)
+
     def launch(self, claims: list[Claim], events: Events) -> None:
         """Every cell out as job arrays (one sbatch per resource group and MaxArraySize chunk); returns when
         sbatch took them. sbatch's refusal becomes an InputError naming the partition, and the cells it left
@@ -282,7 +287,7 @@ class SlurmExecutor:
         for index, claim in enumerate(chunk):
             why = {"grown": grown[claim.job.attempt]} if grown.get(claim.job.attempt) else {}
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt, "submission": token,
-                                              "index": index, "partition": resources.partition,
+                                              "index": index, "tasks": len(chunk), "partition": resources.partition,
                                               "mem_gb": resources.mem_gb, "time_min": resources.time_min, **why})
         # the submission's pickles and logs, there before sbatch runs; the sweep's umask: a group's members all submit
         submission = folder(folder(self.folder) / job_name(token))
