@@ -10,6 +10,7 @@ import time
 import pytest
 
 from molgen_grid.grid.executors.slurm import SlurmView
+from molgen_grid.grid.executors import slurm_status
 from molgen_grid.grid.executors.slurm_status import ClusterView, SlurmJob, _with_live
 from molgen_grid.grid.plan import why_run
 from molgen_grid.grid.state import FAILED, HELD, QUEUED, REQUEUED, RUNNING
@@ -69,3 +70,15 @@ def test_squeue_wins_for_live_jobs_and_sacct_keeps_the_history() -> None:
     merged = _with_live(accounted, live)
     assert merged[JOB] == SlurmJob("PENDING", True, "0:0", "JobHeldAdmin")
     assert merged["41_4"] == accounted["41_4"] and merged["41_5"] == live["41_5"]
+
+
+def test_a_one_task_arrays_row_under_its_bare_id_is_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a moment after a one-task array's job ends, sacct prints it under the array's bare id (`2451`, later
+    `2451_0`), as the test cluster did for a cell killed for memory: it is that task, never a task gone from the
+    accounting (which read failed at once and made a run resubmit it)."""
+    printed = "2451|FAILED|1:0|None\n2451.batch|FAILED|1:0|\n2451.0|OUT_OF_MEMORY|0:125|\n"
+    monkeypatch.setattr(slurm_status, "_run", lambda cmd: printed if cmd[0] == "sacct" else "")
+    view = slurm_status.cluster_view(["2451_0"])
+    assert view.jobs["2451_0"].state == "OUT_OF_MEMORY"
+    state = SlurmView(view).job_state({"job_id": "2451_0", "when": time.time(), "executor": "slurm"}, None)
+    assert state.state == FAILED and state.reason.startswith("OUT_OF_MEMORY"), state

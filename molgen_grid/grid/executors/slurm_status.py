@@ -108,6 +108,10 @@ def _from_sacct(job_ids: list[str]) -> dict[str, SlurmJob] | None:
             history.setdefault(job_id, []).append(run)
     for one, run in unsplit.items():  # the not-yet-split array's record, only for tasks without rows of their own
         history.setdefault(one, [run])
+    for main in mains:  # a one-task array's row, for a moment after it ended, under the array's bare id
+        without_row = [j for j in job_ids if j.startswith(f"{main}_") and j not in history]
+        if main in history and main not in job_ids and len(without_row) == 1:
+            history[without_row[0]] = history.pop(main)
     views = {}
     for job_id, runs in history.items():
         state, exit_code, steps, reason = runs[-1]
