@@ -21,18 +21,24 @@ from molgen_grid.grid.app import is_app
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.run import SweepOutcome
 
-ACTIONS = ("run", "status", "dry_run", "report", "accept")
+ACTIONS = ("run", "status", "dry_run", "report", "accept", "logs")
 
 
 @dataclass
 class GridLauncherConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
-    #: run (the default), status, dry_run, report, or accept (record the current fingerprint of stale cells).
+    #: run (the default), status, dry_run, report, accept (record the current fingerprint of stale cells), or
+    #: logs (one cell's output, cell_logs.py).
     action: str = "run"
     #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
     force: List[str] = field(default_factory=list)
     #: With action=accept: the cells to accept (names or parts of names, as for force); empty: every stale cell.
     accept: List[str] = field(default_factory=list)
+    #: With action=logs: the cell (a name or a part of one, as for force) whose attempt's output is shown; with
+    #: `follow`, followed while it runs; `attempt`: which one (1 = the first; null: the current one).
+    logs: Optional[str] = None
+    follow: bool = False
+    attempt: Optional[int] = None
     #: With action=status: print JSON instead of a table.
     json: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
@@ -67,7 +73,7 @@ class GridLauncherConf:
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
-                 wait: bool = False,
+                 wait: bool = False, logs: str | None = None, follow: bool = False, attempt: int | None = None,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  resources: str | None = None, array_parallelism: int = 256, **job_resources: Any) -> None:
         if action not in ACTIONS:
@@ -77,6 +83,7 @@ class GridLauncher(Launcher):
         self.accept = list(accept)
         self.json = json
         self.wait = wait
+        self.logs, self.follow, self.attempt = logs, follow, attempt
         self.compare = list(compare)
         self.heatmap = list(heatmap)
         self.limit = limit
