@@ -32,7 +32,7 @@ def test_logs_show_the_current_attempt_and_an_earlier_one_on_request(light: Ligh
     assert beyond.returncode == 2 and beyond.stderr.count("\n") == 1 and "has 2 attempts" in beyond.stderr
     several = tool.cli_here("--logs", "where=local", "variant=a,b", "fail=boom", check=False)
     assert several.returncode == 2 and several.stderr.count("\n") == 1, several.stderr
-    assert "matches 2 cells: where=local,variant=a,fail=boom; where=local,variant=b,fail=boom" in several.stderr
+    assert "names 2 cells: where=local,variant=a,fail=boom; where=local,variant=b,fail=boom" in several.stderr
 
 
 def follow_until_released(tool: Light, name: str, grid: list[str]) -> str:

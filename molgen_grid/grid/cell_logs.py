@@ -33,17 +33,17 @@ NO_NAME = "hydra.launcher.action=logs needs a cell: hydra.launcher.logs=NAME (--
 def only_one(name: str | None, matches: list[str]) -> str:
     """The one cell a name selects (as `--force` reads names); a name that selects several is refused, listing
     them by their full names (each one a name `--logs` takes)."""
+    if not name:
+        raise InputError(NO_NAME)
     if len(matches) != 1:
-        raise InputError(f"--logs {name!r} matches {plural(len(matches), 'cell')}: {'; '.join(matches)} "
-                         f"(name one of them)" if matches else f"--logs {name!r} matches no cell")
+        raise InputError(f"logs of {name!r}: it names {plural(len(matches), 'cell')}: {'; '.join(matches)} "
+                         f"(name one of them)" if matches else f"logs of {name!r}: it names no cell")
     return matches[0]
 
 
 def one_cell(spec: GridSpec, name: str | None, grid: list[Cell], root: Path) -> Cell:
     """A study's cell named by `--logs`: a name or part of one, as `--force` takes them (forced.py)."""
-    if not name:
-        raise InputError(NO_NAME)
-    matches = {c.name: c for c in named_cells(spec, [name], grid, root)}
+    matches = {c.name: c for c in named_cells(spec, [name], grid, root)} if name else {}
     return matches[only_one(name, list(matches))]
 
 

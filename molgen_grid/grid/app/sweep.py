@@ -28,6 +28,7 @@ from molgen_grid.grid.accept import accept
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
 from molgen_grid.grid.app.returns import job_return
+from molgen_grid.grid.cell_logs import only_one, show_logs
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -74,9 +75,12 @@ class AppSweep:
                                bool(self.launcher.accept), print)
                 print(f"{plural(count, 'stale job')} accepted")
                 return []
+            if self.launcher.action == "logs":
+                self.logs(jobs, entries)
+                return []
             if self.launcher.action != "run":
                 raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status, "
-                                 "dry_run and accept")
+                                 "dry_run, accept and logs")
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))
@@ -131,6 +135,14 @@ class AppSweep:
             reason = f": {e.state.reason}" if e.state.reason else ""
             self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}", highlight=False)
         self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+    def logs(self, jobs: list[AppJob], entries: list[Entry]) -> None:
+        """hydra.launcher.logs=NAME: one job's output (cell_logs.py), the job named as force names them."""
+        name = self.launcher.logs
+        chosen = only_one(name, sorted(self.named(jobs, [name])) if name else [])
+        (job, entry), = [(j, e) for j, e in zip(jobs, entries) if j.cell.name == chosen]
+        show_logs(entry, name, self.launcher.attempt, self.launcher.follow, lambda: self.plan([job], set())[0],
+                  self.executors)
 
     def resources_of(self, job: AppJob) -> dict[str, Any]:
         """Where the job runs and what it asks for: the launcher's keys, overridden by the job's option of the
