@@ -41,7 +41,7 @@ def follow_until_released(tool: Light, name: str, grid: list[str]) -> str:
     follower = subprocess.Popen([sys.executable, "-m", "molgen_grid.cli", *tool.prefix, "--logs", name, "--follow",
                                  *grid], cwd=tool.cwd, env=tool.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-    guard = threading.Timer(120, follower.kill)  # a follower that never ends is killed: its output ends too
+    guard = threading.Timer(300, follower.kill)  # a follower that never ends is killed: its output ends too
     guard.start()
     try:
         seen = []
@@ -56,6 +56,8 @@ def follow_until_released(tool: Light, name: str, grid: list[str]) -> str:
         assert follower.wait() == 0, "".join(seen)
     finally:
         guard.cancel()
+        follower.kill()  # no follower left behind by a failed assertion (it has ended otherwise)
+        tool.release("a")  # nor a cell that waits
     return "".join(seen)
 
 

@@ -20,7 +20,7 @@ from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.logfiles import LogFiles, log_files
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.state import CellState, belongs_to
+from molgen_grid.grid.state import IN_FLIGHT, CellState, belongs_to
 from molgen_grid.words import plural
 
 #: How often a followed attempt's files (and its summary or error record) are read.
@@ -95,9 +95,9 @@ class Tail:
                                + (" (not written yet)" if missing else " (empty)" if not data else "") + "\n")
                     self.shown, self.line_open = path, False
                 self.offsets[path] = self.offsets.get(path, 0) + len(data)
-                text = data.decode(errors="replace")
-                self.write(text)
-                self.line_open = self.line_open if not text else not text.endswith("\n")
+                if data:
+                    self.write(data.decode(errors="replace"))
+                    self.line_open = not data.endswith(b"\n")
 
 
 def show_logs(entry: Entry, name: str, number: int | None, follow: bool,
@@ -125,7 +125,8 @@ def show_logs(entry: Entry, name: str, number: int | None, follow: bool,
     if not follow or index != len(attempts) - 1:
         return
     state = entry.state if entry.state.state not in MOVING else followed(entry, attempt, tail, replan, executors)
-    write(("\n" if tail.line_open else "") + f"==> attempt {index + 1} ended: {state.state}"
+    ended = "is" if state.state in IN_FLIGHT else "ended"  # held: waits for a person, not followed
+    write(("\n" if tail.line_open else "") + f"==> attempt {index + 1} {ended}: {state.state}"
           + (f": {state.reason}" if state.reason else "") + " <==\n")
 
 
