@@ -20,6 +20,7 @@ examples:
   molgen-grid --status --json                  the same, for machines
   molgen-grid --dry-run kv_cache=static        the plan: what would run and why
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
+  molgen-grid --logs kv_cache=static --follow  one cell's stdout and stderr (current attempt), followed as it runs
   molgen-grid --accept                         keep every stale cell's result: record what changed as accepted
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
   molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
@@ -68,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
     action.add_argument("--watch", action="store_true",
                         help="follow the grid's queued and running cells to their end from any shell; never runs "
                              "or submits anything")
+    action.add_argument("--logs", metavar="CELL",
+                        help="the stdout and stderr of one cell's current attempt (a name or part of one, as --force "
+                             "takes them), Slurm's or this machine's")
+    p.add_argument("--follow", action="store_true", help="with --logs: keep printing while the cell runs")
+    p.add_argument("--attempt", type=int, metavar="N", help="with --logs: an earlier attempt (1 = the first)")
     p.add_argument("--compare", action="append", default=[], metavar="AXIS=A:B",
                    help="with --report: matched pairs that differ only in AXIS (repeatable)")
     p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
@@ -95,7 +101,7 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
     """The `python -m molgen_grid -m ...` command line that carries out these flags."""
     action = "status" if args.status else "dry_run" if args.dry_run else "report" if args.report else \
         "accept" if args.accept is not None else "cancel" if args.cancel is not None else \
-        "watch" if args.watch else "run"
+        "watch" if args.watch else "logs" if args.logs is not None else "run"
     argv = ["molgen_grid", "--multirun", f"hydra.launcher.action={action}"]
     if args.experiment is not None:
         argv.append(f"experiment={safe_component(args.experiment, 'experiment name')}")
@@ -116,6 +122,12 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
         argv.append(f"hydra.launcher.accept={hydra_list(args.accept)}")
     if args.cancel:
         argv.append(f"hydra.launcher.cancel={hydra_list(args.cancel)}")
+    if args.logs is not None:
+        argv.append(f"hydra.launcher.logs='{args.logs}'")
+    if args.follow:
+        argv.append("hydra.launcher.follow=true")
+    if args.attempt is not None:
+        argv.append(f"hydra.launcher.attempt={args.attempt}")
     if args.limit is not None:
         if args.limit < 1:
             raise InputError(f"--limit {args.limit}: give a positive number of items per cell")
@@ -162,6 +174,8 @@ def run(argv: list[str]) -> None:
                          "nothing), not with --json, --dry-run, --report, --watch or --cancel")
     if (args.compare or args.heatmap) and not args.report:
         parser().error("--compare and --heatmap go with --report")
+    if (args.follow or args.attempt is not None) and args.logs is None:
+        parser().error("--follow and --attempt go with --logs CELL")
     argv = hydra_argv(args)
     from molgen_grid.__main__ import CONF_DIR
     from molgen_grid.grid.front_door import config_tree, run_sweep

@@ -319,3 +319,6 @@ def test_a_failed_app_job_says_why_and_where_in_the_apps_own_file(tmp_path: Path
         assert f'File "{tmp_path / "app.py"}", line' in trace and "<dynamic-code>" not in trace, trace
         (err,) = (tmp_path / "multirun" / "app" / job / "logs").rglob("*.err")
         assert "app.py" in err.read_text() and "Job completed successfully" not in err.with_suffix(".out").read_text()
+    logs = subprocess.run([sys.executable, "app.py", "-m", "a=1,2", "hydra.launcher.action=logs",
+                           "hydra.launcher.logs='a=1'"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert logs.stdout.startswith("cell a=1: attempt 1 of 1 (id ") and "ValueError: a=1 is refused" in logs.stdout

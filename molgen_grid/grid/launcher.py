@@ -22,14 +22,15 @@ from molgen_grid.grid.app import is_app
 from molgen_grid.grid.console import make_console
 from molgen_grid.grid.run import SweepOutcome
 
-ACTIONS = ("run", "status", "dry_run", "report", "accept", "cancel", "watch")
+ACTIONS = ("run", "status", "dry_run", "report", "accept", "cancel", "watch", "logs")
 
 
 @dataclass
 class GridLauncherConf:
     _target_: str = "hydra_plugins.molgen_grid_plugins.GridLauncher"
     #: run (the default), status, dry_run, report, accept (record the current fingerprint of stale cells), cancel
-    #: (the grid's queued, running and held jobs) or watch (follow the grid, launching nothing).
+    #: (the grid's queued, running and held jobs), watch (follow the grid, launching nothing) or logs (one cell's
+    #: output, cell_logs.py).
     action: str = "run"
     #: Cell names to rerun even if done; ["*"] reruns every cell of the grid.
     force: List[str] = field(default_factory=list)
@@ -37,6 +38,11 @@ class GridLauncherConf:
     accept: List[str] = field(default_factory=list)
     #: With action=cancel: the cells to cancel (names or parts of names, as for force); empty: the whole grid.
     cancel: List[str] = field(default_factory=list)
+    #: With action=logs: the cell (a name or a part of one, as for force) whose attempt's output is shown; with
+    #: `follow`, followed while it runs; `attempt`: which one (1 = the first; null: the current one).
+    logs: Optional[str] = None
+    follow: bool = False
+    attempt: Optional[int] = None
     #: With action=status: print JSON instead of a table.
     json: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
@@ -77,6 +83,7 @@ class GridLauncherConf:
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
                  wait: bool = False, fail_fast: bool = False, cancel: Sequence[str] = (),
+                 logs: str | None = None, follow: bool = False, attempt: int | None = None,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  together: bool = False, resources: str | None = None, array_parallelism: int = 256,
                  **job_resources: Any) -> None:
@@ -89,6 +96,7 @@ class GridLauncher(Launcher):
         self.json = json
         self.wait = wait
         self.fail_fast = fail_fast
+        self.logs, self.follow, self.attempt = logs, follow, attempt
         self.compare = list(compare)
         self.heatmap = list(heatmap)
         self.together = together

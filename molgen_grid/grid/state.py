@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
+from molgen_grid.grid.logfiles import log_files
 from molgen_grid.grid.store import SUMMARY, CellStore
 from molgen_grid.grid.task import REQUIRED_KEYS
 
@@ -40,8 +41,7 @@ class CellState:
     reason: str | None = None
     job_id: str | None = None
     since: float | None = None
-    #: The last attempt's log file: submitit's stderr of the job for a failed or interrupted cell (its traceback;
-    #: the stdout says only "Submitted job triggered an exception"), else its stdout.
+    #: The last attempt's log file that says most (logfiles.LogFiles.telling).
     log: str | None = None
     #: A failed cell's attempts that failed in a row, its last one included (`grid.retry.max_attempts`).
     failures: int = 0
@@ -161,8 +161,8 @@ def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Map
     attempts = store.attempts() if attempts is None else attempts
     last = attempts[-1] if attempts else {}
     state = _state(store, stale, views, lock_held, attempts, last)
-    failed = state.state in (FAILED, INTERRUPTED) and last.get("err_log")
-    state.log = last["err_log"] if failed else last.get("log")
+    telling = log_files(last).telling(state.state in (FAILED, INTERRUPTED))
+    state.log = None if telling is None else str(telling)
     if state.state == FAILED:
         state.failures = failed_in_a_row(attempts)
     return state

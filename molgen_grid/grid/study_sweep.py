@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from molgen_grid.errors import InputError
 from molgen_grid.grid.accept import accept
 from molgen_grid.grid.cancel import cancel
+from molgen_grid.grid.cell_logs import one_cell, show_logs
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
@@ -74,6 +75,8 @@ class StudySweep:
             cells = named_cells(spec, launcher.accept, cells, root)
         if launcher.action == "cancel" and launcher.cancel:
             cells = named_cells(spec, launcher.cancel, cells, root)
+        elif launcher.action == "logs":
+            cells = [one_cell(spec, launcher.logs, cells, root)]
         executors = load_executors(settings, root)
         current = self.current(settings)
         attempts = settings.retry.max_attempts
@@ -98,6 +101,8 @@ class StudySweep:
                     self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
         elif launcher.action == "dry_run":
             print_plan(self.console, spec.experiment, entries, requests(entries, executors, spec.resources))
+        elif launcher.action == "logs":
+            show_logs(entries[0], launcher.logs, launcher.attempt, launcher.follow, replan, executors)
         elif launcher.action == "accept":
             count = accept(entries, current, bool(launcher.accept),
                            lambda line: self.console.print(line, markup=False, highlight=False))

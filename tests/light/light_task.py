@@ -10,6 +10,7 @@ from typing import Any
 
 def run(cfg: Any, cell: Any) -> dict[str, Any]:
     if cfg.wait_for:
+        print(f"light task: waiting for {cfg.wait_for}", flush=True)  # a line of the cell's own in its log
         while not Path(cfg.wait_for).exists():
             time.sleep(0.05)
     held = bytearray(int(cfg.memory_mb) * 2**20)

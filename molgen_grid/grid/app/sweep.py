@@ -29,6 +29,7 @@ from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compos
     numbered
 from molgen_grid.grid.app.returns import job_return, status_value, value_text
 from molgen_grid.grid.cancel import cancel
+from molgen_grid.grid.cell_logs import only_one, show_logs
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -86,9 +87,12 @@ class AppSweep:
             if self.launcher.action == "watch":
                 watch(self.console, f"sweep {self.sweep_dir}", lambda: self.plan(jobs, set())[0], "job")
                 return []
+            if self.launcher.action == "logs":
+                self.logs(jobs, entries)
+                return []
             if self.launcher.action != "run":
                 raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status, "
-                                 "dry_run, accept, cancel and watch")
+                                 "dry_run, accept, cancel, watch and logs")
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))
@@ -146,6 +150,14 @@ class AppSweep:
             value = f", {value_text(*values[j.idx])}" if j.idx in values and self.launcher.action == "status" else ""
             self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
         self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+    def logs(self, jobs: list[AppJob], entries: list[Entry]) -> None:
+        """hydra.launcher.logs=NAME: one job's output (cell_logs.py), the job named as force names them."""
+        name = self.launcher.logs
+        chosen = only_one(name, sorted(self.named(jobs, [name])) if name else [])
+        (job, entry), = [(j, e) for j, e in zip(jobs, entries) if j.cell.name == chosen]
+        show_logs(entry, name, self.launcher.attempt, self.launcher.follow, lambda: self.plan([job], set())[0],
+                  self.executors)
 
     def resources_of(self, job: AppJob) -> dict[str, Any]:
         """Where the job runs and what it asks for: the launcher's keys, overridden by the job's option of the
