@@ -9,6 +9,7 @@ from typing import Any
 
 
 def run(cfg: Any, cell: Any) -> dict[str, Any]:
+    time.sleep(cfg.seconds)
     if cfg.wait_for:
         while not Path(cfg.wait_for).exists():
             time.sleep(0.05)
