@@ -186,7 +186,8 @@ class StudySweep:
         else:
             ended = outcome.line()
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()
-        self.console.print(f"sweep {spec.experiment}: {ended}" + (f"; {accuracy}" if accuracy else ""))
+        self.say([accuracy] if accuracy else [])
+        self.console.print(f"sweep {spec.experiment}: {ended}")
 
 
 def time_left(spec: GridSpec, root: Path, executors: dict, entries: list[Entry], accuracy: bool = False) -> list[str]:
