@@ -92,7 +92,7 @@ class Group:
                                                      self.parallelism)
 
     def line(self) -> str:
-        """`time left where=h100: ~14 min for 6 cells (median 2.3 min of 9 done), ...`"""
+        """`time left where=h100 (slurm, h100): ~14m for 6 cells (median 2.3m of 9 done) at 32 at a time ...`"""
         where = ", ".join(str(v) for v in (self.resources.get("executor"), self.resources.get("partition")) if v)
         head = f"time left {self.label} ({where}): "
         median, left = self.median, self.seconds_left()
@@ -174,7 +174,7 @@ class Estimator:
 
     def finished(self, entry: Entry) -> str | None:
         """A local cell of this run ended: its time joins its option's; the time left of the local cells still to
-        run, one after another (`~3.0 s left`), or None when none is left."""
+        run, one after another (`~3.0s left`), or None when none is left."""
         group = self.group(entry.cell)
         group.waiting.discard(entry.cell.name)
         group.running.pop(entry.cell.name, None)
