@@ -103,6 +103,7 @@ def test_each_partition_is_estimated_from_its_own_done_cells(light: Light) -> No
         cell = light.results / "default" / f"where=h100,variant={variant}"
         cell.mkdir(parents=True)
         (cell / SUMMARY).write_text(json.dumps(done_summary(cell.name, seconds)))
+    (light.results / "default" / ".slurm").mkdir()  # the engine's own folder beside the cells' is no cell
     plan = light.cli_here("--dry-run", "where=h100,a100", "variant=a,b,c", "grid.stale=keep").stdout
     assert ("time left where=h100 (slurm, h100): ~2.0s for 1 cell (median 2.0s of 2 done) at 32 at a time "
             "(grid.slurm.array_parallelism; the partition's free slots are unknown: not a promise), gpu:h100:1 x "

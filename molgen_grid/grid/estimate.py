@@ -140,9 +140,9 @@ class Estimator:
         known = {e.store.name: e.cell for e in entries}
         self.groups, self.pairs = {}, []
         for name in sorted(existing(self.root)):
-            store = CellStore(self.root, name)
-            if not store.path(SUMMARY).exists():
+            if not (self.root / name / SUMMARY).is_file():  # the engine's own folders (.slurm/) hold none
                 continue
+            store = CellStore(self.root, name)
             cell = known.get(name) or self._parsed(name)
             summary = store.summary()
             if cell is None or summary is None:
