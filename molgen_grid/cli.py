@@ -16,9 +16,9 @@ EPILOG = """\
 examples:
   molgen-grid                                  run every cell of the default experiment that is not done
   molgen-grid --config-dir my_study --status   another study: its own config tree (docs/tasks.md)
-  molgen-grid --status                         one row per cell: state, job id, age, reason
+  molgen-grid --status                         one row per cell: state, job id, age, reason; the time left
   molgen-grid --status --json                  the same, for machines
-  molgen-grid --dry-run kv_cache=static        the plan: what would run and why
+  molgen-grid --dry-run kv_cache=static        the plan: what would run and why, and about how long it takes
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
   molgen-grid --logs kv_cache=static --follow  one cell's stdout and stderr (current attempt), followed as it runs
   molgen-grid --accept                         keep every stale cell's result: record what changed as accepted

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from molgen_grid.grid.estimate import ESTIMATE_KEY
 from molgen_grid.grid.executors.base import Claim
 from molgen_grid.grid.plan import Entry, why_run
 from molgen_grid.grid.state import COMPLETE, STALE, JobView, process_identity, read_state
@@ -37,6 +38,8 @@ class Claimer:
     forced: set[str]
     stale_policy: str = "rerun"
     max_attempts: int | None = None
+    #: The run time the cell is expected to take now (estimate.py), recorded in its claim; None: no estimate.
+    estimate: Callable[[Entry], float | None] = lambda entry: None
 
     def __call__(self, entry: Entry, resources: dict[str, Any]) -> Claim | str:
         """The claim, or why there is none: BUSY, FINISHED or ELSEWHERE."""
@@ -50,6 +53,8 @@ class Claimer:
                 return FINISHED if state.state in COMPLETE or state.state == STALE else ELSEWHERE
             atomic_write_json(store.path(OVERRIDES), entry.cell.overrides)
             attempt = uuid.uuid4().hex[:12]
+            expected = self.estimate(entry)
             store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
-                                  "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": why})
+                                  "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": why,
+                                  **({ESTIMATE_KEY: round(expected, 3)} if expected is not None else {})})
             return Claim(entry, self.make_job(entry, attempt), resources)

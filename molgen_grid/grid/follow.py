@@ -31,12 +31,16 @@ def census(entries: list[Entry]) -> str:
     return f"{plural(len(entries), 'cell')}: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
 
 
-def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[[float], None] = time.sleep) -> str:
-    """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end."""
+def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[[float], None] = time.sleep,
+           estimate: Callable[[list[Entry]], list[str]] = lambda entries: []) -> str:
+    """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end. `estimate`:
+    the lines of time left said before following (estimate.py)."""
     entries = replan()
     followed = {e.cell.name for e in entries if e.state.state in MOVING}
     if not followed:
         return f"nothing to follow (no cell is queued or running); {census(entries)}"
+    for line in estimate(entries):
+        console.print(line, markup=False, highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     interval, seen = FIRST_POLL_S, None
     with Progress(*columns, console=console, transient=False) as progress:

@@ -61,6 +61,8 @@ class ConsoleEvents:
     outcome: SweepOutcome = field(default_factory=SweepOutcome)
     #: What the grid's members are called (cells of a study, jobs of an app).
     noun: str = "cell"
+    #: After a local cell ended: the time left of the others (`~3.0 s left`, estimate.py), or None.
+    left: Callable[[Entry], str | None] = lambda entry: None
 
     def _name(self, claim: Claim) -> str:
         return f"{self.counters.get(claim.entry.cell.name, '')} {claim.entry.cell.name}".strip()
@@ -75,6 +77,8 @@ class ConsoleEvents:
     def finished(self, claim: Claim, failure: str | None, seconds: float) -> None:
         self.outcome.running = None
         store = claim.entry.store
+        left = self.left(claim.entry)
+        left = f" ({left})" if left else ""
         if failure is None:
             summary = store.summary() or {}
             figure = self.headline or headline_of(summary)
@@ -83,7 +87,7 @@ class ConsoleEvents:
             self.outcome.ran += 1
             status = summary.get("status", "ok")
             why = f": {summary.get('reason')}" if status != "ok" and summary.get("reason") else ""
-            self.console.print(f"{self._name(claim)}: [green]{status}[/] in {seconds:.1f}s{shown}{why}")
+            self.console.print(f"{self._name(claim)}: [green]{status}[/] in {seconds:.1f}s{shown}{why}{left}")
             for warning in (value_at(summary, self.warnings) if self.warnings else None) or []:
                 self.console.print(f"  [yellow]warning: {warning}[/]", highlight=False)
             return
@@ -92,7 +96,7 @@ class ConsoleEvents:
             failure = recorded["reason"]
         self.outcome.failed += 1
         self.console.print(f"{self._name(claim)}: [red]failed[/] in {seconds:.1f}s: {failure} "
-                           f"(logs in {store.dir / 'logs'})")
+                           f"(logs in {store.dir / 'logs'}){left}")
 
     def submitted(self, where: str, job_id: str, claims: list[Claim]) -> None:
         self.outcome.submitted += len(claims)

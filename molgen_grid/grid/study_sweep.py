@@ -13,6 +13,7 @@ from molgen_grid.grid.accept import accept
 from molgen_grid.grid.cancel import cancel
 from molgen_grid.grid.cell_logs import one_cell, show_logs
 from molgen_grid.grid.claim import Claimer
+from molgen_grid.grid.estimate import of_study
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
 from molgen_grid.grid.fingerprint import Current
@@ -97,10 +98,12 @@ class StudySweep:
             else:
                 hint = None if launcher.limit else test_mode_hint(spec, entries, root)
                 print_status(self.console, spec, entries, hint)
+                self.say(time_left(spec, root, executors, entries, accuracy=True))
                 if launcher.wait:
                     self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
         elif launcher.action == "dry_run":
             print_plan(self.console, spec.experiment, entries, requests(entries, executors, spec.resources))
+            self.say(time_left(spec, root, executors, entries))
         elif launcher.action == "logs":
             show_logs(entries[0], launcher.logs, launcher.attempt, launcher.follow, replan, executors)
         elif launcher.action == "accept":
@@ -125,8 +128,12 @@ class StudySweep:
                 check_writable(root)
             settings_given = [o for o in (job_overrides[0] if job_overrides else [])
                               if o.lstrip("+~").startswith(ENGINE_SETTINGS)]
-            self.run(spec, entries, executors, views, current, forced, replan, settings_given)
+            self.run(spec, entries, executors, views, current, forced, replan, settings_given, root)
         return []
+
+    def say(self, lines: list[str]) -> None:
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False)
 
     def current(self, settings: Any) -> Current:
         """The parts of the fingerprint shared by every cell of an experiment, computed at most once each; a
@@ -159,7 +166,7 @@ class StudySweep:
                loader.get_group_options("experiment") or [spec.experiment], plan)
 
     def run(self, spec: GridSpec, entries: list[Entry], executors: dict, views: dict, current: Current,
-            forced: set[str], replan: Callable[[], list[Entry]], settings_given: list[str]) -> None:
+            forced: set[str], replan: Callable[[], list[Entry]], settings_given: list[str], root: Path) -> None:
         """Claim and launch what needs running. `settings_given`: the engine settings the command line set
         (`grid.versions=...`), which each cell's process composes too, so that it reads what the plan read."""
         provenance = code_provenance(self.cwd)
@@ -180,9 +187,12 @@ class StudySweep:
                                work=work, project_dir=str(self.cwd), executor=executor, provenance=provenance)
             return job
 
+        estimator = of_study(spec, root, executors).read(entries)
+
         def claimer(name: str) -> Claimer:
             return Claimer(name, views, lambda e, summary: current.stale(summary.get("fingerprint"), e.config_part),
-                           make_job(name), forced, spec.settings.stale, spec.settings.retry.max_attempts)
+                           make_job(name), forced, spec.settings.stale, spec.settings.retry.max_attempts,
+                           lambda e: estimator.median_of(e.cell))
 
         settings = spec.settings
         group = settings.resources
@@ -191,14 +201,24 @@ class StudySweep:
             resources_of=lambda e: spec.resources(e.cell),
             label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
             where=str(group), executors_from="grid.executors",
-            events=ConsoleEvents(self.console, headline(settings), settings.report.warnings),
+            events=ConsoleEvents(self.console, headline(settings), settings.report.warnings, left=estimator.finished),
             check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast)
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:
-            self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
+            ended = follow(self.console, replan, estimate=lambda now: time_left(spec, root, executors, now))
         else:
-            self.console.print(f"sweep {spec.experiment}: {outcome.line()}")
+            ended = outcome.line()
+        accuracy = of_study(spec, root, executors).scan(entries).accuracy()
+        self.say([accuracy] if accuracy else [])
+        self.console.print(f"sweep {spec.experiment}: {ended}")
+
+
+def time_left(spec: GridSpec, root: Path, executors: dict, entries: list[Entry], accuracy: bool = False) -> list[str]:
+    """The lines of time left of the grid's cells to run or in flight, and how far off earlier estimates were."""
+    estimator = of_study(spec, root, executors).read(entries)
+    off = estimator.accuracy() if accuracy else None
+    return estimator.lines() + ([off] if off else [])
 
 
 def on_import_path(settings: Any, project: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 
 def run(cfg: Any, cell: Any) -> dict[str, Any]:
+    time.sleep(cfg.seconds)
     if cfg.wait_for:
         print(f"light task: waiting for {cfg.wait_for}", flush=True)  # a line of the cell's own in its log
         while not Path(cfg.wait_for).exists():
