@@ -224,7 +224,8 @@ def test_a_failed_install_says_where_and_how_to_retry(tmp_path: Path) -> None:
 def test_a_study_with_nested_groups_plans_runs_and_resumes(tool: Tool) -> None:
     """Hydra's nested defaults (`db/mysql.yaml` choosing `db/engine`): every command works, each cell composes
     its option's own engine, and a rerun runs nothing."""
-    for relative, text in {**NESTED, "task.py": "def run(cfg, cell):\n    return {'kind': cfg.db.engine.kind}\n"}.items():
+    task = "def run(cfg, cell):\n    return {'kind': cfg.db.engine.kind}\n"
+    for relative, text in {**NESTED, "task.py": task}.items():
         (tool.cwd / relative).parent.mkdir(parents=True, exist_ok=True)
         (tool.cwd / relative).write_text(text)
     grid = ["--config-dir", ".", "db=mysql,postgres", "db/engine=pg,myisam"]

@@ -329,8 +329,8 @@ PINNED = {
           task: pinned_task.run
         x: 2
         """,
-    "experiment/v1.yaml": "# @package _global_\ngrid:\n  code: experiments/v1\nhydra:\n  sweeper:\n    params:\n      x: 1,2\n",
-    "experiment/v2.yaml": "# @package _global_\ngrid:\n  code: experiments/v2\nhydra:\n  sweeper:\n    params:\n      x: 1,2\n",
+    **{f"experiment/{v}.yaml": f"# @package _global_\ngrid:\n  code: experiments/{v}\nhydra:\n  sweeper:\n"
+                                 "    params:\n      x: 1,2\n" for v in ("v1", "v2")},
     "pinned_task.py": "from generation import transform\n\n\ndef run(cfg, cell):\n    return {'y': transform(cfg.x)}\n",
     "experiments/v1/generation.py": "def transform(x):\n    return x * 10\n",
     "experiments/v2/generation.py": "def transform(x):\n    return x * 100\n",

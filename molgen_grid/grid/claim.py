@@ -2,7 +2,8 @@
 
 Take the cell's lock, read its state again under the lock (another sweep may have launched it meanwhile),
 prepare its directory (its overrides, so that `--force NAME` can rebuild it), record the attempt (who claimed
-it, where, why, under an id of its own that every later line and the job carry) and release the lock. The executor then launches the job and completes the attempt with its id.
+it, where, why, under an id of its own that every later line and the job carry) and release the lock. The
+executor then launches the job and completes the attempt with its id.
 While the attempt has no job id yet, the cell reads as queued for as long as the claiming sweep lives, so a
 second sweep never launches it too; the lock is held for an instant per cell, so a sweep of thousands of cells
 never holds thousands of files open.

@@ -153,7 +153,8 @@ def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Map
     missing.
 
     `stale(summary)`: why a valid summary is stale now (None when it is not; a Note: not stale, said beside
-    done). `views`: each executor's view of its jobs. `lock_held`: this process holds the cell's lock, so the lock says nothing about anyone else.
+    done). `views`: each executor's view of its jobs. `lock_held`: this process holds the cell's lock, so the
+    lock says nothing about anyone else.
     `attempts`: the cell's attempts when the caller has read them already.
     """
     if not store.dir.is_dir():
