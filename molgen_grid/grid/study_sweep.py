@@ -5,13 +5,12 @@ reported or run through the one pipeline (claim.py, run.py, executors/), each ce
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.accept import accept
-from molgen_grid.grid.cancel import cancel
-from molgen_grid.grid.cell_logs import one_cell, show_logs
+from molgen_grid.grid.cell_logs import one_cell
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.estimate import of_study
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -23,25 +22,37 @@ from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
 from molgen_grid.grid.preflight import StudyChecks
-from molgen_grid.grid.retry import requests
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import code_folders
 from molgen_grid.grid.spec import GridSpec
-from molgen_grid.grid.status import print_plan, print_status, status_json, test_mode_hint
+from molgen_grid.grid.study_actions import SHOWN, say, time_left
 from molgen_grid.grid.store import safe_component
 from molgen_grid.grid.task.base import CellWork
 from molgen_grid.grid.task.command import CommandWork
 from molgen_grid.grid.task.function import FunctionWork
 from molgen_grid.grid.task.study import StudyConfig
-from molgen_grid.grid.watch import watch
 from molgen_grid.grid.worker import CellJob
-from molgen_grid.words import plural
 
 ALL_CELLS = "*"
 #: Hydra overrides that steer this launcher or the sweeper, not a cell's composition.
 _SWEEP_ONLY = ("hydra.launcher.", "hydra.sweeper.")
 #: Overrides of the engine's settings (`grid.stale=keep`): the same for every cell of a sweep.
 ENGINE_SETTINGS = "grid."
+
+
+@dataclass
+class StudyPlan:
+    """A sweep's grid as planned: what every action shows, or runs."""
+
+    spec: GridSpec
+    root: Path
+    entries: list[Entry]
+    views: dict[str, Any]
+    executors: dict[str, Any]
+    current: Current
+    forced: set[str]
+    #: The grid planned again (each cell's state now), for following it.
+    replan: Callable[[], list[Entry]]
 
 
 class StudySweep:
@@ -58,6 +69,25 @@ class StudySweep:
         """Carry out the launcher's action; with `together` (a report of several experiments), hand back this
         experiment's plan instead of reporting it alone."""
         launcher = self.launcher
+        plan = self.plan(job_overrides)
+        partial = next((v.partial for v in plan.views.values() if v.partial), None)
+        if partial and not launcher.json:
+            self.console.print(f"[yellow]partial view: {partial}[/]")
+        if launcher.action == "report" and launcher.together:
+            return [(self, plan.spec, plan.entries)]
+        if launcher.action in SHOWN:
+            SHOWN[launcher.action](self, plan, partial)
+            return []
+        if any(e.runs for e in plan.entries):
+            check_writable(plan.root)
+        settings_given = [o for o in (job_overrides[0] if job_overrides else [])
+                          if o.lstrip("+~").startswith(ENGINE_SETTINGS)]
+        self.run(plan, settings_given)
+        return []
+
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> StudyPlan:
+        """The grid's cells (those the action names), each cell's state and whether it runs."""
+        launcher = self.launcher
         spec = GridSpec.of_sweep(self.hydra_context.config_loader, self.config)
         spec.overrides.check_base(spec.experiment)
         settings = spec.settings
@@ -72,68 +102,21 @@ class StudySweep:
         if launcher.force and launcher.force != [ALL_CELLS]:
             cells = named_cells(spec, launcher.force, cells, root)
         forced = {c.name for c in cells} if launcher.force else set()
-        if launcher.action == "accept" and launcher.accept:
-            cells = named_cells(spec, launcher.accept, cells, root)
-        if launcher.action == "cancel" and launcher.cancel:
-            cells = named_cells(spec, launcher.cancel, cells, root)
+        named = {"accept": launcher.accept, "cancel": launcher.cancel}.get(launcher.action)
+        if named:
+            cells = named_cells(spec, named, cells, root)
         elif launcher.action == "logs":
             cells = [one_cell(spec, launcher.logs, cells, root)]
         executors = load_executors(settings, root)
         current = self.current(settings)
-        attempts = settings.retry.max_attempts
-        entries, views = make_plan(under(root, cells, spec.fingerprint_config), forced, executors, current,
-                                   settings.stale, attempts)
+
+        def planned(forcing: set[str]) -> tuple[list[Entry], dict]:
+            return make_plan(under(root, cells, spec.fingerprint_config), forcing, executors, current,
+                             settings.stale, settings.retry.max_attempts)
+
+        entries, views = planned(forced)
         current.hashes.save()
-
-        def replan() -> list[Entry]:
-            return make_plan(under(root, cells, spec.fingerprint_config), set(), executors, current, settings.stale,
-                             attempts)[0]
-
-        partial = next((v.partial for v in views.values() if v.partial), None)
-        if partial and not launcher.json:
-            self.console.print(f"[yellow]partial view: {partial}[/]")
-        if launcher.action == "status":
-            if launcher.json:
-                print(status_json(spec.experiment, entries, partial))
-            else:
-                hint = None if launcher.limit else test_mode_hint(spec, entries, root)
-                print_status(self.console, spec, entries, hint)
-                self.say(time_left(spec, root, executors, entries, accuracy=True))
-                if launcher.wait:
-                    self.console.print(f"sweep {spec.experiment}: {follow(self.console, replan)}")
-        elif launcher.action == "dry_run":
-            print_plan(self.console, spec.experiment, entries, requests(entries, executors, spec.resources))
-            self.say(time_left(spec, root, executors, entries))
-        elif launcher.action == "logs":
-            show_logs(entries[0], launcher.logs, launcher.attempt, launcher.follow, replan, executors)
-        elif launcher.action == "accept":
-            count = accept(entries, current, bool(launcher.accept),
-                           lambda line: self.console.print(line, markup=False, highlight=False))
-            self.console.print(f"experiment {spec.experiment}: {plural(count, 'stale cell')} accepted")
-        elif launcher.action == "report" and launcher.together:
-            return [(self, spec, entries)]
-        elif launcher.action == "cancel":
-            count = cancel(entries, executors, bool(launcher.cancel),
-                           lambda line: self.console.print(line, markup=False, highlight=False))
-            self.console.print(f"experiment {spec.experiment}: {plural(count, 'cell')} cancelled")
-        elif launcher.action == "watch":
-            watch(self.console, f"experiment {spec.experiment}", replan)
-        elif launcher.action == "report":
-            self.report(spec, entries)
-            hint = None if launcher.limit else test_mode_hint(spec, entries, root)
-            if hint:
-                self.console.print(f"{hint}; their report: --report --limit N")
-        else:
-            if any(e.runs for e in entries):
-                check_writable(root)
-            settings_given = [o for o in (job_overrides[0] if job_overrides else [])
-                              if o.lstrip("+~").startswith(ENGINE_SETTINGS)]
-            self.run(spec, entries, executors, views, current, forced, replan, settings_given, root)
-        return []
-
-    def say(self, lines: list[str]) -> None:
-        for line in lines:
-            self.console.print(line, markup=False, highlight=False)
+        return StudyPlan(spec, root, entries, views, executors, current, forced, lambda: planned(set())[0])
 
     def current(self, settings: Any) -> Current:
         """The parts of the fingerprint shared by every cell of an experiment, computed at most once each; a
@@ -165,10 +148,10 @@ class StudySweep:
                launcher.limit,
                loader.get_group_options("experiment") or [spec.experiment], plan)
 
-    def run(self, spec: GridSpec, entries: list[Entry], executors: dict, views: dict, current: Current,
-            forced: set[str], replan: Callable[[], list[Entry]], settings_given: list[str], root: Path) -> None:
+    def run(self, plan: StudyPlan, settings_given: list[str]) -> None:
         """Claim and launch what needs running. `settings_given`: the engine settings the command line set
         (`grid.versions=...`), which each cell's process composes too, so that it reads what the plan read."""
+        spec, root, entries, executors, current = plan.spec, plan.root, plan.entries, plan.executors, plan.current
         provenance = code_provenance(self.cwd)
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
         conf_dir = str(sources[0].path).removeprefix("file://")
@@ -190,8 +173,9 @@ class StudySweep:
         estimator = of_study(spec, root, executors).read(entries)
 
         def claimer(name: str) -> Claimer:
-            return Claimer(name, views, lambda e, summary: current.stale(summary.get("fingerprint"), e.config_part),
-                           make_job(name), forced, spec.settings.stale, spec.settings.retry.max_attempts,
+            return Claimer(name, plan.views, lambda e, summary: current.stale(summary.get("fingerprint"),
+                                                                               e.config_part),
+                           make_job(name), plan.forced, spec.settings.stale, spec.settings.retry.max_attempts,
                            lambda e: estimator.median_of(e.cell))
 
         settings = spec.settings
@@ -206,19 +190,12 @@ class StudySweep:
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:
-            ended = follow(self.console, replan, estimate=lambda now: time_left(spec, root, executors, now))
+            ended = follow(self.console, plan.replan, estimate=lambda now: time_left(spec, root, executors, now))
         else:
             ended = outcome.line()
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()
-        self.say([accuracy] if accuracy else [])
+        say(self.console, [accuracy] if accuracy else [])
         self.console.print(f"sweep {spec.experiment}: {ended}")
-
-
-def time_left(spec: GridSpec, root: Path, executors: dict, entries: list[Entry], accuracy: bool = False) -> list[str]:
-    """The lines of time left of the grid's cells to run or in flight, and how far off earlier estimates were."""
-    estimator = of_study(spec, root, executors).read(entries)
-    off = estimator.accuracy() if accuracy else None
-    return estimator.lines() + ([off] if off else [])
 
 
 def on_import_path(settings: Any, project: Path) -> None:

@@ -11,7 +11,6 @@ composing it, its `JobReturn`) is in jobs.py and returns.py; the job's process r
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 import sys
@@ -24,12 +23,10 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
 
 from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupt_on_stop_signals, interrupted
-from molgen_grid.grid.accept import accept
+from molgen_grid.grid.app.actions import SHOWN
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
-from molgen_grid.grid.app.returns import job_return, status_value, value_text
-from molgen_grid.grid.cancel import cancel
-from molgen_grid.grid.cell_logs import only_one, show_logs
+from molgen_grid.grid.app.returns import job_return
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -39,10 +36,8 @@ from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
-from molgen_grid.grid.state import DONE
 from molgen_grid.grid.store import CellStore
 from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
-from molgen_grid.grid.watch import watch
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -69,30 +64,12 @@ class AppSweep:
         try:
             jobs = self.jobs(job_overrides, initial_job_idx)
             entries, views = self.plan(jobs, self.named(jobs, self.launcher.force))
-            if self.launcher.action in ("status", "dry_run"):
-                self.show(jobs, entries)
-                return []
-            if self.launcher.action == "accept":
-                chosen = self.named(jobs, self.launcher.accept or ["*"])
-                count = accept([e for e in entries if e.cell.name in chosen], self.current,
-                               bool(self.launcher.accept), print)
-                print(f"{plural(count, 'stale job')} accepted")
-                return []
-            if self.launcher.action == "cancel":
-                chosen = self.named(jobs, self.launcher.cancel or ["*"])
-                count = cancel([e for e in entries if e.cell.name in chosen], self.executors,
-                               bool(self.launcher.cancel), print)
-                print(f"{plural(count, 'job')} cancelled")
-                return []
-            if self.launcher.action == "watch":
-                watch(self.console, f"sweep {self.sweep_dir}", lambda: self.plan(jobs, set())[0], "job")
-                return []
-            if self.launcher.action == "logs":
-                self.logs(jobs, entries)
+            if self.launcher.action in SHOWN:
+                SHOWN[self.launcher.action](self, jobs, entries)
                 return []
             if self.launcher.action != "run":
-                raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, status, "
-                                 "dry_run, accept, cancel, watch and logs")
+                raise InputError(f"hydra.launcher.action={self.launcher.action}: an app's sweep has run, "
+                                 f"{', '.join(SHOWN)}")
             return self.run(jobs, entries, views)
         except InputError as exc:
             fail(str(exc))
@@ -130,34 +107,6 @@ class AppSweep:
         resources = self.launcher.resources
         entries = [Entry(j.cell, j.store, lambda cell, j=j: config_part(j.cfg, resources)) for j in jobs]
         return make_plan(entries, forced, self.executors, self.current)
-
-    def show(self, jobs: list[AppJob], entries: list[Entry]) -> None:
-        """status: every job's state and a done job's stored value; dry_run: what a run would do with each."""
-        counts: dict[str, int] = {}
-        for e in entries:
-            counts[e.state.state] = counts.get(e.state.state, 0) + 1
-        values = {j.idx: status_value(j) for j, e in zip(jobs, entries) if e.state.state == DONE}
-        if self.launcher.json:
-            print(json.dumps({"sweep_dir": str(self.sweep_dir), "counts": counts, "jobs": [
-                {"num": j.idx, "cell": j.cell.name, "dir": str(j.store.dir), "state": e.state.state,
-                 "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides,
-                 "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
-                for j, e in zip(jobs, entries)]}, default=str))
-            return
-        for j, e in zip(jobs, entries):
-            what = (f"runs ({e.why})" if e.why else "kept") if self.launcher.action == "dry_run" else e.state.state
-            reason = f": {e.state.reason}" if e.state.reason else ""
-            value = f", {value_text(*values[j.idx])}" if j.idx in values and self.launcher.action == "status" else ""
-            self.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
-        self.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
-
-    def logs(self, jobs: list[AppJob], entries: list[Entry]) -> None:
-        """hydra.launcher.logs=NAME: one job's output (cell_logs.py), the job named as force names them."""
-        name = self.launcher.logs
-        chosen = only_one(name, sorted(self.named(jobs, [name])) if name else [])
-        (job, entry), = [(j, e) for j, e in zip(jobs, entries) if j.cell.name == chosen]
-        show_logs(entry, name, self.launcher.attempt, self.launcher.follow, lambda: self.plan([job], set())[0],
-                  self.executors)
 
     def resources_of(self, job: AppJob) -> dict[str, Any]:
         """Where the job runs and what it asks for: the launcher's keys, overridden by the job's option of the

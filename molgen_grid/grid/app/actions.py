@@ -1,0 +1,79 @@
+"""What an app's multirun does besides running its jobs, by `hydra.launcher.action`: each action shows or changes
+the jobs as planned (app/sweep.py plans them once for all of them), one small function each.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Callable
+
+from molgen_grid.grid.accept import accept
+from molgen_grid.grid.app.jobs import AppJob
+from molgen_grid.grid.app.returns import status_value, value_text
+from molgen_grid.grid.cancel import cancel
+from molgen_grid.grid.cell_logs import only_one, show_logs
+from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.state import DONE
+from molgen_grid.grid.watch import watch
+from molgen_grid.words import plural
+
+if TYPE_CHECKING:
+    from molgen_grid.grid.app.sweep import AppSweep
+
+
+def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
+    """status: every job's state and a done job's stored value; dry_run: what a run would do with each."""
+    launcher = sweep.launcher
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e.state.state] = counts.get(e.state.state, 0) + 1
+    values = {j.idx: status_value(j) for j, e in zip(jobs, entries) if e.state.state == DONE}
+    if launcher.json:
+        print(json.dumps({"sweep_dir": str(sweep.sweep_dir), "counts": counts, "jobs": [
+            {"num": j.idx, "cell": j.cell.name, "dir": str(j.store.dir), "state": e.state.state,
+             "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides,
+             "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
+            for j, e in zip(jobs, entries)]}, default=str))
+        return
+    for j, e in zip(jobs, entries):
+        what = (f"runs ({e.why})" if e.why else "kept") if launcher.action == "dry_run" else e.state.state
+        reason = f": {e.state.reason}" if e.state.reason else ""
+        value = f", {value_text(*values[j.idx])}" if j.idx in values and launcher.action == "status" else ""
+        sweep.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
+    sweep.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+
+def chosen(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry], names: list[str]) -> list[Entry]:
+    """The entries of the jobs these names select (every job when none is named)."""
+    selected = sweep.named(jobs, names or ["*"])
+    return [e for e in entries if e.cell.name in selected]
+
+
+def accept_stale(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
+    names = sweep.launcher.accept
+    count = accept(chosen(sweep, jobs, entries, names), sweep.current, bool(names), print)
+    print(f"{plural(count, 'stale job')} accepted")
+
+
+def cancel_jobs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
+    names = sweep.launcher.cancel
+    count = cancel(chosen(sweep, jobs, entries, names), sweep.executors, bool(names), print)
+    print(f"{plural(count, 'job')} cancelled")
+
+
+def watch_jobs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
+    watch(sweep.console, f"sweep {sweep.sweep_dir}", lambda: sweep.plan(jobs, set())[0], "job")
+
+
+def logs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
+    """hydra.launcher.logs=NAME: one job's output (cell_logs.py), the job named as force names them."""
+    launcher = sweep.launcher
+    name = launcher.logs
+    picked = only_one(name, sorted(sweep.named(jobs, [name])) if name else [])
+    (job, entry), = [(j, e) for j, e in zip(jobs, entries) if j.cell.name == picked]
+    show_logs(entry, name, launcher.attempt, launcher.follow, lambda: sweep.plan([job], set())[0], sweep.executors)
+
+
+#: The actions that show or change the planned jobs without running them, by `hydra.launcher.action`.
+SHOWN: dict[str, Callable[[AppSweep, list[AppJob], list[Entry]], None]] = {
+    "status": show, "dry_run": show, "accept": accept_stale, "cancel": cancel_jobs, "watch": watch_jobs, "logs": logs,
+}
