@@ -73,6 +73,7 @@ def test_a_run_records_its_estimates_and_a_dry_run_estimates_the_cells_left(ligh
     # The first cell ran with no estimate; the second was claimed with the first's time, and its line says so.
     assert "estimate_s" not in attempts(first)[-1]
     assert attempts(second)[-1]["estimate_s"] == pytest.approx(took[0], abs=1e-3)
+    assert 0.5 <= took[1] / attempts(second)[-1]["estimate_s"] <= 2  # the estimate within a factor of two
     assert re.search(r"\[1/2\] where=local,variant=\w,seconds=1: ok in [\d.]+s, value \d+ \(~[\d.]+s left\)", run)
     error = f"{took[1] / round(took[0], 3) - 1:+.0%}"
     assert f"estimates were off by a median of {error} (1 cell)\nsweep default: 0 done, 2 run, 0 failed\n" in run
