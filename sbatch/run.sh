@@ -5,4 +5,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 ensure_venv
 cd "$MOLGEN_ROOT"
-exec "$MOLGEN_VENV/bin/molgen-grid" "$@"
+exec "$MOLGEN_PY" -m molgen_grid.cli "$@"

@@ -4,6 +4,10 @@
 MOLGEN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MOLGEN_VENV="${MOLGEN_VENV:-$MOLGEN_ROOT/.venv}"
 MOLGEN_TORCH="${MOLGEN_TORCH:-torch==2.13.0}"
+# MOLGEN_PYTHON: a Python that already has the project's dependencies (a GPU node without internet, set up from a
+# wheelhouse: README). Set, nothing is installed and the project runs from this checkout (PYTHONPATH, which Slurm
+# jobs inherit). MOLGEN_PY is the Python that runs the tool either way.
+MOLGEN_PY="${MOLGEN_PYTHON:-$MOLGEN_VENV/bin/python}"
 
 # install_step NAME COMMAND...: run one step into the log, saying its name and how long it took.
 install_step() {
@@ -22,6 +26,10 @@ install_step() {
 
 ensure_venv() {
   local stamp="$MOLGEN_VENV/.installed" want started=$SECONDS
+  if [ -n "${MOLGEN_PYTHON:-}" ]; then
+    export PYTHONPATH="$MOLGEN_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    return 0
+  fi
   want="$(sha256sum <"$MOLGEN_ROOT/pyproject.toml" | cut -c1-16) $MOLGEN_TORCH"
   if [ -x "$MOLGEN_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
