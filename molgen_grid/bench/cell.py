@@ -41,7 +41,7 @@ from molgen_grid.errors import InputError
 #: The per-pass figures reported as {"median", "min", "max", "values"} over the timed repeats.
 FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "step_ms", "chars_per_s", "template_s", "tokenize_s",
            "processor_build_s", "pass_s", "joules", "joules_per_token", "latency_s", "target_forwards_per_token",
-           "draft_tokens", "accepted_tokens", "acceptance_ratio")
+           "draft_tokens", "accepted_tokens", "draft_tokens_stopped", "acceptance_ratio")
 
 
 def resolve_cell_device(requested: str) -> torch.device:
@@ -146,7 +146,8 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})
     return {"status": "ok", "metrics": metrics,
             "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
-                        "decoding": generator.decoding.applied()},
+                        "decoding": generator.decoding.applied(),
+                        "prompt_cache": generator.prompt_cache.applied()},
             "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled}
 
 

@@ -9,7 +9,11 @@ Four of its habits shape this module:
   call, so one pass would tune the next: `reset()` puts the configured values back before every pass (and
   warm-up round), so each starts from the same draft state; calls within a pass keep the library's behaviour.
 - generate() does not say how many drafted tokens the model accepted: `DraftProbe` wraps the candidate
-  generator generate() builds and counts the tokens it drafted and the matches it was told of.
+  generator generate() builds and counts the tokens it drafted and the matches it was told of, and the tokens
+  the confidence threshold stopped: a round that drafted fewer than the generator's own `_calculate_new_tokens`
+  allowed, and did not end on EOS, was ended by the draft's `ConfidenceCriteria` (the only other criterion the
+  draft's generate() runs is its length). Without scikit-learn the threshold stays as configured; with it,
+  transformers tunes it from the matches, and `applied()` reports where it ended.
 - It refuses a batch of several rows (a ValueError), and with beam search it logs a warning and runs beam
   search without the draft (its `get_generation_mode` says so beforehand): both end the cell `unsupported`,
   never timed as another method. A logit processor that keeps one state per step (grammar) cannot score
@@ -45,10 +49,12 @@ def draft_directory(decoding_cfg: Any) -> Path:
 
 @dataclass
 class DraftCounts:
-    """One generate() call's drafting: tokens drafted, drafted tokens accepted."""
+    """One generate() call's drafting: tokens drafted, drafted tokens accepted, tokens the confidence threshold
+    kept the draft from proposing."""
 
     drafted: int = 0
     accepted: int = 0
+    stopped: int = 0
 
 
 class DraftProbe:
@@ -75,8 +81,12 @@ class DraftProbe:
                                or getattr(candidates, "num_output_tokens")))
 
         def get_candidates(input_ids: torch.LongTensor, *args: Any, **kwargs: Any) -> Any:
+            allowed = allowed_tokens(candidates, input_ids)
             ids, logits = get(input_ids, *args, **kwargs)
-            counts.drafted += ids.shape[1] - input_ids.shape[1]
+            drafted = ids.shape[1] - input_ids.shape[1]
+            counts.drafted += drafted
+            if allowed is not None and drafted < allowed and int(ids[0, -1]) not in eos_ids(candidates):
+                counts.stopped += allowed - drafted
             return ids, logits
 
         def update_candidate_strategy(input_ids: torch.LongTensor, scores: torch.Tensor, num_matches: int) -> Any:
@@ -90,6 +100,19 @@ class DraftProbe:
         """The counts since the last take, and a fresh count for the next call."""
         taken, self.counts = self.counts, DraftCounts()
         return taken
+
+
+def allowed_tokens(candidates: Any, input_ids: torch.LongTensor) -> int | None:
+    """The tokens a draft model's round may propose, as its candidate generator computes them; None where no
+    confidence threshold can stop the round (prompt lookup, threshold 0)."""
+    if not getattr(candidates, "assistant_confidence_threshold", None):
+        return None
+    return int(candidates._calculate_new_tokens(input_ids)[1])
+
+
+def eos_ids(candidates: Any) -> set[int]:
+    eos = candidates.assistant_generation_config.eos_token_id
+    return set() if eos is None else {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
 
 
 class Decoding:

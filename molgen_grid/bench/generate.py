@@ -1,5 +1,6 @@
 """`generate()` over one batch with the cell's settings: sampling, KV cache, compile, SDPA backend, processor,
-decoding (a draft model or prompt lookup: decoding.py).
+decoding (a draft model or prompt lookup: decoding.py), the prompt's KV cache prefilled once and reused
+(prompt_cache.py).
 
 What each call really ran is read back from the objects generate() used, not from the config: the generation
 config and logits processors it built (`GenerateProbe`), the cache it returned, the processor's class. Tests
@@ -25,6 +26,7 @@ from molgen_grid.bench.constraints import make_processor
 from molgen_grid.bench.decoding import Decoding
 from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.measure import StepClock
+from molgen_grid.bench.prompt_cache import PromptCache
 from molgen_grid.bench.templates import Template
 from molgen_grid.bench.workload import Batch
 
@@ -115,6 +117,7 @@ class BatchRun:
     #: Tokens drafted and drafted tokens accepted (None without a draft: standard decoding).
     drafted: int | None = None
     accepted: int | None = None
+    stopped: int | None = None
 
 
 class Generator:
@@ -135,6 +138,7 @@ class Generator:
         self.static = cfg.kv_cache.implementation == "static"
         self.cache_length = cache_length
         self.caches: dict[int, StaticCache] = {}
+        self.prompt_cache = PromptCache(cfg.prompt_cache, model, self.decoding.kind)
         self.compiler = DecodeStepCompiler(model) if cfg.kv_cache.get("compile", False) else None
         self.logit_processor = str(cfg.logit_processor.kind)
         self.num_beams = int(self.kwargs.get("num_beams", 1))
@@ -168,6 +172,9 @@ class Generator:
             if self.static:  # reset inside inference mode: the cache's tensors were made there
                 steps["cache"] = self.cache(len(batch.smiles) * self.num_beams)
             self.clock.start()
+            if self.prompt_cache.enabled:  # its prefill is part of the call's time and of its first token's
+                steps["cache"] = self.prompt_cache.start(batch.smiles, inputs, self.encode, steps.get("cache"),
+                                                         self.num_beams)
             output = self.model.generate(
                 **inputs, **self.kwargs, **steps,
                 logits_processor=LogitsProcessorList([processor] if processor is not None else []),
@@ -182,7 +189,8 @@ class Generator:
                    "cache_shape": static_shape(output.cache),
                    "logit_processor": type(processor).__name__ if processor is not None else None}
         return BatchRun(texts, counts, seconds, ttft_s, self.clock.steps, build_s, applied,
-                        drafts.drafted if drafts else None, drafts.accepted if drafts else None)
+                        drafts.drafted if drafts else None, drafts.accepted if drafts else None,
+                        drafts.stopped if drafts else None)
 
     def decode(self, ids: list[int]) -> str:
         """The generated text with the tags kept (they are the format) and BOS/EOS/PAD removed."""

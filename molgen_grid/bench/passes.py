@@ -44,9 +44,11 @@ class Pass:
     template_threads: int = 0
     #: The pass's joules from the device's energy counter (None where there is none: trackers/energy.py).
     joules: float | None = None
-    #: Tokens drafted and drafted tokens the model accepted (None without a draft: decoding.py).
+    #: Tokens drafted, drafted tokens the model accepted and draft tokens the confidence threshold stopped (None
+    #: without a draft: decoding.py).
     drafted: int | None = None
     accepted: int | None = None
+    stopped: int | None = None
 
     @property
     def decode_steps(self) -> int:
@@ -82,6 +84,7 @@ class Pass:
             else None,
             "draft_tokens": self.drafted,
             "accepted_tokens": self.accepted,
+            "draft_tokens_stopped": self.stopped,
             "acceptance_ratio": self.accepted / self.drafted if self.drafted else None,
         }
 
@@ -99,12 +102,14 @@ class Pass:
         if run.drafted is not None:
             self.drafted = (self.drafted or 0) + run.drafted
             self.accepted = (self.accepted or 0) + run.accepted
+            self.stopped = (self.stopped or 0) + (run.stopped or 0)
 
 
 def run_pass(generator: Generator, batches: list[Batch] | tuple[Batch, ...], cfg: Any, workers: int) -> Pass:
     """Template building, the processor and generation for every batch, timed as the public runner's loop was."""
     torch.manual_seed(int(cfg.seed))
     generator.decoding.reset()
+    generator.prompt_cache.reset()
     constrained = cfg.logit_processor.kind != "none"
     result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
     started = time.perf_counter()

@@ -60,6 +60,7 @@ RULES: dict[str, Rule] = {
     "decoding.schedule": one_of("constant", "heuristic", "heuristic_transient"),
     "decoding.confidence_threshold": number_in(0, 1, False, True, null=False),
     "decoding.max_matching_ngram": positive_integer(),
+    "prompt_cache.mode": one_of("none", "reuse"),
     "template_building.workers": ((lambda v: v == "auto" or (_integer(v) and v > 0)), "auto or a positive integer"),
     "model.dtype": one_of("auto", "float32", "bfloat16", "float16"),
     "gpu.device": ((lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda") or v.startswith("cuda:"))),

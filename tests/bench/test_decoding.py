@@ -130,3 +130,14 @@ def test_decoding_settings_are_checked_when_the_grid_is_planned() -> None:
     assert "a positive integer" in check_setting("decoding.draft_tokens", 0)
     assert "[0, 1)" in check_setting("decoding.confidence_threshold", 1.0)
     assert check_setting("decoding.draft_tokens", 15) is None
+
+
+def test_a_higher_confidence_threshold_stops_more_draft_tokens_on_the_same_molecule() -> None:
+    """The counts the candidate generator gave: threshold 0 never stops a round, 0.7 stops some; greedy writes
+    the same tokens either way."""
+    never, early = (run_cell(compose(*SMALL, "sample_size=1", "repeats=1", f"decoding.confidence_threshold={t}",
+                                     decoding="assisted")) for t in (0.0, 0.7))
+    stopped = [out["metrics"]["draft_tokens_stopped"]["median"] for out in (never, early)]
+    assert stopped[0] == 0 and stopped[1] > 0, stopped
+    assert early["metrics"]["draft_tokens"]["median"] < never["metrics"]["draft_tokens"]["median"]
+    assert [g["text"] for g in early["generations"]] == [g["text"] for g in never["generations"]]
