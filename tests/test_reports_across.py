@@ -97,6 +97,28 @@ def test_a_figure_whose_repeats_spread_too_wide_is_warned_of_with_its_cell(light
     assert "## Warnings" not in (out / "report.md").read_text()
 
 
+def test_many_comparisons_with_one_baseline_are_adjusted_by_holm(light: Light) -> None:
+    """Four repeats a cell, every one of b and c above every one of a: each rank test's p is 2/70 (0.029). One
+    comparison (a, b) calls b real; two (a, b, c) adjust both to 4/70 (0.057, Holm), so neither is, and report.md
+    and report.csv say so, the raw p beside the adjusted one."""
+    out = light.cwd / "artifacts" / "default"
+    settings = ["count=4", "spread=0.01"]  # values f, 1.01 f, 1.02 f, 1.03 f for variant factor f = 1, 2, 3
+    light.cli("variant=a,b,c", *settings)
+    for variants, comparisons, p_holm, noise in (("a,b", 1, 2 / 70, False), ("a,b,c", 2, 4 / 70, True)):
+        light.cli_here("--report", f"variant={variants}", *settings)
+        frame = pd.read_csv(out / "report.csv").set_index("variant")
+        for variant in variants.split(",")[1:]:
+            row = frame.loc[variant]
+            assert row["p_value"] == pytest.approx(2 / 70) and row["p_holm"] == pytest.approx(p_holm), row
+            assert bool(row["within_noise"]) is noise, row
+        assert pd.isna(frame.loc["a", "p_holm"])  # the baseline beside itself is no comparison
+        text = (out / "report.md").read_text()
+        assert f"adjusted by Holm's step-down method for the {comparisons} comparison" in text, text
+        line = next(line for line in text.splitlines() if line.startswith("| variant=b "))
+        assert line.split("|")[-3].strip().endswith("] ~") is noise, line
+    assert "(within the noise of the baseline: p = 0.029, Holm-adjusted 0.057)" in text, text
+
+
 def cells_with(medians: list[float]) -> Report:
     """A report of cells with these medians (each with a spread of +-10%), the first the baseline."""
     names = [f"x={i}" for i in range(len(medians))]

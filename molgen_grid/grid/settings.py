@@ -59,6 +59,9 @@ class ReportSettings:
     #: Settings whose cells compare only among themselves (`[batch_size]`: a batch of 8 is not a faster batch
     #: of 1): each value has its own baseline (the declared one at that value) and its own best cell.
     within: List[str] = field(default_factory=list)
+    #: Settings whose cells are replicates of one configuration (`[replicate]`: the same cell again, in another
+    #: process): the rank test and interval pool the repeats of all of a configuration's replicates.
+    pool: List[str] = field(default_factory=list)
 
 
 @dataclass
