@@ -48,6 +48,8 @@ RULES: dict[str, Rule] = {
     "profile.top_ops": positive_integer(),
     "profile.max_kernels": positive_integer(),
     "warmup": ((lambda v: _integer(v) and v >= 0), "an integer >= 0"),
+    "warmup_max": ((lambda v: _integer(v) and v >= 0), "an integer >= 0"),
+    "warmup_tolerance": number_in(0, math.inf, False, True, null=False),
     "seed": ((lambda v: _integer(v)), "an integer"),
     "workload": one_of("matched", "free"),
     "evaluation.rmsd_threshold_A": number_in(0, math.inf, True, True, null=False),
