@@ -8,11 +8,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from scipy.stats import mannwhitneyu
 
 from molgen_grid.grid.figures import Figure
 from molgen_grid.grid.report.plots import throughput_axes
 from molgen_grid.grid.report.tables import Report
-from tests.conftest import Light
+from tests.conftest import Light, attempts
 from tests.test_app_pipeline import TinyApp
 
 #: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
@@ -117,6 +118,32 @@ def test_many_comparisons_with_one_baseline_are_adjusted_by_holm(light: Light) -
         line = next(line for line in text.splitlines() if line.startswith("| variant=b "))
         assert line.split("|")[-3].strip().endswith("] ~") is noise, line
     assert "(within the noise of the baseline: p = 0.029, Holm-adjusted 0.057)" in text, text
+
+
+def test_replicates_run_interleaved_and_the_report_pools_them(light: Light) -> None:
+    """`replicate=range(2)`: each configuration runs twice, each time in a process of its own; the light study's
+    `grid.interleave: replicate` launches both configurations' first replicates before either second (read from
+    the attempts' start times; the grid's own order is a0, a1, b0, b1), and `grid.report.pool: [replicate]`
+    makes the report's test pool both replicates' repeats: 6 against 6 values from 2 processes each."""
+    grid = ["variant=a,b", "replicate=range(2)"]
+    light.cli(*grid)
+    started = {tuple(cell.name.split(",")[1:]): attempts(cell)[-1]["started_at"] for cell in light.cell_dirs()}
+    order = sorted(started, key=started.get)
+    assert order == [("variant=a",), ("variant=b",), ("variant=a", "replicate=1"), ("variant=b", "replicate=1")], \
+        started
+    light.cli_here("--report", *grid)
+    out = light.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv").set_index(["variant", "replicate"])
+    assert (frame["pooled_processes"] == 2).all() and (frame["pooled_repeats"] == 6).all(), frame
+    assert (frame["timed_repeats"] == 3).all()
+    pooled = mannwhitneyu([2.0, 4.0, 6.0] * 2, [1.0, 2.0, 3.0] * 2, alternative="two-sided").pvalue
+    for replicate in (0, 1):
+        row = frame.loc[("b", replicate)]
+        assert row["p_value"] == pytest.approx(pooled) and row["p_holm"] == pytest.approx(pooled), row
+    text = (out / "report.md").read_text()
+    assert "the test and the interval pool the repeats of all of a configuration's replicates (2 processes per " \
+        "configuration" in text, text
+    assert "for the 1 comparison with a baseline" in text, text  # b once, not once per replicate
 
 
 def cells_with(medians: list[float]) -> Report:

@@ -105,6 +105,10 @@ class GridSettings:
     #: Machine-wide locks, one per device: local cells of every sweep here take turns. MOLGEN_GRID_DEVICE_LOCKS
     #: moves them (a /tmp private to each service, or test runs in parallel that must not wait on each other).
     device_locks: str = "${oc.env:MOLGEN_GRID_DEVICE_LOCKS,/tmp/molgen-grid-devices}"
+    #: A setting whose values are rounds of the grid (`replicate`: the same configuration again, in a process of
+    #: its own): cells to run launch ordered by it, every cell's first value before any second (numbers as numbers),
+    #: so that drift over the sweep falls on every configuration alike. Null: the grid's order.
+    interleave: Optional[str] = None
     #: What the experiment studies, and the cell (a full or partial name) reports compare against.
     description: str = ""
     baseline: Optional[str] = None

@@ -162,14 +162,15 @@ def best_rows(frame: pd.DataFrame, primary: Figure, ranked: set[str], within: li
 
 
 def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
-    """The primary figure over two settings (mean of the ranked cells' medians; by default the two settings
-    with most values); None when the grid has not two."""
+    """The primary figure over two settings (mean of the ranked cells' medians: a configuration's replicates
+    averaged; by default the two settings with most values, replicates aside); None when the grid has not two."""
     primary = report.figures[0].name
     frame = report.frame
     done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
     for key, value in heatmap_group(report).items():
         done = done[done[key] == value]
-    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
+    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1 and k not in report.pool),
+                          key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
