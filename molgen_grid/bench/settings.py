@@ -51,6 +51,7 @@ RULES: dict[str, Rule] = {
     "warmup_max": ((lambda v: _integer(v) and v >= 0), "an integer >= 0"),
     "warmup_tolerance": number_in(0, math.inf, False, True, null=False),
     "seed": ((lambda v: _integer(v)), "an integer"),
+    "replicate": ((lambda v: _integer(v) and v >= 0), "an integer >= 0"),
     "workload": one_of("matched", "free"),
     "evaluation.rmsd_threshold_A": number_in(0, math.inf, True, True, null=False),
     "sampling.do_sample": ((lambda v: isinstance(v, bool)), "true or false"),
