@@ -8,11 +8,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from scipy.stats import mannwhitneyu
 
 from molgen_grid.grid.figures import Figure
 from molgen_grid.grid.report.plots import throughput_axes
 from molgen_grid.grid.report.tables import Report
-from tests.conftest import Light
+from tests.conftest import Light, attempts
 from tests.test_app_pipeline import TinyApp
 
 #: docs/tasks.md's pinned code: one module in two folders, each experiment's cells importing their own.
@@ -95,6 +96,54 @@ def test_a_figure_whose_repeats_spread_too_wide_is_warned_of_with_its_cell(light
     assert "spread=0.01" not in warnings and "count repeats" not in warnings
     light.cli_here("--report", *grid, "grid.report.spread_cv=0.4")  # max/min 2 is within spread_ratio's 2
     assert "## Warnings" not in (out / "report.md").read_text()
+
+
+def test_many_comparisons_with_one_baseline_are_adjusted_by_holm(light: Light) -> None:
+    """Four repeats a cell, every one of b and c above every one of a: each rank test's p is 2/70 (0.029). One
+    comparison (a, b) calls b real; two (a, b, c) adjust both to 4/70 (0.057, Holm), so neither is, and report.md
+    and report.csv say so, the raw p beside the adjusted one."""
+    out = light.cwd / "artifacts" / "default"
+    settings = ["count=4", "spread=0.01"]  # values f, 1.01 f, 1.02 f, 1.03 f for variant factor f = 1, 2, 3
+    light.cli("variant=a,b,c", *settings)
+    for variants, comparisons, p_holm, noise in (("a,b", 1, 2 / 70, False), ("a,b,c", 2, 4 / 70, True)):
+        light.cli_here("--report", f"variant={variants}", *settings)
+        frame = pd.read_csv(out / "report.csv").set_index("variant")
+        for variant in variants.split(",")[1:]:
+            row = frame.loc[variant]
+            assert row["p_value"] == pytest.approx(2 / 70) and row["p_holm"] == pytest.approx(p_holm), row
+            assert bool(row["within_noise"]) is noise, row
+        assert pd.isna(frame.loc["a", "p_holm"])  # the baseline beside itself is no comparison
+        text = (out / "report.md").read_text()
+        assert f"adjusted by Holm's step-down method for the {comparisons} comparison" in text, text
+        line = next(line for line in text.splitlines() if line.startswith("| variant=b "))
+        assert line.split("|")[-3].strip().endswith("] ~") is noise, line
+    assert "(within the noise of the baseline: p = 0.029, Holm-adjusted 0.057)" in text, text
+
+
+def test_replicates_run_interleaved_and_the_report_pools_them(light: Light) -> None:
+    """`replicate=range(2)`: each configuration runs twice, each time in a process of its own; the light study's
+    `grid.interleave: replicate` launches both configurations' first replicates before either second (read from
+    the attempts' start times; the grid's own order is a0, a1, b0, b1), and `grid.report.pool: [replicate]`
+    makes the report's test pool both replicates' repeats: 6 against 6 values from 2 processes each."""
+    grid = ["variant=a,b", "replicate=range(2)"]
+    light.cli(*grid)
+    started = {tuple(cell.name.split(",")[1:]): attempts(cell)[-1]["started_at"] for cell in light.cell_dirs()}
+    order = sorted(started, key=started.get)
+    assert order == [("variant=a",), ("variant=b",), ("variant=a", "replicate=1"), ("variant=b", "replicate=1")], \
+        started
+    light.cli_here("--report", *grid)
+    out = light.cwd / "artifacts" / "default"
+    frame = pd.read_csv(out / "report.csv").set_index(["variant", "replicate"])
+    assert (frame["pooled_processes"] == 2).all() and (frame["pooled_repeats"] == 6).all(), frame
+    assert (frame["timed_repeats"] == 3).all()
+    pooled = mannwhitneyu([2.0, 4.0, 6.0] * 2, [1.0, 2.0, 3.0] * 2, alternative="two-sided").pvalue
+    for replicate in (0, 1):
+        row = frame.loc[("b", replicate)]
+        assert row["p_value"] == pytest.approx(pooled) and row["p_holm"] == pytest.approx(pooled), row
+    text = (out / "report.md").read_text()
+    assert "the test and the interval pool the repeats of all of a configuration's replicates (2 processes per " \
+        "configuration" in text, text
+    assert "for the 1 comparison with a baseline" in text, text  # b once, not once per replicate
 
 
 def cells_with(medians: list[float]) -> Report:

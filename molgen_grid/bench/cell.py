@@ -131,6 +131,10 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "load_s": loaded.load_s,
         "compile_s": warm.compile_s,
         "warmup": int(cfg.warmup),
+        # The rounds warm-up took to settle (passes.py), each round's seconds, and whether it settled.
+        "warmup_rounds": len(warm.round_s),
+        "warmup_round_s": warm.round_s,
+        "warmup_settled": warm.settled,
         "warmup_shapes": len(workload.distinct()),
         "repeats": len(passes),
         "peak_rss_mb": peak_rss_mb(),
@@ -140,7 +144,8 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "tokenizer_cache": {"enabled": last.cache.enabled, "hits": last.cache.hits, "misses": last.cache.misses},
         "torch_threads": torch.get_num_threads(),
         "load": load_block,
-        "warnings": cell_warnings(cfg, metrics, len(passes), recompiles, device, molecules) + load_warnings,
+        "warnings": cell_warnings(cfg, metrics, len(passes), recompiles, device, molecules) + load_warnings
+        + [w for w in [warm.warning()] if w],
     })
     quality_block, generations = judged(cfg, rows, last, molecules)
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})

@@ -2,8 +2,11 @@
 
 A pass is the whole constrained-generation loop the public runner timed, batch by batch: template building,
 the logit processor's construction and generate(). Warm-up runs every distinct batch shape (so no compile,
-recompile or cache allocation lands in a timed pass) and, on its first round, each shape's first steps outside
-generate() (first_steps.py: finite scores on every row, the SDPA backend that runs). A watchdog bounds every
+recompile or cache allocation lands in a timed pass) and, before its first round, each shape's first steps
+outside generate() (first_steps.py: finite scores on every row, the SDPA backend that runs). One round was not
+always enough (a baseline's first timed repeat took 1.08 s beside 0.66-0.69 s for the rest), so rounds go on
+until the last one's time is within `warmup_tolerance` of the one before: at least `warmup` rounds, at most
+`warmup_max`, and the rounds it took are recorded. A watchdog bounds every
 pass: warm-up by `hang.warmup_s`, each timed pass by `hang.factor` times what warm-up says a pass takes.
 """
 from __future__ import annotations
@@ -139,6 +142,24 @@ class WarmUp:
     pass_estimate_s: float | None = None
     #: The SDPA backend torch picked at the first prefill and decode step.
     backends: dict[str, str] = field(default_factory=dict)
+    #: Each warm-up round's seconds (its pass_s), in order: how many rounds it took to settle.
+    round_s: list[float] = field(default_factory=list)
+    #: Whether the last round was within the tolerance of the one before (None: no warm-up, or too few rounds).
+    settled: bool | None = None
+
+    def warning(self) -> str | None:
+        """A warning when warm-up ended at its maximum with its last two rounds still apart."""
+        if self.settled is not False:
+            return None
+        return (f"warm-up did not settle in {len(self.round_s)} rounds (the last two took {self.round_s[-2]:.3g} s "
+                f"and {self.round_s[-1]:.3g} s): the first timed repeats may still be warming up")
+
+
+def settled(round_s: list[float], tolerance: float) -> bool | None:
+    """Whether the last round's seconds are within `tolerance` (relative) of the round before; None before two."""
+    if len(round_s) < 2:
+        return None
+    return abs(round_s[-1] - round_s[-2]) <= tolerance * round_s[-2]
 
 
 def check_first_steps(generator: Generator, shapes: list[Batch], cfg: Any) -> dict[str, str]:
@@ -154,18 +175,23 @@ def check_first_steps(generator: Generator, shapes: list[Batch], cfg: Any) -> di
 
 
 def warm_up(generator: Generator, workload: Workload, cfg: Any, workers: int, watchdog: Watchdog) -> WarmUp:
-    """Check every distinct batch shape's first steps, then run each `cfg.warmup` times; with a compiled decode
-    step, a second call of each shape gives the compile's own seconds."""
+    """Check every distinct batch shape's first steps, then run them in rounds until a round's time settles
+    within `cfg.warmup_tolerance` of the one before (at least `cfg.warmup` rounds, at most `cfg.warmup_max`);
+    with a compiled decode step, a warm call of each shape beside its first gives the compile's own seconds."""
     shapes, result = workload.distinct(), WarmUp()
+    least, most = int(cfg.warmup), max(int(cfg.warmup), int(cfg.warmup_max))
     with watchdog.guard(float(cfg.hang.warmup_s), "warm-up"):
         result.backends = check_first_steps(generator, shapes, cfg)  # cheap, and never skipped
-        if int(cfg.warmup) < 1:
+        if least < 1:
             return result
         calls = []
-        for _ in range(int(cfg.warmup)):
-            calls.append(run_pass(generator, shapes, cfg, workers).calls)
+        while len(calls) < least or (len(calls) < most and not result.settled):
+            warm = run_pass(generator, shapes, cfg, workers)
+            calls.append(warm.calls)
+            result.round_s.append(warm.pass_s)
+            result.settled = settled(result.round_s, float(cfg.warmup_tolerance))
         if generator.compiler is not None:
-            again = run_pass(generator, shapes, cfg, workers).calls
+            again = calls[-1] if len(calls) > 1 else run_pass(generator, shapes, cfg, workers).calls
             result.compile_s = sum(max(0.0, first - warm) for (first, _, _), (warm, _, _) in zip(calls[0], again))
     warm_calls = [seconds for seconds, _, _ in calls[-1]]
     result.pass_estimate_s = sum(warm_calls) / len(warm_calls) * len(workload.batches)

@@ -3,7 +3,8 @@
 The same for a study's cells and a Hydra app's jobs. Everything that can refuse a run is checked before the first
 cell is claimed: the executors (a Slurm cell needs a cluster that answers) and the study's own checks (preflight.py),
 so a mistake costs nothing and touches nothing. Then the scheduled cells are claimed and submitted at once, the
-local cells are claimed and run one after another.
+local cells are claimed and run one after another, both in the grid's order or, with `grid.interleave`, by that
+setting's value.
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ class Runner:
     check: Callable[[list[Entry]], None] = lambda todo: None
     #: Stop launching after the first cell of this run that fails (`--fail-fast`): the rest stay as they were.
     fail_fast: bool = False
+    #: The launch order's key (`grid.interleave`); None: the grid's order. The sort is stable.
+    order: Callable[[Entry], Any] | None = None
 
     @property
     def outcome(self) -> SweepOutcome:
@@ -162,6 +165,8 @@ class Runner:
     def __call__(self) -> SweepOutcome:
         self.adopt()
         todo = [e for e in self.entries if e.runs]
+        if self.order is not None:
+            todo.sort(key=self.order)
         outcome = self.outcome
         outcome.total = len(self.entries)
         given_up = [e for e in self.entries if not e.runs and e.state.state == FAILED]

@@ -59,6 +59,9 @@ class ReportSettings:
     #: Settings whose cells compare only among themselves (`[batch_size]`: a batch of 8 is not a faster batch
     #: of 1): each value has its own baseline (the declared one at that value) and its own best cell.
     within: List[str] = field(default_factory=list)
+    #: Settings whose cells are replicates of one configuration (`[replicate]`: the same cell again, in another
+    #: process): the rank test and interval pool the repeats of all of a configuration's replicates.
+    pool: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +105,10 @@ class GridSettings:
     #: Machine-wide locks, one per device: local cells of every sweep here take turns. MOLGEN_GRID_DEVICE_LOCKS
     #: moves them (a /tmp private to each service, or test runs in parallel that must not wait on each other).
     device_locks: str = "${oc.env:MOLGEN_GRID_DEVICE_LOCKS,/tmp/molgen-grid-devices}"
+    #: A setting whose values are rounds of the grid (`replicate`: the same configuration again, in a process of
+    #: its own): cells to run launch ordered by it, every cell's first value before any second (numbers as numbers),
+    #: so that drift over the sweep falls on every configuration alike. Null: the grid's order.
+    interleave: Optional[str] = None
     #: What the experiment studies, and the cell (a full or partial name) reports compare against.
     description: str = ""
     baseline: Optional[str] = None

@@ -186,7 +186,8 @@ class StudySweep:
             label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
             where=str(group), executors_from="grid.executors",
             events=ConsoleEvents(self.console, headline(settings), settings.report.warnings, left=estimator.finished),
-            check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast)
+            check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast,
+            order=interleaved(spec, settings.interleave) if settings.interleave else None)
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:
@@ -196,6 +197,18 @@ class StudySweep:
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()
         say(self.console, [accuracy] if accuracy else [])
         self.console.print(f"sweep {spec.experiment}: {ended}")
+
+
+def interleaved(spec: GridSpec, key: str) -> Callable[[Entry], tuple[int, float, str]]:
+    """The launch order by one setting's value (its default where a cell does not set it): numbers by value,
+    before any other value by its text."""
+    def order(entry: Entry) -> tuple[int, float, str]:
+        value = spec.settings_of(entry.cell, [key])[key]
+        try:
+            return 0, float(value), ""
+        except (TypeError, ValueError):
+            return 1, 0.0, str(value)
+    return order
 
 
 def on_import_path(settings: Any, project: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,9 +103,12 @@ def test_warm_up_runs_every_shape_and_nothing_recompiles_in_the_timed_passes(tmp
     metrics, applied = out["metrics"], out["applied"]
     assert metrics["warmup_shapes"] == 2 and metrics["recompiles"] == 0 and metrics["compile_s"] > 0
     assert applied["cache"] == "StaticCache" and applied["cache_shape"][2] == metrics["cache_length"]
-    # Every decode step of every call went through the compiled forward, every prefill stayed eager: four
-    # passes over the two batches (warm-up, a warm call of each shape for compile_s, two timed passes).
-    assert applied["forward_calls"] == {"eager": 4 * 2, "compiled": 4 * (metrics["decode_steps"] - 2)}
+    # Every decode step of every call went through the compiled forward, every prefill stayed eager: passes over
+    # the two batches: warm-up's rounds (its last, when there are several, the warm call of each shape that gives
+    # compile_s; else one more), and two timed passes.
+    rounds = metrics["warmup_rounds"]
+    passes = max(rounds, 2) + 2
+    assert applied["forward_calls"] == {"eager": passes * 2, "compiled": passes * (metrics["decode_steps"] - 2)}
 
 
 def test_a_cell_that_asked_for_cuda_and_sees_none_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,3 +161,40 @@ def test_a_checkpoint_cut_short_passes_the_pre_check_and_fails_its_cell_with_the
     with pytest.raises(Exception) as failed:
         run_cell(cfg)
     assert type(failed.value).__name__ == "SafetensorError"
+
+
+class ScriptedWarmUpClockForTest:
+    """A fake clock for warm-up: run_pass runs for real, but the first passes' seconds (the warm-up rounds) are
+    the script's (a slow first pass, then settling), so how many rounds warm-up takes does not hang on this
+    shared machine's noise. Counts every pass it saw."""
+
+    def __init__(self, script: list[float]) -> None:
+        from molgen_grid.bench import passes
+
+        self.real, self.script, self.calls = passes.run_pass, list(script), 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        done = self.real(*args, **kwargs)
+        if self.calls < len(self.script):
+            done.pass_s = self.script[self.calls]
+        self.calls += 1
+        return done
+
+
+@pytest.mark.parametrize("most, rounds, settled", [(5, 4, True), (3, 3, False)])
+def test_warm_up_goes_on_until_a_rounds_time_settles(monkeypatch: pytest.MonkeyPatch, most: int, rounds: int,
+                                                    settled: bool) -> None:
+    """Rounds of 1.0, 0.6, 0.5, 0.5 s with a 10% tolerance: the fourth is the first within 10% of the one before,
+    so warm-up takes four rounds (then the timed pass); capped at three it stops unsettled and the cell warns."""
+    from molgen_grid.bench import passes
+
+    clock = ScriptedWarmUpClockForTest([1.0, 0.6, 0.5, 0.5, 0.5])
+    monkeypatch.setattr(passes, "run_pass", clock)
+    cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=1", f"warmup_max={most}",
+                  "warmup_tolerance=0.1", "repeats=1", logit_processor="none")
+    metrics = run_cell(cfg, cpus=1)["metrics"]
+    assert clock.calls == rounds + 1  # the warm-up rounds that really ran, and the timed pass
+    assert metrics["warmup_rounds"] == rounds and metrics["warmup_round_s"] == [1.0, 0.6, 0.5, 0.5][:rounds]
+    assert metrics["warmup_settled"] is settled
+    assert any(w.startswith("warm-up did not settle in 3 rounds (the last two took 0.6 s and 0.5 s)")
+               for w in metrics["warnings"]) is not settled, metrics["warnings"]

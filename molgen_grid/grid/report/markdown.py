@@ -22,15 +22,28 @@ def best_line(report: Report, best: pd.Series) -> str:
         speed = " (the baseline itself)"
     elif not missing(best.get("speedup")):
         speed = f", {best['speedup']:.2f}x the baseline"
-        if missing(best.get("p_value")):
+        p = "" if missing(best.get("p_value")) else f"p = {best['p_value']:.2g}" + (
+            "" if missing(best.get("p_holm")) else f", Holm-adjusted {best['p_holm']:.2g}")
+        if not p:
             speed += " (one timed repeat: no test can judge it)"
         elif is_true(best.get("within_noise")):
-            speed += f" (within the noise of the baseline: p = {best['p_value']:.2g})"
+            speed += f" (within the noise of the baseline: {p})"
         else:
-            speed += (f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, "
-                      f"p = {best['p_value']:.2g})")
+            speed += f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, {p})"
     return (f"**Best cell{group}:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
             f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}.")
+
+
+def pooled_note(report: Report) -> str:
+    """What the tests pooled, where cells are replicates of one configuration (`grid.report.pool`)."""
+    if not report.pool:
+        return ""
+    counts = sorted({int(n) for n in report.frame["pooled_processes"] if not missing(n)})
+    shown = "-".join(str(n) for n in (counts[0], counts[-1]) if counts) if len(counts) > 1 else \
+        (str(counts[0]) if counts else "0")
+    return (f" Cells equal but for {', '.join(report.pool)} are replicates of one configuration, each in a process "
+            f"of its own: the test and the interval pool the repeats of all of a configuration's replicates "
+            f"({shown} processes per configuration; report.csv's `pooled_processes`, `pooled_repeats`).")
 
 
 def figure_text(median: float | None, low: float | None, high: float | None) -> str:
@@ -76,12 +89,13 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
     table["speed-up"] = [speedup_text(row) for _, row in frame.iterrows()]
     table["reason"] = frame["reason"].fillna("")
     direction = "baseline / cell" if figures[0].lower_is_better else "cell / baseline"
-    lines += ["", table.to_markdown(index=False), "",
-              f"Figures are medians over the timed repeats, [min, max] in brackets. Speed-up: {primary} as "
-              f"{direction} (above 1: better than the baseline), with its 95% bootstrap interval over the repeats; "
-              f"`~`: a two-sided Mann-Whitney U test over the repeats finds no difference from the baseline "
-              f"(p >= {statistics.ALPHA}), so the speed-up is within the noise; `(1 repeat)`: a figure from one "
-              "timed repeat, which no test can judge.", ""]
+    lines += ["", table.to_markdown(index=False), "", f"Figures are medians over the timed repeats, [min, max] in "
+              f"brackets. Speed-up: {primary} as {direction} (above 1: better than the baseline), with its 95% "
+              f"bootstrap interval over the repeats; `~`: a two-sided Mann-Whitney U test over the repeats finds no "
+              f"difference from the baseline (its p-value, adjusted by Holm's step-down method for the "
+              f"{plural(report.tests, 'comparison')} with a baseline in this report, is >= {statistics.ALPHA}; "
+              "report.csv has both, `p_value` and `p_holm`), so the speed-up is within the noise; `(1 repeat)`: a "
+              "figure from one timed repeat, which no test can judge." + pooled_note(report), ""]
     lines += warnings_section(frame, labels)
     for text, pairs in report.comparisons.items():
         lines += [f"## {text}", ""]

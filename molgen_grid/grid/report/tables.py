@@ -6,7 +6,7 @@ The engine knows no study: the figures are dotted paths into summary.json named 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -23,7 +23,9 @@ from molgen_grid.grid.state import COMPLETE, DONE, STALE
 from molgen_grid.grid.status import short_labels
 
 MEDIAN, LOW, HIGH = "", "_min", "_max"
-SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "p_value", "within_noise")
+#: report.csv's columns of the comparison with the baseline, and the statistics.Comparison attribute of each.
+SPEEDUP_COLUMNS = {"speedup": "speedup", "speedup_low": "low", "speedup_high": "high", "p_value": "p_value",
+                   "p_holm": "p_adjusted", "within_noise": "within_noise"}
 #: Between a cell's warnings in report.csv's `warnings` column.
 WARNING_SEPARATOR = " | "
 #: Why a report leaves stale cells out, and the two ways to have them in it.
@@ -86,18 +88,41 @@ def label(frame: pd.DataFrame) -> pd.Series:
 
 
 def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], primary: Figure,
-                 baselines: dict[str, str | None], ranked: set[str]) -> pd.DataFrame:
+                 baselines: dict[str, str | None], ranked: set[str],
+                 configurations: dict[str, tuple[str, ...]] | None = None) -> tuple[pd.DataFrame, int]:
     """Each cell's speed-up in the primary figure over its baseline, with its 95% interval, the rank test's
-    p-value over the repeats, and whether the difference is within the noise (see statistics.py)."""
+    p-value over the repeats, that p adjusted for the report's number of comparisons (Holm, `p_holm`), and
+    whether the difference is within the noise by the adjusted p (see statistics.py); and the number of
+    comparisons adjusted for.
+
+    `configurations` names each cell's configuration where cells are replicates of one (grid.report.pool): the
+    test and the interval then pool the repeats of every ranked replicate of the cell's configuration and of
+    the baseline's, and each configuration counts once among the comparisons that Holm adjusts for."""
     out = frame.copy()
-    results = [statistics.compare(values.get(cell), values.get(baselines.get(cell)), primary.lower_is_better)
+    configuration = configurations or {cell: (cell,) for cell in out["cell"]}
+    pooled: dict[tuple[str, ...], list[float | None]] = {}
+    processes: dict[tuple[str, ...], int] = {}
+    for cell, state in zip(out["cell"], out["state"]):
+        if state in ranked:
+            pooled.setdefault(configuration[cell], []).extend(values.get(cell) or [])
+            processes[configuration[cell]] = processes.get(configuration[cell], 0) + 1
+    pairs = {(configuration[cell], configuration[baselines[cell]])
+             for cell, state in zip(out["cell"], out["state"]) if state in ranked and baselines.get(cell)}
+    tests = {pair: statistics.compare(pooled.get(pair[0]), pooled.get(pair[1]), primary.lower_is_better)
+             for pair in sorted(pairs)}
+    family = [pair for pair in tests if pair[0] != pair[1]]  # a baseline's likeness to itself is no test
+    tests.update(zip(family, statistics.adjusted([tests[pair] for pair in family])))
+    results = [tests.get((configuration[cell], configuration[baselines[cell]]))
                if state in ranked and baselines.get(cell) is not None else None
                for cell, state in zip(out["cell"], out["state"])]
-    for column in SPEEDUP_COLUMNS:
-        attribute = "speedup" if column == "speedup" else column.removeprefix("speedup_")
+    for column, attribute in SPEEDUP_COLUMNS.items():
         out[column] = pd.Series([None if r is None else getattr(r, attribute) for r in results],
                                 index=out.index, dtype=object)
-    return out
+    out["pooled_processes"] = [processes.get(configuration[cell]) if state in ranked else None
+                               for cell, state in zip(out["cell"], out["state"])]
+    out["pooled_repeats"] = [len(statistics.finite(pooled.get(configuration[cell]))) if state in ranked else None
+                             for cell, state in zip(out["cell"], out["state"])]
+    return out, len(family)
 
 
 def is_true(flag: Any) -> bool:
@@ -137,14 +162,15 @@ def best_rows(frame: pd.DataFrame, primary: Figure, ranked: set[str], within: li
 
 
 def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
-    """The primary figure over two settings (mean of the ranked cells' medians; by default the two settings
-    with most values); None when the grid has not two."""
+    """The primary figure over two settings (mean of the ranked cells' medians: a configuration's replicates
+    averaged; by default the two settings with most values, replicates aside); None when the grid has not two."""
     primary = report.figures[0].name
     frame = report.frame
     done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
     for key, value in heatmap_group(report).items():
         done = done[done[key] == value]
-    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1), key=lambda k: -done[k].nunique())[:2]
+    keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1 and k not in report.pool),
+                          key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
@@ -293,6 +319,10 @@ class Report:
     pending: dict[str, int]
     figures: list[Figure]
     ranked: set[str]
+    #: How many comparisons with a baseline the p-values were adjusted for (Holm).
+    tests: int = 0
+    #: The settings whose cells are replicates of one configuration, pooled by the tests (`grid.report.pool`).
+    pool: list[str] = field(default_factory=list)
 
 
 def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
@@ -316,8 +346,11 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     figures = [replace(f, name=f"{f.name} (result)") if f.name in keys else f for f in figures]
     frame, values = report_frame(spec, entries, figures)
     baselines, notes = resolve_baselines(spec, entries)
-    frame = with_speedup(frame, values, figures[0], baselines, ranked)
     within = [k for k in spec.settings.report.within if k in keys]
+    pool = [k for k in spec.settings.report.pool if k in keys]
+    configurations = {e.cell.name: tuple(v for k, v in spec.settings_of(e.cell, keys).items() if k not in pool)
+                      for e in entries} if pool else None
+    frame, tests = with_speedup(frame, values, figures[0], baselines, ranked, configurations)
     shown = finished_states(spec.settings)
     pending: dict[str, int] = {}
     for e in entries:
@@ -326,4 +359,4 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     return Report(frame, keys, label(frame), baselines, notes, best_rows(frame, figures[0], ranked, within),
                   within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
-                  ranked)
+                  ranked, tests, pool)
