@@ -6,7 +6,7 @@ The engine knows no study: the figures are dotted paths into summary.json named 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -17,6 +17,7 @@ from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.figures import Figure, figures_of
 from molgen_grid.grid.follow import census
 from molgen_grid.grid.plan import Entry, setting_keys
+from molgen_grid.grid.report.context import Tally, tally
 from molgen_grid.grid.overrides import close_match
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE, STALE
@@ -293,6 +294,9 @@ class Report:
     pending: dict[str, int]
     figures: list[Figure]
     ranked: set[str]
+    #: The summaries' context lines (`grid.report.context`) and figure definitions (`grid.report.definitions`).
+    context: Tally = field(default_factory=dict)
+    definitions: Tally = field(default_factory=dict)
 
 
 def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
@@ -307,7 +311,8 @@ def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
 
 
 def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
-    figures = figures_of(spec.settings, finished_summaries(spec, entries))
+    summaries = finished_summaries(spec, entries)
+    figures = figures_of(spec.settings, summaries)
     if not figures:
         raise InputError(nothing_to_report(spec, entries))
     ranked = ranked_states(spec.settings)
@@ -326,4 +331,5 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     return Report(frame, keys, label(frame), baselines, notes, best_rows(frame, figures[0], ranked, within),
                   within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
-                  ranked)
+                  ranked, tally(summaries, spec.settings.report.get("context")),
+                  tally(summaries, spec.settings.report.get("definitions")))
