@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from molgen_grid.bench.machine import OTHER_CORES_WARNING
+
 #: The line a CPU cell adds: its speed ratios are not a GPU's.
 CPU_CAUTION = ("measured on a CPU: ratios between its cells do not transfer to a GPU (other kernels, other "
                "bottlenecks, no host-device synchronisation)")
@@ -47,10 +49,15 @@ def parameters(model: Any) -> str:
 
 
 def load_context(load: dict[str, Any]) -> str:
-    """The other processes' share of the machine during the cell (machine.competition's block), to 0.1 core."""
-    other = load.get("other_cores")
-    text = "unknown (no /proc/stat)" if other is None else \
-        f"other processes kept {other:.1f} of {load.get('cpus')} cores busy"
+    """The other processes' share of the machine during the cell (machine.competition's block): quiet under the
+    share its warning starts at, else to the nearest half core, so that cells of one run mostly read alike."""
+    other, cpus = load.get("other_cores"), load.get("cpus")
+    if other is None:
+        text = "unknown (no /proc/stat)"
+    elif other <= OTHER_CORES_WARNING:
+        text = f"quiet: other processes kept under {OTHER_CORES_WARNING:g} of {cpus} cores busy"
+    else:
+        text = f"shared: other processes kept about {round(other * 2) / 2:g} of {cpus} cores busy"
     return text + (", other processes on the GPU" if load.get("gpu_other_processes") else "")
 
 

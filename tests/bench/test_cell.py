@@ -100,7 +100,8 @@ def test_a_cpu_side_cell_ranks_by_the_whole_pass_and_states_its_context(two_mole
     assert context["device"] == "cpu" and "do not transfer to a GPU" in context["caution"]
     assert context["dtype"] == "float32" and context["draft"] == "none"
     assert context["model"] == f"embedded (llama), {sum(p.numel() for p in tiny[0].parameters()) / 1e6:.3g}M parameters"
-    assert context["machine load"].startswith("other processes kept ")
+    other = out["metrics"]["load"]["other_cores"]  # the load the cell measured, said in its context
+    assert context["machine load"].startswith("quiet: " if other <= 0.25 else "shared: "), (other, context)
 
 
 
