@@ -147,8 +147,8 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
                         "decoding": generator.decoding.applied()},
             "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled,
-            "context": cell_context(device, str(cfg.model.path or "embedded"), generator.model, loaded.model_size,
-                                    generator.decoding.draft, load_block),
+            "context": cell_context(device, cfg, generator.model, loaded.model_size, generator.decoding.draft,
+                                    load_block),
             "definitions": {f"metrics.{name}": text for name, text in DEFINITIONS.items()}}
 
 

@@ -61,11 +61,12 @@ def load_context(load: dict[str, Any]) -> str:
     return text + (", other processes on the GPU" if load.get("gpu_other_processes") else "")
 
 
-def cell_context(device: torch.device, name: str, model: Any, model_size: str, draft: Any,
+def cell_context(device: torch.device, cfg: Any, model: Any, model_size: str, draft: Any,
                  load: dict[str, Any]) -> dict[str, str]:
-    """The summary's `context`: the device's lines, the dtype, the model (`name`, its architecture and its size
-    as loaded, before any quantization) and the draft's size, the machine's load."""
+    """The summary's `context`: the device's lines, the dtype, the model (its path or `embedded`, architecture
+    and size as loaded, before any quantization), the draft's, the machine's load."""
+    draft_name = cfg.decoding.get("draft_path") or "embedded draft"
     return {**device_context(device), "dtype": str(model.dtype).removeprefix("torch."),
-            "model": f"{name} ({model.config.model_type}), {model_size}",
-            "draft": "none" if draft is None else f"{draft.config.model_type}, {parameters(draft)}",
+            "model": f"{cfg.model.path or 'embedded'} ({model.config.model_type}), {model_size}",
+            "draft": "none" if draft is None else f"{draft_name} ({draft.config.model_type}), {parameters(draft)}",
             "machine load": load_context(load)}
