@@ -162,7 +162,7 @@ def test_a_report_states_the_context_and_the_ranking_clock_its_summaries_hold(li
     light.cli_here("--report", *grid)
     report = light.cwd / "artifacts" / "default" / "report.md"
     text = report.read_text()
-    assert "Ranked by `seconds` (`seconds`): seconds of the whole light pass, sleep included." in text, text
+    assert "Ranked by `seconds`: seconds of the whole light pass, sleep included." in text, text
     context = text.split("## Context\n\n", 1)[1].split("\n\n", 1)[0]
     # variant a's factor is 1, b's 2 (tests/light/variant/); `unsaid` is None in both: no line
     assert context.splitlines() == ["- machine: box one", "- variant factor: 1 (1 cell); 2 (1 cell)"], context

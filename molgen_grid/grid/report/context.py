@@ -44,5 +44,6 @@ def context_section(context: Tally) -> list[str]:
 def ranking_line(figure: Figure, definitions: Tally) -> str:
     """The figure that ranks the cells, and what it counts and its clock covers where the summaries say."""
     meaning = definitions.get(figure.path)
-    return f"Ranked by `{figure.name}` (`{figure.path}`)" + (f": {said(meaning)}." if meaning else ".")
+    where = f" (`{figure.path}`)" if figure.path != figure.name else ""
+    return f"Ranked by `{figure.name}`{where}" + (f": {said(meaning)}." if meaning else ".")
 
