@@ -63,6 +63,38 @@ def test_report_of_a_finished_grid(tool: Tool, done_grid: DoneGrid) -> None:
     assert "rmsd.median_min_rmsd_A" in header and "reference_point.median_min_rmsd_A" in header
 
 
+
+@pytest.mark.slow
+def test_a_benchmark_report_says_what_its_ranking_clock_covers_and_where_its_figures_come_from(
+        tool: Tool, done_grid: DoneGrid) -> None:
+    """Real cells of this CPU ranked by the whole pass (as cpu_side is): report.md names the figure and what its
+    clock covers, from the cells' definitions, and a Context section from their context, the CPU's caution among
+    it; a summary that says another dtype changes its line."""
+    from molgen_grid.bench.context import CPU_CAUTION
+    from molgen_grid.bench.passes import DEFINITIONS
+
+    grid = [*FAST, "attention=eager,sdpa", "grid.report.figures=[metrics.molecules_per_s,metrics.tokens_per_s]"]
+    done_grid.copy_to(tool)
+    tool.cli_here("--report", *grid)
+    report = tool.cwd / "artifacts" / "default" / "report.md"
+
+    def context() -> list[str]:
+        return report.read_text().split("## Context\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+    text = report.read_text()
+    assert f"Ranked by `molecules_per_s` (`metrics.molecules_per_s`): {DEFINITIONS['molecules_per_s']}." in text
+    lines = context()
+    assert {"- device: cpu", f"- caution: {CPU_CAUTION}", "- dtype: float32", "- draft: none"} <= set(lines), lines
+    assert any(line.startswith("- model: embedded (llama), ") and line.endswith("M parameters") for line in lines)
+    path = next((tool.results / "default").glob("*attention=sdpa,kv_cache=dynamic*/summary.json"))
+    summary = json.loads(path.read_text())
+    summary["context"]["dtype"] = "bfloat16"
+    path.write_text(json.dumps(summary))
+    tool.cli_here("--report", *grid)
+    dtype = next(line for line in context() if line.startswith("- dtype: "))
+    assert "float32 (3 cells)" in dtype and "bfloat16 (1 cell)" in dtype, dtype
+
+
 def test_report_of_an_empty_grid_and_a_bad_comparison(tool: Tool) -> None:
     done = tool.cli_here("--report", *FAST)
     assert "0 cells reported (2 missing not yet)" in done.stdout

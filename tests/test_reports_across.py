@@ -3,6 +3,7 @@ it), a warning on a figure whose repeats spread too wide, a log axis where the f
 app's status with each done job's stored value."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -188,3 +189,35 @@ def test_an_apps_status_shows_each_done_jobs_stored_value(tmp_path: Path) -> Non
                                                    '"pid": '), shown
     assert shown["as_set=true,seed=2"] == "#3 as_set=true,seed=2: done, returned a value kept in return_value.pkl"
     assert shown["as_set=true,seed=1"] == "#1 as_set=true,seed=1: missing"
+
+
+#: A task whose summaries say where they ran and what their figure's clock covers, from the cell's settings.
+CONTEXT_TASK = '''def run(cfg, cell):
+    seconds = [cfg.variant.factor * (1 + i / 100) for i in range(3)]
+    return {"seconds": {"median": seconds[1], "min": seconds[0], "max": seconds[2], "values": seconds},
+            "where": {"machine": "box one", "variant factor": cfg.variant.factor, "unsaid": None},
+            "meaning": {"seconds": "seconds of the whole light pass, sleep included"}}
+'''
+
+
+def test_a_report_states_the_context_and_the_ranking_clock_its_summaries_hold(light: Light) -> None:
+    """`grid.report.context` and `grid.report.definitions` name mappings of the summaries: the report lists each
+    context name once with its distinct values (counted by cells where they differ) and says what the ranking
+    figure's clock covers; change one summary's value and its line changes."""
+    (light.cwd / "context_task.py").write_text(CONTEXT_TASK)
+    grid = ["variant=a,b", "grid.task=context_task.run", "grid.report.figures=[seconds]",
+            "grid.report.lower_is_better=[seconds]", "grid.report.context=where", "grid.report.definitions=meaning"]
+    light.cli(*grid)
+    light.cli_here("--report", *grid)
+    report = light.cwd / "artifacts" / "default" / "report.md"
+    text = report.read_text()
+    assert "Ranked by `seconds`: seconds of the whole light pass, sleep included." in text, text
+    context = text.split("## Context\n\n", 1)[1].split("\n\n", 1)[0]
+    # variant a's factor is 1, b's 2 (tests/light/variant/); `unsaid` is None in both: no line
+    assert context.splitlines() == ["- machine: box one", "- variant factor: 1 (1 cell); 2 (1 cell)"], context
+    summary_path = next((light.cwd / "results" / "default").glob("*variant=b*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    summary["where"]["machine"] = "box two"
+    summary_path.write_text(json.dumps(summary))
+    light.cli_here("--report", *grid)
+    assert "- machine: box one (1 cell); box two (1 cell)" in report.read_text()

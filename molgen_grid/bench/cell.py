@@ -20,13 +20,14 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from molgen_grid.bench import attention, machine
+from molgen_grid.bench.context import cell_context, device_context, parameters
 from molgen_grid.bench.data import existing_file, invalid_rows_warning, load_molecules
 from molgen_grid.bench.decoding import draft_directory
 from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
 from molgen_grid.bench.model import checkpoint_files, directory_files, load, resolve_device, resolve_dtype
-from molgen_grid.bench.passes import Pass, compiled_frames, run_pass, timed_passes, warm_up
+from molgen_grid.bench.passes import DEFINITIONS, Pass, compiled_frames, run_pass, timed_passes, warm_up
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
@@ -39,9 +40,7 @@ from molgen_grid.bench.workload import Workload, plan_workload
 from molgen_grid.errors import InputError
 
 #: The per-pass figures reported as {"median", "min", "max", "values"} over the timed repeats.
-FIGURES = ("tokens_per_s", "decode_tokens_per_s", "ttft_s", "step_ms", "chars_per_s", "template_s", "tokenize_s",
-           "processor_build_s", "pass_s", "joules", "joules_per_token", "latency_s", "target_forwards_per_token",
-           "draft_tokens", "accepted_tokens", "draft_tokens_stopped", "acceptance_ratio")
+FIGURES = tuple(DEFINITIONS)
 
 
 def resolve_cell_device(requested: str) -> torch.device:
@@ -88,7 +87,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     record_inputs(cfg, cell)
     watchdog = Watchdog(cell.give_up)
     unsupported = {"status": "unsupported", "metrics": {}, "quality": {}, "provenance": provenance(device),
-                   "data": data}
+                   "data": data, "context": device_context(device)}
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         try:
@@ -153,7 +152,10 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
                         "decoding": generator.decoding.applied(),
                         "prompt_cache": generator.prompt_cache.applied()},
-            "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled}
+            "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled,
+            "context": cell_context(device, cfg, generator.model, loaded.model_size, generator.decoding.draft,
+                                    load_block),
+            "definitions": {f"metrics.{name}": text for name, text in DEFINITIONS.items()}}
 
 
 def generation_rows(cfg: Any) -> tuple[Any, list[str]]:
@@ -169,6 +171,8 @@ class Loaded:
     #: What quantization applied (quantization.py), and the checkpoint's load seconds (without it).
     quantized: dict[str, Any]
     load_s: float
+    #: The model's parameters as loaded, before quantization repacks its weights.
+    model_size: str
 
 
 def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
@@ -178,10 +182,12 @@ def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
     loading = time.perf_counter()
     model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
     load_s = time.perf_counter() - loading
+    model_size = parameters(model)
     quantized = quantize(model, cfg.quantization)
     workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
                              str(cfg.workload), int(cfg.max_new_tokens))
-    return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s)
+    return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s,
+                  model_size)
 
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,

@@ -25,6 +25,35 @@ from molgen_grid.bench.trackers.energy import EnergyMeter
 from molgen_grid.bench.watchdog import Watchdog
 from molgen_grid.bench.workload import Batch, Workload
 
+#: What the whole pass's clock covers: run_pass starts it before the first batch's templates and stops it after
+#: the last batch's output is decoded.
+WHOLE_PASS = ("the whole pass: template building (tokenizer included), prompt encoding, the logit processor's "
+              "construction, generate() and decoding the output")
+#: Each per-pass figure (the summary's `metrics.NAME`, a spread over the timed repeats): what it counts and what its
+#: clock covers. The summary carries them (`definitions`), so that a report says what its ranking figure measures.
+DEFINITIONS = {
+    "molecules_per_s": f"molecules (each with all its generations) per second of {WHOLE_PASS}",
+    "tokens_per_s": "generated tokens per second inside generate() alone: template building, prompt encoding and "
+                    "the processor's construction are outside its clock",
+    "decode_tokens_per_s": "tokens after each call's first per second of generate() after its first token",
+    "ttft_s": "seconds from a generate() call's start to its first token (prefill and the first step), per call",
+    "step_ms": "milliseconds per decoding step after the first, inside generate()",
+    "chars_per_s": f"the public smoke runner's figure: characters of prompt and output per second of {WHOLE_PASS}",
+    "generate_s": "seconds inside generate() over the pass",
+    "template_s": "seconds building the pass's templates, the tokenizer's share included",
+    "tokenize_s": "seconds in the tokenizer while building the pass's templates",
+    "processor_build_s": "seconds constructing the logit processor, over the pass",
+    "pass_s": f"seconds of {WHOLE_PASS}",
+    "joules": "the device's energy counter over the whole pass",
+    "joules_per_token": "joules of the whole pass per generated token",
+    "latency_s": "seconds per generate() call (one request: one batch)",
+    "target_forwards_per_token": "the model's decoding steps (forwards) per generated token",
+    "draft_tokens": "tokens drafted over the pass",
+    "accepted_tokens": "drafted tokens the model accepted over the pass",
+    "draft_tokens_stopped": "tokens the draft could have drafted but its confidence threshold stopped, over the pass",
+    "acceptance_ratio": "accepted tokens per drafted token",
+}
+
 
 @dataclass
 class Pass:
@@ -32,6 +61,8 @@ class Pass:
 
     cache: TokenizerCache
     rows: int = 0
+    #: The distinct molecules (SMILES) of the pass's rows.
+    molecules: set[str] = field(default_factory=set)
     generated_tokens: int = 0
     generate_s: float = 0.0
     #: Per batch: the generate() call's seconds, time to first token and decoding steps.
@@ -64,6 +95,7 @@ class Pass:
         # Every step after each call's first token: prefill apart, rows that ended early still occupy the batch.
         later_steps = sum(steps - 1 for _, _, steps in self.calls)
         return {
+            "molecules_per_s": len(self.molecules) / self.pass_s if self.pass_s > 0 else None,
             "generated_tokens": self.generated_tokens,
             "decode_steps": self.decode_steps,
             "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s > 0 else None,
@@ -72,6 +104,7 @@ class Pass:
             "step_ms": 1000 * decode_s / later_steps if decode_s is not None and later_steps else None,
             # The public smoke runner's figure: every character of prompt and output over the whole loop.
             "chars_per_s": self.chars / self.pass_s if self.pass_s > 0 else None,
+            "generate_s": self.generate_s,
             "template_s": self.template_s,
             "tokenize_s": self.cache.seconds,
             "processor_build_s": self.build_s,
@@ -93,6 +126,7 @@ class Pass:
 
     def add(self, batch: Batch, run: BatchRun, template_s: float) -> None:
         self.rows += len(batch.smiles)
+        self.molecules.update(batch.smiles)
         self.template_s += template_s
         self.build_s += run.build_s
         self.generate_s += run.seconds

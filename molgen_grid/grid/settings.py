@@ -51,6 +51,12 @@ class ReportSettings:
     lower_is_better: List[str] = field(default_factory=list)
     #: A dotted path to a list of sentences a reader must know before trusting a cell's figures.
     warnings: Optional[str] = None
+    #: A dotted path to a mapping (name: value) of where a cell's figures come from (the machine, the sizes of
+    #: what ran): the report lists each name once with its distinct values, under "Context".
+    context: Optional[str] = None
+    #: A dotted path to a mapping from a figure's dotted path to what it counts and what its clock covers: the
+    #: report says it of the figure that ranks the cells.
+    definitions: Optional[str] = None
     #: A figure's timed repeats spread too wide to trust when max / min exceeds `spread_ratio` or their
     #: coefficient of variation (stdev / mean) exceeds `spread_cv`: the report warns, naming the cell and figure.
     #: null: that test is off.

@@ -80,6 +80,31 @@ def test_unconstrained_sampling_and_static_cache() -> None:
     assert any("one timed repeat" in w for w in out["metrics"]["warnings"])
 
 
+def test_a_cpu_side_cell_ranks_by_the_whole_pass_and_states_its_context(two_molecules: Path, tiny: Any) -> None:
+    """cpu_side's shape (4 generations per molecule, the processor on, parallel templates, tokenizer cache):
+    its ranking figure's clock holds generate() and template building, and the cell says where it ran."""
+    cfg = compose(f"data.path={two_molecules}", "sample_size=2", "batch_size=4", "max_new_tokens=200", "warmup=0",
+                  "repeats=2", experiment="cpu_side", template_building="parallel", tokenizer_cache="cached")
+    assert int(cfg.num_generations) == 4
+    out = run_cell(cfg, cpus=2)
+    metrics, molecules = out["metrics"], out["data"]["molecules"]
+    assert out["status"] == "ok" and molecules == 2 and out["metrics"]["tokenizer_cache"]["hits"] == 6
+    # The whole-pass clock each repeat: molecules / molecules_per_s, at least generate()'s plus the templates'.
+    for rate, generate_s, template_s, tokens, tokens_per_s in zip(
+            *(metrics[n]["values"] for n in ("molecules_per_s", "generate_s", "template_s")),
+            metrics["generated_tokens_per_pass"], metrics["tokens_per_s"]["values"]):
+        assert template_s > 0 and abs(generate_s - tokens / tokens_per_s) < 1e-9
+        assert molecules / rate >= generate_s + template_s
+    assert out["definitions"]["metrics.molecules_per_s"].endswith("generate() and decoding the output")
+    context = out["context"]
+    assert context["device"] == "cpu" and "do not transfer to a GPU" in context["caution"]
+    assert context["dtype"] == "float32" and context["draft"] == "none"
+    assert context["model"] == f"embedded (llama), {sum(p.numel() for p in tiny[0].parameters()) / 1e6:.3g}M parameters"
+    other = out["metrics"]["load"]["other_cores"]  # the load the cell measured, said in its context
+    assert context["machine load"].startswith("quiet: " if other <= 0.25 else "shared: "), (other, context)
+
+
+
 @pytest.mark.parametrize("workload", ["matched", "free"])
 def test_processor_on_and_off_run_equal_steps_when_matched(two_molecules: Path, workload: str) -> None:
     settings = (f"data.path={two_molecules}", "sample_size=2", "batch_size=2", "max_new_tokens=300", "warmup=0",

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from molgen_grid.grid import statistics
+from molgen_grid.grid.report.context import context_section, ranking_line
 from molgen_grid.grid.report.tables import HIGH, LOW, WARNING_SEPARATOR, Report, is_true, median_changes, missing, \
     speedup_text
 from molgen_grid.grid.spec import GridSpec
@@ -81,6 +82,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
         within = f" (cells compare only with cells of equal {', '.join(report.within)})" if report.within else ""
         note = f" ({'; '.join(report.baseline_notes)})" if report.baseline_notes else ""
         lines.append(f"Baseline{'s' if len(baselines) > 1 else ''}{within}: {shown}{note}.")
+    lines += ["", ranking_line(figures[0], report.definitions)]
     lines += [line for best in report.best for line in ("", best_line(report, best))]
     table = pd.DataFrame({"cell": labels, "state": frame["state"]})
     for figure in figures:
@@ -96,6 +98,7 @@ def markdown(spec: GridSpec, report: Report, plots: list[str], limit: int | None
               f"{plural(report.tests, 'comparison')} with a baseline in this report, is >= {statistics.ALPHA}; "
               "report.csv has both, `p_value` and `p_holm`), so the speed-up is within the noise; `(1 repeat)`: a "
               "figure from one timed repeat, which no test can judge." + pooled_note(report), ""]
+    lines += context_section(report.context)
     lines += warnings_section(frame, labels)
     for text, pairs in report.comparisons.items():
         lines += [f"## {text}", ""]

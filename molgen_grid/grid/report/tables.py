@@ -17,6 +17,7 @@ from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.figures import Figure, figures_of
 from molgen_grid.grid.follow import census
 from molgen_grid.grid.plan import Entry, setting_keys
+from molgen_grid.grid.report.context import Tally, tally
 from molgen_grid.grid.overrides import close_match
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import COMPLETE, DONE, STALE
@@ -323,6 +324,9 @@ class Report:
     tests: int = 0
     #: The settings whose cells are replicates of one configuration, pooled by the tests (`grid.report.pool`).
     pool: list[str] = field(default_factory=list)
+    #: The summaries' context lines (`grid.report.context`) and figure definitions (`grid.report.definitions`).
+    context: Tally = field(default_factory=dict)
+    definitions: Tally = field(default_factory=dict)
 
 
 def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
@@ -337,7 +341,8 @@ def nothing_to_report(spec: GridSpec, entries: list[Entry]) -> str:
 
 
 def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
-    figures = figures_of(spec.settings, finished_summaries(spec, entries))
+    summaries = finished_summaries(spec, entries)
+    figures = figures_of(spec.settings, summaries)
     if not figures:
         raise InputError(nothing_to_report(spec, entries))
     ranked = ranked_states(spec.settings)
@@ -359,4 +364,5 @@ def build(spec: GridSpec, entries: list[Entry], compares: list[str]) -> Report:
     return Report(frame, keys, label(frame), baselines, notes, best_rows(frame, figures[0], ranked, within),
                   within,
                   {text: compare(frame, keys, figures, text, ranked) for text in compares}, pending, figures,
-                  ranked, tests, pool)
+                  ranked, tests, pool, tally(summaries, spec.settings.report.get("context")),
+                  tally(summaries, spec.settings.report.get("definitions")))
