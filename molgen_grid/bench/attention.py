@@ -15,6 +15,7 @@ prefill and the first decode step (whose query transformers may have reshaped: t
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -69,10 +70,14 @@ def implementation(attention: Any) -> str:
 
 
 def prepare(attention: Any, dtype: torch.dtype) -> None:
-    """Refuse what cannot run, and set what a backend needs before its first call (its environment)."""
+    """Refuse what cannot run (before anything loads), and set what a backend needs before its first call (its environment)."""
     if attention.implementation == "flash_attention_2" and dtype not in HALF_PRECISION:
         raise Unsupported(f"FlashAttention-2 runs in float16 or bfloat16 only; this cell's model runs in "
                           f"{str(dtype).removeprefix('torch.')} (set model.dtype=bfloat16 on a GPU)")
+    if attention.implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        # Without it transformers would fetch the kernels-community/flash-attn2 kernel from the Hub instead.
+        raise Unsupported("flash_attention_2 needs the flash-attn package, which is not installed here (nothing is "
+                          "fetched at run time: no Hub kernel stands in for it)")
     for name, value in (attention.get("environment") or {}).items():
         os.environ[str(name)] = str(value)
 

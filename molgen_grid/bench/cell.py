@@ -25,7 +25,8 @@ from molgen_grid.bench.decoding import draft_directory
 from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import checkpoint_files, directory_files, load, resolve_device, resolve_dtype
+from molgen_grid.bench.model import (checkpoint_files, directory_files, hub_offline, load, resolve_device,
+                                    resolve_dtype)
 from molgen_grid.bench.passes import Pass, compiled_frames, run_pass, timed_passes, warm_up
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
@@ -146,7 +147,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})
     return {"status": "ok", "metrics": metrics,
             "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
-                        "decoding": generator.decoding.applied()},
+                        "decoding": generator.decoding.applied(), "hub": loaded.hub},
             "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled}
 
 
@@ -163,19 +164,23 @@ class Loaded:
     #: What quantization applied (quantization.py), and the checkpoint's load seconds (without it).
     quantized: dict[str, Any]
     load_s: float
+    #: The Hub switch the cell's process saw (model.hub_offline()).
+    hub: dict[str, Any]
 
 
 def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
     """The model (loaded, then quantized as the cell says), its work planned, and the generator that runs it."""
     dtype = resolve_dtype(str(cfg.model.dtype), device)
     attention.prepare(cfg.attention, dtype)
+    hub = hub_offline()
     loading = time.perf_counter()
     model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
     load_s = time.perf_counter() - loading
     quantized = quantize(model, cfg.quantization)
     workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
                              str(cfg.workload), int(cfg.max_new_tokens))
-    return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s)
+    return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s,
+                  hub)
 
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import compose, generate_batch
+from .conftest import compose, generate_batch, run_cell
 
 CONF = Path(__file__).resolve().parents[2] / "molgen_grid" / "conf"
 #: The experiments that reproduce the seed's KV-cache tables (phases 1, 2, 2.5 and the combinations).
@@ -36,3 +36,36 @@ def test_sampling_says_its_top_k_read_back_from_the_warpers_generate_built(
     applied = generate_batch(*tiny, cfg, ["CCO"]).applied
     assert applied["do_sample"] is True and applied["top_k"] == top_k
     assert ("TopKLogitsWarper" in applied["processors"]) is warper
+
+
+def test_the_hub_is_off_in_a_cells_process_before_transformers_is_imported() -> None:
+    """A fresh process, its environment without the switch, imports the cell's task as the engine does."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("from molgen_grid.grid.dotted import load; load('molgen_grid.bench.cell.run_cell'); "
+            "import huggingface_hub.constants as c, transformers.utils.hub as h; print(c.HF_HUB_OFFLINE, "
+            "h.is_offline_mode())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["True", "True"], done.stderr[-2000:]
+
+
+def test_flash_attention_2_without_flash_attn_is_unsupported_before_the_model_loads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bfloat16, so only the missing package refuses it; transformers would otherwise fetch a Hub kernel."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM
+
+    assert importlib.util.find_spec("flash_attn") is None  # this machine: the package is not installed
+
+    def no_load(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_load)
+    out = run_cell(compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1",
+                           "model.dtype=bfloat16", attention="flash_attention_2"), cpus=1)
+    assert out["status"] == "unsupported"
+    assert out["reason"].startswith("flash_attention_2 needs the flash-attn package, which is not installed here")
