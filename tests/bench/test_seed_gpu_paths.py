@@ -69,3 +69,69 @@ def test_flash_attention_2_without_flash_attn_is_unsupported_before_the_model_lo
                            "model.dtype=bfloat16", attention="flash_attention_2"), cpus=1)
     assert out["status"] == "unsupported"
     assert out["reason"].startswith("flash_attention_2 needs the flash-attn package, which is not installed here")
+
+
+class FakeCudaForTest:
+    """Stands in for torch.cuda's peak-memory reset: records the devices it was asked to reset."""
+
+    def __init__(self) -> None:
+        self.reset: list[Any] = []
+
+    def reset_peak_memory_stats(self, device: Any) -> None:
+        self.reset.append(device)
+
+
+def test_peak_gpu_memory_starts_over_on_cuda_only_fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from molgen_grid.bench.measure import reset_peak_gpu_memory
+
+    fake = FakeCudaForTest()
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", fake.reset_peak_memory_stats)
+    reset_peak_gpu_memory(torch.device("cpu"))
+    reset_peak_gpu_memory(torch.device("cuda", 0))
+    assert fake.reset == [torch.device("cuda", 0)]
+
+
+def test_static_cell_probes_its_own_cache_resets_the_peak_before_timing_and_counts_graph_records_fake_capture(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faked: each timed pass records one CUDA graph, through torch's own record timer (what cudagraph trees
+    do on a GPU when a shape or a static input changed), so the count is read back from torch."""
+    from torch._dynamo.utils import dynamo_timed
+
+    import molgen_grid.bench.passes as passes
+
+    events: list[str] = []
+    reset, run_pass = passes.reset_peak_gpu_memory, passes.run_pass
+
+    def resetting(device: Any) -> None:
+        events.append("reset")
+        reset(device)
+
+    def fake_capture_in_timed_passes(*args: Any, **kwargs: Any) -> Any:
+        out = run_pass(*args, **kwargs)
+        events.append("pass")
+        if "reset" in events:
+            with dynamo_timed("CUDAGraphNode.record"):
+                pass
+        return out
+
+    monkeypatch.setattr(passes, "reset_peak_gpu_memory", resetting)
+    monkeypatch.setattr(passes, "run_pass", fake_capture_in_timed_passes)
+    out = run_cell(compose("sample_size=2", "batch_size=2", "max_new_tokens=8", "warmup=1", "repeats=2",
+                           logit_processor="none", kv_cache="static"), cpus=1)
+    assert out["status"] == "ok", out.get("reason")
+    assert out["applied"]["sdpa_probe_cache"] == "StaticCache" and out["applied"]["cache"] == "StaticCache"
+    assert events == ["pass", "reset", "pass", "pass"]  # warm-up, then the reset, then the two timed passes
+    assert out["metrics"]["cuda_graph_records"] == {"warmup": 0, "timed": 2}
+    assert "2 CUDA graphs recorded during the timed passes: their capture time is in the figures" \
+        in out["metrics"]["warnings"]
+    assert out["applied"]["hub"] == {"offline": True, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_a_dynamic_cell_probes_a_dynamic_cache(tiny: tuple[Any, Any]) -> None:
+    from molgen_grid.bench.first_steps import first_steps
+
+    model, tokenizer = tiny
+    inputs = dict(tokenizer(["[SMILES]CCO[/SMILES]"], return_tensors="pt"))
+    assert first_steps(model.forward, inputs, None).cache == "DynamicCache"
