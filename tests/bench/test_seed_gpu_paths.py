@@ -135,3 +135,59 @@ def test_a_dynamic_cell_probes_a_dynamic_cache(tiny: tuple[Any, Any]) -> None:
     model, tokenizer = tiny
     inputs = dict(tokenizer(["[SMILES]CCO[/SMILES]"], return_tensors="pt"))
     assert first_steps(model.forward, inputs, None).cache == "DynamicCache"
+
+
+class FakeNvmlForTest:
+    """Stands in for pynvml: one GPU whose compute processes are `pids` (the host's pids, as NVML gives them)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(pid=pid) for pid in self.pids]
+
+
+HOST_NS, CONTAINER_NS = "pid:[4026531836]", "pid:[4026532999]"
+
+
+@pytest.mark.parametrize("namespace, listed, others, warning", [
+    (HOST_NS, ["own", 4242], [4242], "other processes used the GPU during the cell (pids 4242)"),
+    (HOST_NS, ["own"], [], None),
+    (CONTAINER_NS, [98765], None, None),  # the cell itself, under its host pid: not another process
+    (CONTAINER_NS, [98765, 4242], None, "at least 1 other processes used the GPU during the cell (NVML listed 2)"),
+])
+def test_gpu_sharing_is_told_right_on_a_host_and_in_a_container_fake_nvml(
+        monkeypatch: pytest.MonkeyPatch, namespace: str, listed: list[Any], others: list[int] | None,
+        warning: str | None) -> None:
+    import os
+    import sys
+
+    from molgen_grid.bench import machine
+
+    readlink = os.readlink
+    monkeypatch.setattr(os, "readlink", lambda path, *a, **k: namespace if str(path) == "/proc/self/ns/pid"
+                        else readlink(path, *a, **k))
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvmlForTest([os.getpid() if p == "own" else p for p in listed]))
+    block, warnings = machine.competition(machine.snapshot(True), machine.snapshot(True))
+    assert block["gpu_other_processes"] == others
+    assert (block["gpu_sharing"] == "by pid") is (namespace == HOST_NS)
+    if namespace == CONTAINER_NS:
+        assert block["gpu_sharing"].startswith("this process runs in a PID namespace of its own (a container)")
+    assert [w for w in warnings if "GPU" in w] == ([warning] if warning else [])
