@@ -191,3 +191,29 @@ def test_gpu_sharing_is_told_right_on_a_host_and_in_a_container_fake_nvml(
     if namespace == CONTAINER_NS:
         assert block["gpu_sharing"].startswith("this process runs in a PID namespace of its own (a container)")
     assert [w for w in warnings if "GPU" in w] == ([warning] if warning else [])
+
+
+@pytest.mark.parametrize("option, kv_heads", [("sdpa", 2), ("sdpa_repeated_kv", 4), ("sdpa_math", 4)])
+def test_the_kv_head_copy_is_the_options_own_read_back_from_the_tensors_sdpa_saw(
+        monkeypatch: pytest.MonkeyPatch, option: str, kv_heads: int) -> None:
+    """The tiny model has 4 query heads and 2 key/value heads. On a row with no padding (no mask), sdpa
+    (transformers' own) passes the 2 grouped heads; sdpa_repeated_kv and the forced backends copy them to 4,
+    so they compare without the copy's confound."""
+    import torch
+    import torch.nn.functional as F
+
+    from molgen_grid.bench.model import load
+
+    seen: list[int] = []
+    original = F.scaled_dot_product_attention
+
+    def recording(query: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(key.shape[1])
+        return original(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    cfg = compose("max_new_tokens=4", attention=option, logit_processor="none")
+    model, tokenizer = load(cfg.model, cfg.attention, torch.device("cpu"), torch.float32)
+    generate_batch(model, tokenizer, cfg, ["CCO"])
+    assert model.config.num_attention_heads == 4 and set(seen) == {kv_heads}
+
