@@ -7,6 +7,9 @@ mask, and packs the query heads at decode steps: the memory-efficient kernel ref
 padding). Forced cells therefore run `sdpa_forced`: the key and value heads repeated to the query heads
 (plain multi-head attention, the shape every backend takes), then transformers' own SDPA function and masks.
 When the backend still refuses, torch's per-backend reasons (its warnings) are kept in the cell's reason.
+The copy costs memory traffic that transformers' own `sdpa` skips where a call has no mask, so
+`sdpa_repeated_kv` runs the same copy on every call with PyTorch choosing the backend (`repeat_kv: true`):
+forced backends compare with it without that confound, and `sdpa` against it measures the copy.
 
 Which backend really ran is probed once per cell (`backend_probe`): torch's own dispatcher
 (`torch._fused_sdp_choice`) is asked, with the same tensors and under the same forced backend, at the first
@@ -15,6 +18,7 @@ prefill and the first decode step (whose query transformers may have reshaped: t
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -64,15 +68,22 @@ AttentionMaskInterface.register(FORCED, sdpa_mask)
 
 
 def implementation(attention: Any) -> str:
-    """The attention implementation a cell loads: `sdpa_forced` where an SDPA backend is forced."""
-    return FORCED if attention.get("sdpa_backend") else str(attention.implementation)
+    """The attention implementation a cell loads: `sdpa_forced` where an SDPA backend is forced or the key/value
+    heads are repeated (`repeat_kv`)."""
+    repeated = attention.get("repeat_kv") and attention.implementation == "sdpa"
+    return FORCED if attention.get("sdpa_backend") or repeated else str(attention.implementation)
 
 
 def prepare(attention: Any, dtype: torch.dtype) -> None:
-    """Refuse what cannot run, and set what a backend needs before its first call (its environment)."""
+    """Refuse what cannot run (before anything loads), and set what a backend needs before its first call (its
+    environment)."""
     if attention.implementation == "flash_attention_2" and dtype not in HALF_PRECISION:
         raise Unsupported(f"FlashAttention-2 runs in float16 or bfloat16 only; this cell's model runs in "
                           f"{str(dtype).removeprefix('torch.')} (set model.dtype=bfloat16 on a GPU)")
+    if attention.implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        # Without it transformers would fetch the kernels-community/flash-attn2 kernel from the Hub instead.
+        raise Unsupported("flash_attention_2 needs the flash-attn package, which is not installed here (nothing is "
+                          "fetched at run time: no Hub kernel stands in for it)")
     for name, value in (attention.get("environment") or {}).items():
         os.environ[str(name)] = str(value)
 

@@ -26,8 +26,10 @@ from molgen_grid.bench.decoding import draft_directory
 from molgen_grid.bench.etkdg import reference_point
 from molgen_grid.bench.generate import Generator
 from molgen_grid.bench.measure import noisy, peak_gpu_memory_mb, peak_rss_mb, spread
-from molgen_grid.bench.model import checkpoint_files, directory_files, load, resolve_device, resolve_dtype
-from molgen_grid.bench.passes import DEFINITIONS, Pass, compiled_frames, run_pass, timed_passes, warm_up
+from molgen_grid.bench.model import (checkpoint_files, directory_files, hub_offline, load, resolve_device,
+                                    resolve_dtype)
+from molgen_grid.bench.passes import (DEFINITIONS, Pass, compiled_frames, cuda_graph_records, run_pass, timed_passes,
+                                      warm_up)
 from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
@@ -83,7 +85,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     workers = resolve_workers(cfg.template_building, cpus)
     data = {"source": molecules.source, "molecules": len(molecules.smiles), "invalid_rows": len(molecules.invalid),
             "reference_conformers": sum(len(v) for v in molecules.references.values()), "rows": len(rows)}
-    before = machine.snapshot(device.type == "cuda")
+    before, graphs_before = machine.snapshot(device.type == "cuda"), cuda_graph_records()
     record_inputs(cfg, cell)
     watchdog = Watchdog(cell.give_up)
     unsupported = {"status": "unsupported", "metrics": {}, "quality": {}, "provenance": provenance(device),
@@ -97,11 +99,11 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
             generator, workload = loaded.generator, loaded.workload
             data["batches"] = len(workload.batches)
             warm = warm_up(generator, workload, cfg, workers, watchdog)
-            frames = compiled_frames()
+            frames, graphs = compiled_frames(), cuda_graph_records()
             meter = energy_meter(f"GPU-{torch.cuda.get_device_properties(device).uuid}"
                                  if device.type == "cuda" else None)
             passes = timed_passes(generator, workload, cfg, workers, watchdog, warm.pass_estimate_s, meter)
-            recompiles = compiled_frames() - frames
+            recompiles, rerecords = compiled_frames() - frames, cuda_graph_records() - graphs
             profiled = profile_block(cfg, generator, workload, workers, watchdog, device, cell)
         except KeyboardInterrupt:
             if watchdog.fired is None:
@@ -126,6 +128,8 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "workload": workload.mode,
         "cache_length": workload.cache_length if generator.static else None,
         "recompiles": recompiles,
+        # CUDA graphs recorded in warm-up, and recorded again in the timed passes (each a capture's cost).
+        "cuda_graph_records": {"warmup": graphs - graphs_before, "timed": rerecords},
         "wall_s": time.perf_counter() - started,
         "load_s": loaded.load_s,
         "compile_s": warm.compile_s,
@@ -143,15 +147,15 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "tokenizer_cache": {"enabled": last.cache.enabled, "hits": last.cache.hits, "misses": last.cache.misses},
         "torch_threads": torch.get_num_threads(),
         "load": load_block,
-        "warnings": cell_warnings(cfg, metrics, len(passes), recompiles, device, molecules) + load_warnings
-        + [w for w in [warm.warning()] if w],
+        "warnings": cell_warnings(cfg, metrics, len(passes), (recompiles, rerecords), device, molecules)
+        + load_warnings + [w for w in [warm.warning()] if w],
     })
     quality_block, generations = judged(cfg, rows, last, molecules)
     cell.write_json("results.json", {"cell": cell.name, "generations": generations})
     return {"status": "ok", "metrics": metrics,
             "applied": {**applied(cfg, generator, last, warm, device), "quantization": loaded.quantized,
                         "decoding": generator.decoding.applied(),
-                        "prompt_cache": generator.prompt_cache.applied()},
+                        "prompt_cache": generator.prompt_cache.applied(), "hub": loaded.hub},
             "quality": quality_block, "provenance": provenance(device), "data": data, "profile": profiled,
             "context": cell_context(device, cfg, generator.model, loaded.model_size, generator.decoding.draft,
                                     load_block),
@@ -173,12 +177,15 @@ class Loaded:
     load_s: float
     #: The model's parameters as loaded, before quantization repacks its weights.
     model_size: str
+    #: The Hub switch the cell's process saw (model.hub_offline()).
+    hub: dict[str, Any]
 
 
 def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
     """The model (loaded, then quantized as the cell says), its work planned, and the generator that runs it."""
     dtype = resolve_dtype(str(cfg.model.dtype), device)
     attention.prepare(cfg.attention, dtype)
+    hub = hub_offline()
     loading = time.perf_counter()
     model, tokenizer = load(cfg.model, cfg.attention, device, dtype)
     load_s = time.perf_counter() - loading
@@ -187,7 +194,7 @@ def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
     workload = plan_workload(rows, int(cfg.batch_size), tokenizer, str(cfg.logit_processor.kind),
                              str(cfg.workload), int(cfg.max_new_tokens))
     return Loaded(Generator(model, tokenizer, cfg, device, workload.cache_length), workload, quantized, load_s,
-                  model_size)
+                  model_size, hub)
 
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,
@@ -203,15 +210,19 @@ def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, w
                              int(cfg.profile.top_ops))
 
 
-def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiles: int, device: torch.device,
-                  molecules: Any) -> list[str]:
-    """What a reader of the figures must know before comparing them."""
+def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiled: tuple[int, int],
+                  device: torch.device, molecules: Any) -> list[str]:
+    """What a reader of the figures must know before comparing them (`recompiled`: the timed passes' recompiles
+    and CUDA-graph records)."""
+    recompiles, rerecords = recompiled
     found = [w for w in (noisy(n, metrics[n]) for n in ("tokens_per_s", "step_ms")) if w]
     if repeats == 1:
         found.append("one timed repeat: no spread, and no test against another cell can call a difference real")
     if recompiles:
         found.append(f"{recompiles} torch.compile recompilations during the timed passes: their time is in the "
                      "figures (warm-up did not cover every shape)")
+    if rerecords:
+        found.append(f"{rerecords} CUDA graphs recorded during the timed passes: their capture time is in the figures")
     if cfg.gpu.get("executor") == "slurm" and device.type != "cuda":
         found.append(f"a GPU partition's cell ran on {device} (no CUDA in the job): not GPU figures")
     return found + [w for w in [invalid_rows_warning(molecules.source, molecules.invalid)] if w]
@@ -225,6 +236,7 @@ def applied(cfg: Any, generator: Generator, last: Pass, warm: Any, device: torch
         "attention": generator.model.config._attn_implementation,
         "sdpa_backend": generator.sdpa_backend,
         "sdpa_backend_ran": warm.backends or None,
+        "sdpa_probe_cache": warm.probe_cache,
         "attention_environment": dict(cfg.attention.get("environment") or {}),
         "compile": None if generator.compiler is None else generator.compiler.config.to_dict(),
         "forward_calls": None if generator.compiler is None else dict(generator.compiler.calls),

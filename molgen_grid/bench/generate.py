@@ -31,7 +31,8 @@ from molgen_grid.bench.templates import Template
 from molgen_grid.bench.workload import Batch
 
 #: The sampling settings generate() received, read back from its generation config and warpers.
-GENERATION_KEYS = ("do_sample", "num_beams", "temperature", "top_p", "min_p", "max_new_tokens", "min_new_tokens")
+GENERATION_KEYS = ("do_sample", "num_beams", "temperature", "top_k", "top_p", "min_p", "max_new_tokens",
+                   "min_new_tokens")
 
 
 def sampling_kwargs(sampling: Any) -> dict[str, Any]:
@@ -87,9 +88,11 @@ class GenerateProbe:
         processors = self.seen["processors"]
         out: dict[str, Any] = {k: getattr(config, k, None) for k in GENERATION_KEYS}
         # What the warpers really apply: transformers adds one only where it changes something, so a sampling
-        # call without a temperature or top-p warper samples at temperature 1 from the whole distribution.
-        neutral = {"temperature": 1.0, "top_p": 1.0, "min_p": None} if config.do_sample else dict.fromkeys(out)
-        for name in ("temperature", "top_p", "min_p"):
+        # call without a temperature, top-k or top-p warper samples at temperature 1 from the whole distribution
+        # (top_k 0). Unset, top_k is transformers' default 50: a top-k warper, read back here.
+        neutral = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": None} if config.do_sample \
+            else dict.fromkeys(out)
+        for name in ("temperature", "top_k", "top_p", "min_p"):
             out[name] = next((getattr(p, name) for p in processors if hasattr(p, name)), neutral[name])
         out["processors"] = [type(p).__name__ for p in processors]
         return out

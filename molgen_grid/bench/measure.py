@@ -107,7 +107,13 @@ def peak_rss_mb() -> float:
 
 
 def peak_gpu_memory_mb(device: torch.device) -> tuple[float | None, float | None]:
-    """Peak CUDA memory allocated and reserved by this process (None, None off CUDA)."""
+    """Peak CUDA memory allocated and reserved since the timed passes began (None, None off CUDA)."""
     if device.type != "cuda":
         return None, None
     return torch.cuda.max_memory_allocated(device) / 2**20, torch.cuda.max_memory_reserved(device) / 2**20
+
+
+def reset_peak_gpu_memory(device: torch.device) -> None:
+    """Start CUDA's peak memory over, so the peak reported is the timed passes' own (not load or compile)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)

@@ -7,6 +7,7 @@ implementation is chosen the same way. Nothing is downloaded or trained at run t
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if not isinstance(resolved, torch.dtype):
         raise InputError(f"model.dtype {dtype!r} is not a torch dtype: use auto, float32, bfloat16 or float16")
     return resolved
+
+
+def hub_offline() -> dict[str, Any]:
+    """Switch the Hub off in this process and say what the cell sees. huggingface_hub read HF_HUB_OFFLINE when
+    first imported, which may have been before the benchmark set it (bench/__init__.py); its requests and
+    transformers' own check read `constants.HF_HUB_OFFLINE` at call time, so setting it here still holds."""
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+    return {"offline": constants.is_offline_mode(),
+            **{name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}}
 
 
 def _directory(key: str, value: Any) -> Path:

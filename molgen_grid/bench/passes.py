@@ -20,6 +20,7 @@ import torch
 from molgen_grid.bench.encoding import prompt
 from molgen_grid.bench.first_steps import first_steps, judge
 from molgen_grid.bench.generate import BatchRun, Generator
+from molgen_grid.bench.measure import reset_peak_gpu_memory
 from molgen_grid.bench.templates import TokenizerCache, build_templates
 from molgen_grid.bench.trackers.energy import EnergyMeter
 from molgen_grid.bench.watchdog import Watchdog
@@ -168,6 +169,14 @@ def compiled_frames() -> int:
     return int(counters["frames"]["total"])
 
 
+def cuda_graph_records() -> int:
+    """CUDA graphs recorded in this process so far: torch's cudagraph trees time each recording (a re-record
+    included) as "CUDAGraphNode.record" in dynamo's compilation metrics. Zero where none is captured (a CPU)."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    return len(compilation_time_metrics.get("CUDAGraphNode.record", []))
+
+
 @dataclass
 class WarmUp:
     #: The compile's seconds (each shape's first call minus a warm call of it), None when nothing compiles.
@@ -180,6 +189,8 @@ class WarmUp:
     round_s: list[float] = field(default_factory=list)
     #: Whether the last round was within the tolerance of the one before (None: no warm-up, or too few rounds).
     settled: bool | None = None
+    #: The cache class those first steps ran on (the cell's own: static or dynamic).
+    probe_cache: str | None = None
 
     def warning(self) -> str | None:
         """A warning when warm-up ended at its maximum with its last two rounds still apart."""
@@ -196,16 +207,18 @@ def settled(round_s: list[float], tolerance: float) -> bool | None:
     return abs(round_s[-1] - round_s[-2]) <= tolerance * round_s[-2]
 
 
-def check_first_steps(generator: Generator, shapes: list[Batch], cfg: Any) -> dict[str, str]:
-    """Each shape's first steps: finite scores on every row (else the cell stops), and the backend that runs."""
+def check_first_steps(generator: Generator, shapes: list[Batch], cfg: Any, result: WarmUp) -> None:
+    """Each shape's first steps, on the cell's own cache: finite scores on every row (else the cell stops), and
+    the backend that runs and the cache it ran on (into `result`)."""
     forward = generator.compiler.eager if generator.compiler is not None else generator.model.forward
-    backends: dict[str, str] = {}
     for batch in shapes:
-        steps = first_steps(forward, generator.encode(batch.smiles), generator.sdpa_backend)
-        judge(steps, len(batch.smiles), str(cfg.numerics),
+        rows = len(batch.smiles)
+        cache = (lambda: generator.cache(rows)) if generator.static else None
+        steps = first_steps(forward, generator.encode(batch.smiles), generator.sdpa_backend, cache)
+        judge(steps, rows, str(cfg.numerics),
               f"attention {generator.model.config._attn_implementation}, {generator.model.dtype}")
-        backends = backends or steps.backends
-    return backends
+        result.backends = result.backends or steps.backends
+        result.probe_cache = result.probe_cache or steps.cache
 
 
 def warm_up(generator: Generator, workload: Workload, cfg: Any, workers: int, watchdog: Watchdog) -> WarmUp:
@@ -215,7 +228,7 @@ def warm_up(generator: Generator, workload: Workload, cfg: Any, workers: int, wa
     shapes, result = workload.distinct(), WarmUp()
     least, most = int(cfg.warmup), max(int(cfg.warmup), int(cfg.warmup_max))
     with watchdog.guard(float(cfg.hang.warmup_s), "warm-up"):
-        result.backends = check_first_steps(generator, shapes, cfg)  # cheap, and never skipped
+        check_first_steps(generator, shapes, cfg, result)  # cheap, and never skipped
         if least < 1:
             return result
         calls = []
@@ -236,7 +249,9 @@ def timed_passes(generator: Generator, workload: Workload, cfg: Any, workers: in
                  estimate_s: float | None, meter: EnergyMeter) -> list[Pass]:
     """`cfg.repeats` passes over every batch, each bounded by `hang.factor` times the expected pass (at least
     `hang.min_s`); without warm-up the first pass is bounded by `hang.warmup_s` and sets the estimate. The meter
-    reads the energy counter around each pass (generate() has synchronised the device at its end)."""
+    reads the energy counter around each pass (generate() has synchronised the device at its end); the GPU's
+    peak memory starts over here."""
+    reset_peak_gpu_memory(generator.device)
     passes: list[Pass] = []
     for index in range(int(cfg.repeats)):
         budget = float(cfg.hang.warmup_s) if estimate_s is None else max(float(cfg.hang.min_s),

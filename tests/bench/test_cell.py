@@ -168,7 +168,7 @@ def test_flash_attention_2_in_half_precision_without_flash_attn_says_so() -> Non
     cfg = compose("sample_size=1", "batch_size=1", "max_new_tokens=4", "warmup=0", "repeats=1", "model.dtype=bfloat16",
                   attention="flash_attention_2")
     out = run_cell(cfg, cpus=1)
-    assert out["status"] == "unsupported" and "FlashAttention2" in out["reason"], out["reason"]
+    assert out["status"] == "unsupported" and "needs the flash-attn package" in out["reason"], out["reason"]
 
 
 def test_a_checkpoint_cut_short_passes_the_pre_check_and_fails_its_cell_with_the_loaders_error(
