@@ -119,7 +119,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     last = passes[-1]
     peak_allocated, peak_reserved = peak_gpu_memory_mb(device)
     metrics.update({
-        # Tokens and steps of one pass (every pass generates the same rows from the same seed).
+        # Tokens and steps of the last pass (greedy passes all alike; a sampling cell's differ: see the lists).
         "generated_tokens": last.generated_tokens,
         "generated_tokens_per_pass": [f["generated_tokens"] for f in per_pass],
         "decode_steps": last.decode_steps,
@@ -133,6 +133,11 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "warmup": int(cfg.warmup),
         "warmup_shapes": len(workload.distinct()),
         "repeats": len(passes),
+        "repeat_seeds": [p.seed for p in passes],
+        # Which trajectory each repeat followed: a digest of its generated texts (equal digests, equal texts).
+        "texts_sha256_per_pass": [p.digest() for p in passes],
+        # Each repeat's generations checked (quality below judges the last pass's in full).
+        "valid_fraction": spread(valid_fractions(rows, passes)),
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mem_mb": peak_allocated,
         "peak_gpu_reserved_mb": peak_reserved,
@@ -238,6 +243,15 @@ def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> tuple[dict[
         block["reference_point"] = reference_point(molecules.smiles, int(cfg.num_generations), molecules.references,
                                                    threshold, int(cfg.seed))
     return block, generations
+
+
+def valid_fractions(rows: list[str], passes: list[Pass]) -> list[float | None]:
+    """Each pass's fraction of valid generations; passes with the same texts (greedy repeats) checked once."""
+    judged: dict[tuple[str, ...], float | None] = {}
+    for texts in (tuple(p.texts) for p in passes):
+        if texts not in judged:
+            judged[texts] = quality([check_generation(s, t) for s, t in zip(rows, texts)])["valid_fraction"]
+    return [judged[tuple(p.texts)] for p in passes]
 
 
 def median_of(values: list[float | None]) -> float | None:
