@@ -31,7 +31,7 @@ from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
 from molgen_grid.bench.trackers.energy import energy_meter
-from molgen_grid.bench.trackers.ncu import ncu_executable, ncu_profile
+from molgen_grid.bench.trackers.ncu import ProfileError, ncu_executable, ncu_profile
 from molgen_grid.bench.trackers.profile import profiled_pass
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.bench.watchdog import Watchdog
@@ -185,15 +185,20 @@ def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,
                   device: torch.device, cell: Any) -> dict[str, Any] | None:
-    """`profile=torch`: one pass more, under the profiler; `profile=ncu`: the first batch again, in a process
-    of its own under Nsight Compute. Bounded as the first timed pass was; None without a profile."""
+    """`profile=torch`: one pass more, under the profiler; `profile=ncu`: a window of the first batch's steps,
+    in a process of its own under Nsight Compute. Bounded as the first timed pass was; None without a profile.
+    A profiler that fails or is refused costs the profile, never the timed figures: `{"kind", "error"}`."""
     if cfg.profile.kind == "none":
         return None
-    with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+    try:
         if cfg.profile.kind == "ncu":
-            return ncu_profile(cfg, cell.dir)
-        return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
-                             int(cfg.profile.top_ops))
+            return ncu_profile(cfg, cell.dir, watchdog)
+        with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+            return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
+                                 int(cfg.profile.top_ops))
+    except Exception as exc:  # the profiler's failure, whatever raised it (a hang still ends the cell)
+        return {"kind": str(cfg.profile.kind), "error": str(exc) if isinstance(exc, ProfileError)
+                else f"{type(exc).__name__}: {exc}"}
 
 
 def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiles: int, device: torch.device,
