@@ -34,7 +34,7 @@ from molgen_grid.bench.provenance import provenance
 from molgen_grid.bench.quantization import quantize
 from molgen_grid.bench.templates import resolve_workers
 from molgen_grid.bench.trackers.energy import energy_meter
-from molgen_grid.bench.trackers.ncu import ncu_executable, ncu_profile
+from molgen_grid.bench.trackers.ncu import ProfileError, ncu_executable, ncu_profile
 from molgen_grid.bench.trackers.profile import profiled_pass
 from molgen_grid.bench.validate import check_generation, quality, rmsd_quality
 from molgen_grid.bench.watchdog import Watchdog
@@ -120,7 +120,7 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
     last = passes[-1]
     peak_allocated, peak_reserved = peak_gpu_memory_mb(device)
     metrics.update({
-        # Tokens and steps of one pass (every pass generates the same rows from the same seed).
+        # Tokens and steps of the last pass (greedy passes all alike; a sampling cell's differ: see the lists).
         "generated_tokens": last.generated_tokens,
         "generated_tokens_per_pass": [f["generated_tokens"] for f in per_pass],
         "decode_steps": last.decode_steps,
@@ -140,6 +140,11 @@ def run_cell(cfg: Any, cell: Any) -> dict[str, Any]:
         "warmup_settled": warm.settled,
         "warmup_shapes": len(workload.distinct()),
         "repeats": len(passes),
+        "repeat_seeds": [p.seed for p in passes],
+        # Which trajectory each repeat followed: a digest of its generated texts (equal digests, equal texts).
+        "texts_sha256_per_pass": [p.digest() for p in passes],
+        # Each repeat's generations checked (quality below judges the last pass's in full).
+        "valid_fraction": spread(valid_fractions(rows, passes)),
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mem_mb": peak_allocated,
         "peak_gpu_reserved_mb": peak_reserved,
@@ -199,15 +204,20 @@ def load_generator(cfg: Any, device: torch.device, rows: list[str]) -> Loaded:
 
 def profile_block(cfg: Any, generator: Generator, workload: Any, workers: int, watchdog: Watchdog,
                   device: torch.device, cell: Any) -> dict[str, Any] | None:
-    """`profile=torch`: one pass more, under the profiler; `profile=ncu`: the first batch again, in a process
-    of its own under Nsight Compute. Bounded as the first timed pass was; None without a profile."""
+    """`profile=torch`: one pass more, under the profiler; `profile=ncu`: a window of the first batch's steps,
+    in a process of its own under Nsight Compute. Bounded as the first timed pass was; None without a profile.
+    A profiler that fails or is refused costs the profile, never the timed figures: `{"kind", "error"}`."""
     if cfg.profile.kind == "none":
         return None
-    with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+    try:
         if cfg.profile.kind == "ncu":
-            return ncu_profile(cfg, cell.dir)
-        return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
-                             int(cfg.profile.top_ops))
+            return ncu_profile(cfg, cell.dir, watchdog)
+        with watchdog.guard(float(cfg.hang.warmup_s), "profiled pass"):
+            return profiled_pass(lambda: run_pass(generator, workload.batches, cfg, workers), device, cell.dir,
+                                 int(cfg.profile.top_ops))
+    except Exception as exc:  # the profiler's failure, whatever raised it (a hang still ends the cell)
+        return {"kind": str(cfg.profile.kind), "error": str(exc) if isinstance(exc, ProfileError)
+                else f"{type(exc).__name__}: {exc}"}
 
 
 def cell_warnings(cfg: Any, metrics: dict[str, Any], repeats: int, recompiled: tuple[int, int],
@@ -262,6 +272,15 @@ def judged(cfg: Any, rows: list[str], last: Pass, molecules: Any) -> tuple[dict[
         block["reference_point"] = reference_point(molecules.smiles, int(cfg.num_generations), molecules.references,
                                                    threshold, int(cfg.seed))
     return block, generations
+
+
+def valid_fractions(rows: list[str], passes: list[Pass]) -> list[float | None]:
+    """Each pass's fraction of valid generations; passes with the same texts (greedy repeats) checked once."""
+    judged: dict[tuple[str, ...], float | None] = {}
+    for texts in (tuple(p.texts) for p in passes):
+        if texts not in judged:
+            judged[texts] = quality([check_generation(s, t) for s, t in zip(rows, texts)])["valid_fraction"]
+    return [judged[tuple(p.texts)] for p in passes]
 
 
 def median_of(values: list[float | None]) -> float | None:

@@ -8,9 +8,14 @@ always enough (a baseline's first timed repeat took 1.08 s beside 0.66-0.69 s fo
 until the last one's time is within `warmup_tolerance` of the one before: at least `warmup` rounds, at most
 `warmup_max`, and the rounds it took are recorded. A watchdog bounds every
 pass: warm-up by `hang.warmup_s`, each timed pass by `hang.factor` times what warm-up says a pass takes.
+
+Every pass starts from a seed. Greedy and beam search follow one trajectory whatever the seed, so every pass uses
+the cell's `seed`; a sampling cell's timed repeat uses a seed of its own, a hash of the cell's seed and the repeat's
+index (`repeat_seed`), so its repeats are several trajectories and its acceptance and validity carry a spread.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 import torch
 
 from molgen_grid.bench.encoding import prompt
+from molgen_grid.bench.etkdg import seed_of
 from molgen_grid.bench.first_steps import first_steps, judge
 from molgen_grid.bench.generate import BatchRun, Generator
 from molgen_grid.bench.measure import reset_peak_gpu_memory
@@ -61,6 +67,8 @@ class Pass:
     """One pass over some batches: the figures of one repeat (or one warm-up round), and its generations."""
 
     cache: TokenizerCache
+    #: The seed torch's generators were set to before the pass.
+    seed: int = 0
     rows: int = 0
     #: The distinct molecules (SMILES) of the pass's rows.
     molecules: set[str] = field(default_factory=set)
@@ -125,6 +133,10 @@ class Pass:
             "acceptance_ratio": self.accepted / self.drafted if self.drafted else None,
         }
 
+    def digest(self) -> str:
+        """The first 16 hex digits of the SHA-256 of the pass's generated texts, in row order."""
+        return hashlib.sha256("\0".join(self.texts).encode()).hexdigest()[:16]
+
     def add(self, batch: Batch, run: BatchRun, template_s: float) -> None:
         self.rows += len(batch.smiles)
         self.molecules.update(batch.smiles)
@@ -143,13 +155,22 @@ class Pass:
             self.stopped = (self.stopped or 0) + (run.stopped or 0)
 
 
-def run_pass(generator: Generator, batches: list[Batch] | tuple[Batch, ...], cfg: Any, workers: int) -> Pass:
-    """Template building, the processor and generation for every batch, timed as the public runner's loop was."""
-    torch.manual_seed(int(cfg.seed))
+def repeat_seed(generator: Generator, cfg: Any, index: int) -> int:
+    """The seed of timed repeat `index`: the cell's own where generate() does not sample, else one per repeat."""
+    samples = generator.kwargs.get("do_sample", generator.model.generation_config.do_sample)
+    return seed_of(int(cfg.seed), "repeat", index) if samples else int(cfg.seed)
+
+
+def run_pass(generator: Generator, batches: list[Batch] | tuple[Batch, ...], cfg: Any, workers: int,
+             seed: int | None = None) -> Pass:
+    """Template building, the processor and generation for every batch, timed as the public runner's loop was;
+    from `seed` (the cell's `seed` when None)."""
+    seed = int(cfg.seed) if seed is None else seed
+    torch.manual_seed(seed)
     generator.decoding.reset()
     generator.prompt_cache.reset()
     constrained = cfg.logit_processor.kind != "none"
-    result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)))
+    result = Pass(cache=TokenizerCache(bool(cfg.tokenizer_cache.enabled)), seed=seed)
     started = time.perf_counter()
     for batch in batches:
         built = build_templates(list(batch.smiles), generator.tokenizer, result.cache, workers) if constrained \
@@ -250,7 +271,7 @@ def timed_passes(generator: Generator, workload: Workload, cfg: Any, workers: in
     """`cfg.repeats` passes over every batch, each bounded by `hang.factor` times the expected pass (at least
     `hang.min_s`); without warm-up the first pass is bounded by `hang.warmup_s` and sets the estimate. The meter
     reads the energy counter around each pass (generate() has synchronised the device at its end); the GPU's
-    peak memory starts over here."""
+    peak memory starts over here. Each pass starts from its `repeat_seed`."""
     reset_peak_gpu_memory(generator.device)
     passes: list[Pass] = []
     for index in range(int(cfg.repeats)):
@@ -258,7 +279,7 @@ def timed_passes(generator: Generator, workload: Workload, cfg: Any, workers: in
                                                                         float(cfg.hang.factor) * estimate_s)
         with watchdog.guard(budget, f"timed pass {index + 1} of {int(cfg.repeats)}"):
             meter.start()
-            passes.append(run_pass(generator, workload.batches, cfg, workers))
+            passes.append(run_pass(generator, workload.batches, cfg, workers, repeat_seed(generator, cfg, index)))
             passes[-1].joules = meter.stop()
         estimate_s = estimate_s if estimate_s is not None else passes[-1].pass_s
     return passes

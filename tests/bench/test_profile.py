@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from .conftest import compose, run_cell
 
 SMALL = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=2"]
@@ -32,3 +34,28 @@ def test_top_ops_is_checked_when_the_grid_is_planned() -> None:
 
     message = check_setting("profile.top_ops", 0)
     assert message and "positive integer" in message, message
+
+
+class FakeProfilerThatRaisesForTest:
+    """Stands in for torch.profiler.profile: refused as a profiler without its permissions would be."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        raise RuntimeError("profiler refused for this test")
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+def test_a_failed_profiler_leaves_the_cell_done_with_its_timed_figures_and_the_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from molgen_grid.bench.trackers import profile
+
+    monkeypatch.setattr(profile, "profile", FakeProfilerThatRaisesForTest)
+    out = run_cell(compose(*SMALL, profile="torch"), folder=tmp_path)
+    assert out["status"] == "ok" and len(out["metrics"]["tokens_per_s"]["values"]) == 2
+    assert all(v > 0 for v in out["metrics"]["tokens_per_s"]["values"]) and out["generations"]
+    assert out["profile"] == {"kind": "torch", "error": "RuntimeError: profiler refused for this test"}
+    assert not (tmp_path / "profile.json").exists()

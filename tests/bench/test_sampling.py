@@ -45,3 +45,14 @@ def test_each_sampling_configuration_reaches_generate(sampling: str, tiny) -> No
     warpers = {"TemperatureLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper"}
     assert bool(warpers & set(applied["processors"])) == (applied["do_sample"] and (
         applied["temperature"] != 1.0 or applied["top_p"] != 1.0 or applied["min_p"] is not None))
+
+
+def test_a_sampling_cells_repeats_follow_their_own_seeds_and_a_greedy_cells_one(tiny) -> None:
+    small = ("sample_size=2", "batch_size=2", "max_new_tokens=24", "warmup=0", "repeats=3")
+    sampled = run_cell(compose(*small, sampling="top_p_sampling1"), cpus=1)["metrics"]
+    seeds, digests = sampled["repeat_seeds"], sampled["texts_sha256_per_pass"]
+    assert len(set(seeds)) == 3 and len(set(digests)) == 3  # three seeds, three different sets of texts
+    assert len(sampled["valid_fraction"]["values"]) == 3
+    greedy = run_cell(compose(*small, sampling="greedy"), cpus=1)["metrics"]
+    assert greedy["repeat_seeds"] == [0, 0, 0] and len(set(greedy["texts_sha256_per_pass"])) == 1
+    assert len(set(greedy["valid_fraction"]["values"])) == 1

@@ -1,19 +1,30 @@
-"""`profile=ncu`: the cell's first batch again, in a process of its own under Nsight Compute, with the NWOR
-grids' DRAM counters.
+"""`profile=ncu`: a window of decoding steps of the cell's first batch, in a process of its own under Nsight
+Compute, with the NWOR grids' DRAM counters.
 
 Nsight Compute profiles a process it launches, replaying each kernel to read its counters (tens of times slower
 than the kernel), so it cannot wrap the timed passes: after them, the cell runs `ncu_pass` (load, one untimed
-warm-up of the batch, then the batch inside the NVTX range `RANGE`) under `ncu`, which profiles only the
-kernels in that range, at most `profile.max_kernels` of them. The summary's `profile` block holds the counters
-summed over the profiled kernels (DRAM bytes read and written) and the median of their DRAM throughput (% of
-peak); ncu's CSV stays in the cell's directory. Where `ncu` is not on the PATH the cell ends unsupported at once;
-where it profiles no kernel (a cell on a CPU) it ends unsupported with ncu's own words.
+warm-up of the batch, then the batch again) under `ncu`, which profiles only the kernels launched inside the NVTX
+range `RANGE`. The range is a window of decoding steps, the same in every cell: it opens when generate() has
+chosen the token of step `profile.first_step` and closes after step `first_step + steps` (steps as generate()'s
+loop counts them: the prefill is step 1), so it holds every kernel of those `steps` steps whatever the model,
+its layers or its compile (a kernel count would cover fewer steps of a bigger model). A batch that ends sooner
+closes it at its end; the child writes the steps it covered (`WINDOW`), the summary says them.
+
+The summary's `profile` block holds the counters summed over the profiled kernels (DRAM bytes read and written),
+the median of their DRAM throughput (% of peak) and the window; ncu's CSV stays in the cell's directory. ncu runs
+in a process group of its own for at most `profile.timeout_s`, then the group is killed; so it is when the
+cell's hang guard fires (`Watchdog.guard`'s `on_fire`), so that no profiler outlives its cell. Where `ncu` is
+not on the PATH the cell ends unsupported at once; where it fails, is refused (no permission for the counters),
+runs out of time or profiles no kernel, `ProfileError` says so, and the cell keeps its timed figures (cell.py).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -23,11 +34,16 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from molgen_grid.bench.attention import Unsupported
+from molgen_grid.bench.watchdog import Watchdog
 
-#: The NVTX range (push/pop) the profiled batch runs in.
-RANGE = "molgen_grid_profiled_batch"
-#: ncu's CSV log and the config its child process reads, in the cell's directory.
-LOG, CONFIG = "ncu.csv", "ncu_config.yaml"
+#: The NVTX range (push/pop) around the profiled window of decoding steps.
+RANGE = "molgen_grid_profiled_steps"
+#: ncu's CSV log, the config its child process reads and the window the child covered, in the cell's directory.
+LOG, CONFIG, WINDOW = "ncu.csv", "ncu_config.yaml", "ncu_window.json"
+
+
+class ProfileError(RuntimeError):
+    """The profiler failed, was refused or ran out of time: the profile's error, never the cell's."""
 
 
 def ncu_executable(profile_cfg: Any) -> str:
@@ -40,25 +56,59 @@ def ncu_executable(profile_cfg: Any) -> str:
 
 
 def ncu_command(profile_cfg: Any, folder: Path) -> list[str]:
-    """ncu's command line around the child process (`python -m molgen_grid.bench.trackers.ncu_pass`)."""
+    """ncu's command line around the child process (`python -m molgen_grid.bench.trackers.ncu_pass`), which is
+    told its window of steps."""
     return [ncu_executable(profile_cfg), "--csv", "--print-units", "base", "--metrics",
-            ",".join(profile_cfg.metrics), "--nvtx", "--nvtx-include", f"{RANGE}/", "--launch-count",
-            str(int(profile_cfg.max_kernels)), "--target-processes", "all", "--log-file", str(folder / LOG),
-            sys.executable, "-m", "molgen_grid.bench.trackers.ncu_pass", str(folder / CONFIG)]
+            ",".join(profile_cfg.metrics), "--nvtx", "--nvtx-include", f"{RANGE}/", "--target-processes", "all",
+            "--log-file", str(folder / LOG), sys.executable, "-m", "molgen_grid.bench.trackers.ncu_pass",
+            str(folder / CONFIG), "--first-step", str(int(profile_cfg.first_step)),
+            "--steps", str(int(profile_cfg.steps)), "--window-file", str(folder / WINDOW)]
 
 
-def ncu_profile(cfg: Any, folder: Path) -> dict[str, Any]:
-    """Run the first batch under ncu; the summary's `profile` block."""
+def kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL to the child's process group (ncu and the process it profiles), then reap the child."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def run_ncu(profile_cfg: Any, folder: Path, watchdog: Watchdog, guard_s: float) -> tuple[int, str]:
+    """ncu's exit status and output, in a group of its own, killed after `profile.timeout_s` or when the
+    watchdog fires (its guard: `guard_s`)."""
+    limit = float(profile_cfg.timeout_s)
+    with subprocess.Popen(ncu_command(profile_cfg, folder), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True) as child:
+        try:
+            with watchdog.guard(guard_s, "ncu profile", on_fire=lambda: kill_group(child)):
+                output, _ = child.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            kill_group(child)
+            raise ProfileError(f"profile=ncu: ncu ran past profile.timeout_s={limit:g} s: its process group "
+                               "was killed") from None
+        except BaseException:  # the watchdog's interrupt, or anything else: never leave the profiler running
+            kill_group(child)
+            raise
+    if watchdog.fired is not None:  # killed by the watchdog's on_fire
+        watchdog.await_end()
+    return child.returncode, output
+
+
+def ncu_profile(cfg: Any, folder: Path, watchdog: Watchdog) -> dict[str, Any]:
+    """Run the window of steps under ncu; the summary's `profile` block."""
     OmegaConf.save(cfg, folder / CONFIG, resolve=True)
-    run = subprocess.run(ncu_command(cfg.profile, folder), capture_output=True, text=True)
-    said = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("==")]
-    if run.returncode != 0:
-        last = (said or (run.stderr or run.stdout).splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"ncu exited {run.returncode}: {last}")
+    returncode, output = run_ncu(cfg.profile, folder, watchdog, float(cfg.hang.warmup_s))
+    said = [line for line in output.splitlines() if line.startswith("==")]
+    if returncode != 0:
+        last = (said or output.splitlines() or ["no output"])[-1]
+        raise ProfileError(f"profile=ncu: ncu exited {returncode}: {last}")
     rows = kernel_metrics((folder / LOG).read_text() if (folder / LOG).exists() else "")
     if not rows:
-        raise Unsupported("profile=ncu: ncu profiled no kernel" + (f" ({said[-1]})" if said else ""))
-    return {"kind": "ncu", "log": LOG, "kernels": len(rows), **summed(rows, list(cfg.profile.metrics))}
+        raise ProfileError("profile=ncu: ncu profiled no kernel" + (f" ({said[-1]})" if said else ""))
+    window = json.loads((folder / WINDOW).read_text())
+    return {"kind": "ncu", "log": LOG, "kernels": len(rows), "window": window,
+            **summed(rows, list(cfg.profile.metrics))}
 
 
 def kernel_metrics(text: str) -> dict[str, dict[str, float]]:
