@@ -42,7 +42,8 @@ def option_file(axis: str, option: str) -> dict[str, Any]:
 def check_attention(option: str, summary: dict) -> None:
     conf, applied = option_file("attention", option), summary["applied"]
     forced = conf["sdpa_backend"]
-    assert applied["attention"] == ("sdpa_forced" if forced else conf["implementation"])
+    copies = forced or conf.get("repeat_kv")  # the K/V heads copied, as a forced backend copies them
+    assert applied["attention"] == ("sdpa_forced" if copies else conf["implementation"])
     assert applied["sdpa_backend"] == forced
     if conf["implementation"] == "eager":
         assert applied["sdpa_backend_ran"] is None  # no SDPA call at all

@@ -118,8 +118,8 @@ def test_static_cell_probes_its_own_cache_resets_the_peak_before_timing_and_coun
 
     monkeypatch.setattr(passes, "reset_peak_gpu_memory", resetting)
     monkeypatch.setattr(passes, "run_pass", fake_capture_in_timed_passes)
-    out = run_cell(compose("sample_size=2", "batch_size=2", "max_new_tokens=8", "warmup=1", "repeats=2",
-                           logit_processor="none", kv_cache="static"), cpus=1)
+    out = run_cell(compose("sample_size=2", "batch_size=2", "max_new_tokens=8", "warmup=1", "warmup_max=1",
+                           "repeats=2", logit_processor="none", kv_cache="static"), cpus=1)
     assert out["status"] == "ok", out.get("reason")
     assert out["applied"]["sdpa_probe_cache"] == "StaticCache" and out["applied"]["cache"] == "StaticCache"
     assert events == ["pass", "reset", "pass", "pass"]  # warm-up, then the reset, then the two timed passes
