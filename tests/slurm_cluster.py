@@ -24,7 +24,7 @@ def sacct_final(job_id: str, timeout: float = 60) -> list[list[str]]:
     deadline = time.time() + timeout
     while True:
         rows = sacct(job_id)
-        if rows and rows[-1][2] not in {"RUNNING", "COMPLETING", "PENDING"} or time.time() > deadline:
+        if rows and rows[-1][2] not in {"RUNNING", "COMPLETING", "PENDING", "REQUEUED"} or time.time() > deadline:
             return rows
         time.sleep(1)
 
