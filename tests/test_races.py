@@ -241,21 +241,18 @@ def test_a_fingerprint_that_lacks_a_part_reads_stale(light: Study) -> None:
 # --- 9. an unknown executor is one line; a cell launched elsewhere meanwhile is not counted done -------------------
 
 
-def test_an_unknown_executor_is_one_line(light: Study) -> None:
-    done = light.cli("where.executor=nope", locks(light), check=False)
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("molgen-grid: error: where.executor='nope' (in where=local) is not an executor: "
-                                   "choose one of local, slurm (grid.executors)")
-    assert not light.results.exists() or not any(light.results.rglob("attempts.jsonl"))
-
-
-def test_a_local_time_limit_under_its_former_name_is_one_line(light: Study) -> None:
-    """`timeout_min` was a local option's time limit; `time_min` is a cell's time limit on every executor now, so
-    the old key would be ignored: it is named instead, before anything is claimed."""
-    done = light.cli("++where.timeout_min=5", locks(light), check=False)
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("molgen-grid: error: where=local sets timeout_min: a cell's time limit is "
-                                   "time_min, here as on Slurm (rename the key)")
+@pytest.mark.parametrize("override, line", [
+    ("where.executor=nope", "where.executor='nope' (in where=local) is not an executor: choose one of local, slurm "
+                            "(grid.executors)"),
+    # `timeout_min` was a local option's time limit; `time_min` is a cell's time limit on every executor now, so
+    # the old key would be ignored: it is named instead
+    ("++where.timeout_min=5", "where=local sets timeout_min: a cell's time limit is time_min, here as on Slurm "
+                              "(rename the key)"),
+])
+def test_a_resource_option_the_engine_cannot_take_is_one_line_before_any_claim(light: Study, override: str,
+                                                                             line: str) -> None:
+    done = light.cli(override, locks(light), check=False)
+    assert done.returncode == 2 and done.stderr.strip() == f"molgen-grid: error: {line}"
     assert not light.results.exists() or not any(light.results.rglob("attempts.jsonl"))
 
 
