@@ -18,9 +18,12 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml
 
 def declared_cells(name: str) -> int:
     """The product of the sweep's lists, less the copies of cells whose option lacks a swept key of its group
-    (spec_decoding: standard decoding has no draft, so its 2 x 3 x 6 cells are 6, beside 36 assisted ones)."""
+    (spec_decoding: standard decoding has no draft, so each replicate's 2 x 3 x 6 cells are 6, beside 36 assisted
+    ones)."""
     params = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
-    return {"spec_decoding": 6 + 36}.get(name, math.prod(len(str(v).split(",")) for v in params.values()))
+    replicates = len(str(params.get("replicate", 0)).split(","))
+    return {"spec_decoding": (6 + 36) * replicates}.get(
+        name, math.prod(len(str(v).split(",")) for v in params.values()))
 
 
 @pytest.mark.slow
