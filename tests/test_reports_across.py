@@ -221,3 +221,14 @@ def test_a_report_states_the_context_and_the_ranking_clock_its_summaries_hold(li
     summary_path.write_text(json.dumps(summary))
     light.cli_here("--report", *grid)
     assert "- machine: box one (1 cell); box two (1 cell)" in report.read_text()
+
+
+def test_a_report_whose_baseline_has_not_finished_gives_no_speedup_rather_than_failing(light: Light) -> None:
+    """Without pooling (grid.report.pool empty), a baseline with no finished row (its result gone) leaves the other
+    cells without a speed-up: the report is still written."""
+    light.cli("variant=a,b,c", "grid.report.pool=[]")
+    next((light.cwd / "results" / "default").glob("*variant=a*/summary.json")).unlink()
+    done = light.cli_here("--report", "variant=a,b,c", "grid.report.pool=[]")
+    assert "2 cells reported" in done.stdout, done.stdout + done.stderr
+    frame = pd.read_csv(light.cwd / "artifacts" / "default" / "report.csv")
+    assert len(frame) == 2 and frame["speedup"].isna().all()

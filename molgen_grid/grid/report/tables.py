@@ -100,28 +100,33 @@ def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], pri
     test and the interval then pool the repeats of every ranked replicate of the cell's configuration and of
     the baseline's, and each configuration counts once among the comparisons that Holm adjusts for."""
     out = frame.copy()
-    configuration = configurations or {cell: (cell,) for cell in out["cell"]}
+    named = configurations or {}
+
+    def configuration_of(cell: str) -> tuple[str, ...]:
+        """The cell's configuration; without pooling (or for a baseline that did not finish) the cell alone."""
+        return named.get(cell, (cell,))
+
     pooled: dict[tuple[str, ...], list[float | None]] = {}
     processes: dict[tuple[str, ...], int] = {}
     for cell, state in zip(out["cell"], out["state"]):
         if state in ranked:
-            pooled.setdefault(configuration[cell], []).extend(values.get(cell) or [])
-            processes[configuration[cell]] = processes.get(configuration[cell], 0) + 1
-    pairs = {(configuration[cell], configuration[baselines[cell]])
+            pooled.setdefault(configuration_of(cell), []).extend(values.get(cell) or [])
+            processes[configuration_of(cell)] = processes.get(configuration_of(cell), 0) + 1
+    pairs = {(configuration_of(cell), configuration_of(baselines[cell]))
              for cell, state in zip(out["cell"], out["state"]) if state in ranked and baselines.get(cell)}
     tests = {pair: statistics.compare(pooled.get(pair[0]), pooled.get(pair[1]), primary.lower_is_better)
              for pair in sorted(pairs)}
     family = [pair for pair in tests if pair[0] != pair[1]]  # a baseline's likeness to itself is no test
     tests.update(zip(family, statistics.adjusted([tests[pair] for pair in family])))
-    results = [tests.get((configuration[cell], configuration[baselines[cell]]))
+    results = [tests.get((configuration_of(cell), configuration_of(baselines[cell])))
                if state in ranked and baselines.get(cell) is not None else None
                for cell, state in zip(out["cell"], out["state"])]
     for column, attribute in SPEEDUP_COLUMNS.items():
         out[column] = pd.Series([None if r is None else getattr(r, attribute) for r in results],
                                 index=out.index, dtype=object)
-    out["pooled_processes"] = [processes.get(configuration[cell]) if state in ranked else None
+    out["pooled_processes"] = [processes.get(configuration_of(cell)) if state in ranked else None
                                for cell, state in zip(out["cell"], out["state"])]
-    out["pooled_repeats"] = [len(statistics.finite(pooled.get(configuration[cell]))) if state in ranked else None
+    out["pooled_repeats"] = [len(statistics.finite(pooled.get(configuration_of(cell)))) if state in ranked else None
                              for cell, state in zip(out["cell"], out["state"])]
     return out, len(family)
 
