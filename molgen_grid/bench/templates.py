@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,31 +30,43 @@ class Template:
 
 @dataclass
 class TokenizerCache:
-    """Tokenization by reference string, memoised when enabled; hits, misses and seconds are cell figures."""
+    """Tokenization by reference string, memoised when enabled; hits, misses and seconds are cell figures.
+
+    A reference is tokenized once even when parallel template building asks for it from two threads at once:
+    the second waits for the first's result (a hit), so the counts are the same in every pass."""
 
     enabled: bool
     hits: int = 0
     misses: int = 0
     #: Seconds spent inside the tokenizer, summed over threads.
     seconds: float = 0.0
-    _store: dict[str, tuple[list[int], list[tuple[int, int]]]] = field(default_factory=dict)
+    _store: dict[str, Future] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def tokenize(self, tokenizer: Any, reference: str) -> tuple[list[int], list[tuple[int, int]]]:
-        if self.enabled:
-            with self._lock:
-                found = self._store.get(reference)
-                if found is not None:
-                    self.hits += 1
-                    return found
+        if not self.enabled:
+            return self._encode(tokenizer, reference)
+        with self._lock:
+            found = self._store.get(reference)
+            if found is None:
                 self.misses += 1
+                self._store[reference] = mine = Future()
+            else:
+                self.hits += 1
+        if found is not None:
+            return found.result()
+        try:
+            mine.set_result(self._encode(tokenizer, reference))
+        except BaseException as error:
+            mine.set_exception(error)
+        return mine.result()
+
+    def _encode(self, tokenizer: Any, reference: str) -> tuple[list[int], list[tuple[int, int]]]:
         started = time.perf_counter()
         encoded = tokenizer(reference, add_special_tokens=False, return_offsets_mapping=True)
         result = (list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]])
         with self._lock:
             self.seconds += time.perf_counter() - started
-            if self.enabled:
-                self._store[reference] = result
         return result
 
 

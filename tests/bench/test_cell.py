@@ -88,8 +88,8 @@ def test_a_cpu_side_cell_ranks_by_the_whole_pass_and_states_its_context(two_mole
     assert int(cfg.num_generations) == 4
     out = run_cell(cfg, cpus=2)
     metrics, molecules = out["metrics"], out["data"]["molecules"]
-    cache = out["metrics"]["tokenizer_cache"]  # parallel templates: two threads may both miss one molecule
-    assert out["status"] == "ok" and molecules == 2 and cache["hits"] + cache["misses"] == 8 and cache["hits"] >= 4
+    cache = out["metrics"]["tokenizer_cache"]  # each molecule tokenized once per pass, in parallel or not
+    assert out["status"] == "ok" and molecules == 2 and (cache["hits"], cache["misses"]) == (6, 2)
     # The whole-pass clock each repeat: molecules / molecules_per_s, at least generate()'s plus the templates'.
     for rate, generate_s, template_s, tokens, tokens_per_s in zip(
             *(metrics[n]["values"] for n in ("molecules_per_s", "generate_s", "template_s")),
