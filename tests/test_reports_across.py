@@ -145,6 +145,11 @@ def test_replicates_run_interleaved_and_the_report_pools_them(light: Light) -> N
     assert "the test and the interval pool the repeats of all of a configuration's replicates (2 processes per " \
         "configuration" in text, text
     assert "for the 1 comparison with a baseline" in text, text  # b once, not once per replicate
+    # the best is a configuration, by the median of its pooled repeats (2, 2, 4, 4, 6, 6), not one replicate
+    assert "**Best configuration:** `variant=b`: value 4 (range 2 to 6 over 6 repeats in 2 processes), 2.00x" \
+        in text, text
+    index = (light.cwd / "artifacts" / "README.md").read_text()
+    assert "| variant=b (value 4) |" in index, index
 
 
 def cells_with(medians: list[float]) -> Report:

@@ -65,7 +65,8 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     for note in built.baseline_notes:
         console.print(f"[yellow]{note}[/]")
     for best in built.best:
-        console.print(f"best cell: {built.labels[best.name]}")
+        console.print(f"best {'configuration' if tables.POOLED_MEDIAN in best else 'cell'}: "
+                      f"{tables.best_name(built.labels, best, built.pool)}")
     for text, pairs in built.comparisons.items():
         console.print(f"\n{text}: {plural(len(pairs), 'matched pair')}")
         if len(pairs):

@@ -3,8 +3,9 @@
 A report removes only what it wrote itself: each report lists its files in `.report-files`, and the next one
 deletes the files of that list it does not write again (a plot that is no longer drawn, the summary copy of a
 cell that left the grid), never anything else: the list is git-tracked and may arrive with a pull, so a name in
-it that is absolute, climbs out with `..` or leads out through a link is ignored. A test-mode report (`--limit N`) lives in its own folder,
-`limit-N/`, so the two never overwrite or delete each other's files, and the map shows full runs only.
+it that is absolute, climbs out with `..` or leads out through a link is ignored. A test-mode report
+(`--limit N`) lives in its own folder, `limit-N/`, so the two never overwrite or delete each other's files, and
+the map shows full runs only.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from omegaconf import OmegaConf
 
 from molgen_grid.grid.plan import Entry, setting_keys
 from molgen_grid.grid.figures import figures_of
-from molgen_grid.grid.report.tables import best_rows, finished_states, finished_summaries, label, ranked_states
+from molgen_grid.grid.report.tables import best_figure, best_name, best_rows, finished_states, finished_summaries, \
+    label, ranked_states
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.store import SUMMARY, atomic_write_bytes, atomic_write_text, folder
 
@@ -91,8 +93,9 @@ def experiment_map(names: list[str], plan: Callable[[str], tuple[GridSpec, list[
             within = [k for k in spec.settings.report.within if k in keys]
             tops = best_rows(frame, figures[0], ranked_states(spec.settings), within) \
                 if figures and figures[0].name in frame else []
-            labels = label(frame)
-            best = "; ".join(f"{labels[top.name]} ({figures[0].name} {top[figures[0].name]:.4g})" for top in tops)
+            labels, pool = label(frame), [k for k in spec.settings.report.pool if k in keys]
+            best = "; ".join(f"{best_name(labels, top, pool)} ({figures[0].name} "
+                             f"{best_figure(top, figures[0].name):.4g})" for top in tops)
             link = f"[report]({name}/report.md)"
         lines.append(f"| {name} | {spec.settings.description} | {grid}: {len(entries)} cells | {finished} of "
                      f"{len(entries)} | {best} | {link} |")

@@ -7,19 +7,21 @@ import pandas as pd
 
 from molgen_grid.grid import statistics
 from molgen_grid.grid.report.context import context_section, ranking_line
-from molgen_grid.grid.report.tables import HIGH, LOW, WARNING_SEPARATOR, Report, is_true, median_changes, missing, \
-    speedup_text
+from molgen_grid.grid.report.tables import HIGH, LOW, POOLED_HIGH, POOLED_LOW, POOLED_MEDIAN, WARNING_SEPARATOR, \
+    Report, best_name, is_true, median_changes, missing, speedup_text
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import DONE
 from molgen_grid.words import plural
 
 
 def best_line(report: Report, best: pd.Series) -> str:
+    """The best cell, or where replicates are pooled the best configuration with its pooled repeats' figures."""
     primary = report.figures[0].name
     within = [k for k in report.within if k in best]
     group = f" ({', '.join(f'{k}={best[k]}' for k in within)})" if within else ""
+    pooled = POOLED_MEDIAN in best
     speed = ""
-    if best["cell"] == report.baselines.get(best["cell"]):
+    if best["cell"] == report.baselines.get(best["cell"]) or is_true(best.get("baseline_configuration")):
         speed = " (the baseline itself)"
     elif not missing(best.get("speedup")):
         speed = f", {best['speedup']:.2f}x the baseline"
@@ -31,6 +33,11 @@ def best_line(report: Report, best: pd.Series) -> str:
             speed += f" (within the noise of the baseline: {p})"
         else:
             speed += f" (95% interval {best['speedup_low']:.2f} to {best['speedup_high']:.2f}, {p})"
+    if pooled:
+        return (f"**Best configuration{group}:** `{best_name(report.labels, best, report.pool)}`: {primary} "
+                f"{best[POOLED_MEDIAN]:.4g} (range "
+                f"{best[POOLED_LOW]:.4g} to {best[POOLED_HIGH]:.4g} over {int(best['pooled_repeats'])} repeats in "
+                f"{int(best['pooled_processes'])} processes){speed}.")
     return (f"**Best cell{group}:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
             f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}.")
 

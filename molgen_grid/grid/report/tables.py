@@ -25,6 +25,8 @@ from molgen_grid.grid.status import short_labels
 
 MEDIAN, LOW, HIGH = "", "_min", "_max"
 #: report.csv's columns of the comparison with the baseline, and the statistics.Comparison attribute of each.
+#: Where replicates are pooled: the primary figure over all of a configuration's repeats (median, min, max).
+POOLED_MEDIAN, POOLED_LOW, POOLED_HIGH = "pooled_median", "pooled_min", "pooled_max"
 SPEEDUP_COLUMNS = {"speedup": "speedup", "speedup_low": "low", "speedup_high": "high", "p_value": "p_value",
                    "p_holm": "p_adjusted", "within_noise": "within_noise"}
 #: Between a cell's warnings in report.csv's `warnings` column.
@@ -128,6 +130,16 @@ def with_speedup(frame: pd.DataFrame, values: dict[str, list[float | None]], pri
                                for cell, state in zip(out["cell"], out["state"])]
     out["pooled_repeats"] = [len(statistics.finite(pooled.get(configuration_of(cell)))) if state in ranked else None
                              for cell, state in zip(out["cell"], out["state"])]
+    if configurations:
+        # what a configuration's replicates say together: the best configuration is chosen and shown by these
+        spans = {key: statistics.finite(repeats) for key, repeats in pooled.items()}
+        for column, pick in ((POOLED_MEDIAN, lambda v: float(pd.Series(v).median())), (POOLED_LOW, min),
+                             (POOLED_HIGH, max)):
+            out[column] = [pick(spans[configuration_of(cell)]) if state in ranked and spans.get(configuration_of(cell))
+                           else None for cell, state in zip(out["cell"], out["state"])]
+        out["baseline_configuration"] = [
+            baselines.get(cell) is not None and configuration_of(cell) == configuration_of(baselines[cell])
+            for cell in out["cell"]]
     return out, len(family)
 
 
@@ -153,12 +165,27 @@ def speedup_text(row: pd.Series) -> str:
 
 
 def best_row(frame: pd.DataFrame, primary: Figure, ranked: set[str]) -> pd.Series | None:
-    """The finished cell with the best primary figure."""
-    done = frame[frame["state"].isin(ranked)].dropna(subset=[primary.name])
+    """The finished cell with the best primary figure; where replicates are pooled, a cell of the configuration
+    whose pooled repeats have the best median (one replicate's luck never names the best)."""
+    column = POOLED_MEDIAN if POOLED_MEDIAN in frame else primary.name
+    done = frame[frame["state"].isin(ranked)].dropna(subset=[column])
     if done.empty:
         return None
-    scores = done[primary.name].astype(float)
+    scores = done[column].astype(float)
     return done.loc[scores.idxmin() if primary.lower_is_better else scores.idxmax()]
+
+
+def best_name(labels: pd.Series, best: pd.Series, pool: list[str]) -> str:
+    """The best cell's label, or where replicates are pooled its configuration's (the label less the pooled
+    settings)."""
+    if POOLED_MEDIAN not in best:
+        return str(labels[best.name])
+    return ",".join(part for part in str(labels[best.name]).split(",") if part.partition("=")[0] not in pool)
+
+
+def best_figure(best: pd.Series, primary: str) -> float:
+    """The figure the best cell was chosen by: its median, or its configuration's pooled median."""
+    return float(best[POOLED_MEDIAN] if POOLED_MEDIAN in best else best[primary])
 
 
 def best_rows(frame: pd.DataFrame, primary: Figure, ranked: set[str], within: list[str]) -> list[pd.Series]:
