@@ -73,6 +73,8 @@ class Poller:
         grid changed since, a run launched cells) read again whole, each executor asked once."""
         if views is None:
             entries, views = self.replan(entries, None)
+        if not any(e.state.state in IN_FLIGHT for e in entries):  # nothing to follow: nothing to remember
+            return entries
         for entry in entries:
             if entry.state.state not in COMPLETE:
                 self.files[entry.cell.name] = files_of(entry)

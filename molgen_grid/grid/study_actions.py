@@ -44,7 +44,8 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
     print_status(sweep.console, spec, plan.entries, hint)
     say(sweep.console, time_left(spec, plan.root, plan.executors, plan.entries, accuracy=True))
     if launcher.wait:
-        sweep.console.print(f"sweep {spec.experiment}: {follow(sweep.console, plan.entries, plan.replan, plan.executors, plan.views)}")
+        ended = follow(sweep.console, plan.entries, plan.replan, plan.executors, plan.views)
+        sweep.console.print(f"sweep {spec.experiment}: {ended}")
 
 
 def dry_run(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:

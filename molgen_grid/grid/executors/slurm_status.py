@@ -5,7 +5,7 @@ whether it ran before. It lags the controller and never records some of what a l
 pending array that has not been split into tasks keeps the reason `None` there, and a just-submitted job may not
 be there yet. So while any job is pending, running or suspended, squeue's live state and reason win; squeue alone
 answers when accounting is down. `executors.slurm` maps these onto cell states. Never one call per cell, and
-never a hang: every call has a time limit.
+never a hang: every call has a time limit. How often a follower asks is poll.py's (30 s after the first minute).
 """
 from __future__ import annotations
 
