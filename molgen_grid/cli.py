@@ -81,7 +81,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
     p.add_argument("--wait", action="store_true",
                    help="follow every queued or running cell of the grid to its end, whoever submitted it: after a "
-                        "run (which first launches what is not done), or after --status (which launches nothing)")
+                        "run (which first launches what is not done), or after --status (which launches nothing); "
+                        "it polls every 5 s, after the first minute every 30 s")
     p.add_argument("--fail-fast", action="store_true",
                    help="stop launching after the first cell of this run that fails (a cell run here: no further "
                         "cell starts and no further array is submitted; arrays already submitted are left alone, "

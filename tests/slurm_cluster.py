@@ -3,6 +3,7 @@ the cells' states waited for (never fixed sleeps)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,19 @@ def wait_for_state(tool: Tool, args: list[str], wanted: set[str], timeout: float
         if time.time() > deadline or (ended and not wanted & LIVE):
             raise AssertionError(f"cells never reached {wanted}: {cells}")
         time.sleep(1)
+
+
+def logged(folder: Path, *commands: str) -> tuple[dict[str, str], Path]:
+    """A PATH whose `commands` (`scancel`, `sacct`...) log each call, `NAME ARGS` one line a call in the one log
+    returned, and run the real ones (none where Slurm is not installed: the call then fails)."""
+    bin_dir, log = folder / "bin", folder / "slurm-calls.log"
+    bin_dir.mkdir()
+    for name in commands:
+        real = shutil.which(name)
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n' + (f'exec {real} "$@"\n' if real else "exit 1\n"))
+        wrapper.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
 
 
 def last_job(tool: Tool, cell: str, experiment: str = "default") -> str:

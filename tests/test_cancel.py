@@ -5,25 +5,12 @@ test creates the file they wait for."""
 from __future__ import annotations
 
 import getpass
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import Light, attempts, started, wait_until
-from slurm_cluster import last_job, submissions, wait_for_state
-
-
-def logged_scancel(folder: Path) -> tuple[dict[str, str], Path]:
-    """A PATH whose `scancel` logs each call's arguments (one line a call) and runs the real one."""
-    bin_dir, log = folder / "bin", folder / "scancel.log"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "scancel"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("scancel")} "$@"\n')
-    wrapper.chmod(0o755)
-    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}, log
+from slurm_cluster import last_job, logged, submissions, wait_for_state
 
 
 def queued_jobs(arrays: set[str]) -> set[str]:
@@ -42,11 +29,11 @@ def test_cancel_stops_the_grids_slurm_jobs_with_one_scancel_per_array(light: Lig
     jobs = {name: last_job(light, name) for name in cells}
     h100, a100 = jobs[one].split("_")[0], jobs[by_setting[("where=a100", "variant=a")]].split("_")[0]
 
-    env, log = logged_scancel(light.cwd)
+    env, log = logged(light.cwd, "scancel")
     light.extra_env = env
     named = light.cli(*grid, "--cancel", one).stdout
     assert f"{one}: cancelled job {jobs[one]} on h100" in named and "experiment default: 1 cell cancelled" in named
-    assert log.read_text().splitlines() == [jobs[one]]
+    assert log.read_text().splitlines() == [f"scancel {jobs[one]}"]
     everything = light.cli(*grid, "--cancel").stdout
     light.extra_env = {}
     assert "experiment default: 3 cells cancelled" in everything, everything
@@ -55,7 +42,7 @@ def test_cancel_stops_the_grids_slurm_jobs_with_one_scancel_per_array(light: Lig
         assert f"{name}: cancelled job {jobs[name]} on {where}" in everything
     # one call per array: the a100 array whole, the h100 array's one task left
     h100_left = next(j for n, j in jobs.items() if j.startswith(h100 + "_") and n != one)
-    assert sorted(log.read_text().splitlines()[1:]) == sorted([a100, h100_left])
+    assert sorted(log.read_text().splitlines()[1:]) == sorted([f"scancel {a100}", f"scancel {h100_left}"])
 
     wait_until(lambda: not queued_jobs({h100, a100}), "the grid's jobs never left the queue", timeout=120)
     status = {c["cell"]: c for c in light.status(*grid)["cells"]}

@@ -1,26 +1,25 @@
 """`--wait`: follow every queued or running cell of the grid to its end, whoever submitted it.
 
-Each poll re-reads the grid's plan (one sacct call for all its jobs), shows a progress bar of the cells that
-were in flight when following began, and waits longer between polls while nothing changes (1 s, growing to
-30 s, back to 1 s on any change), so following a long queue costs the cluster little. A held cell waits for a
-person, not for time: following ends without it and says how to release it.
+Each round reads the grid again through a poll (poll.py: each executor asked once, one sacct and one squeue for a
+Slurm grid; only the cells whose files or job changed read again), every 5 s in the first minute and every 30 s
+after it, whatever the grid's size and however often its states change, so that following a long queue costs
+the cluster little. A progress bar counts the cells in flight, those that were when following began and any that
+another shell launches meanwhile. A held cell waits for a person, not for time: following ends without it and says
+how to release it.
 """
 from __future__ import annotations
 
-import time
 from collections import Counter
-from typing import Callable
+from typing import Callable, Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from molgen_grid.grid import poll
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES
+from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES, JobView
 from molgen_grid.words import plural
 
-FIRST_POLL_S = 1.0
-LONGEST_POLL_S = 30.0
-BACKOFF = 1.5
 #: The states followed: those that end without anyone acting.
 MOVING = IN_FLIGHT - {HELD}
 
@@ -31,32 +30,39 @@ def census(entries: list[Entry]) -> str:
     return f"{plural(len(entries), 'cell')}: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
 
 
-def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[[float], None] = time.sleep,
-           estimate: Callable[[list[Entry]], list[str]] = lambda entries: []) -> str:
-    """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end. `estimate`:
-    the lines of time left said before following (estimate.py)."""
-    entries = replan()
-    followed = {e.cell.name for e in entries if e.state.state in MOVING}
+def moving(entries: list[Entry]) -> set[str]:
+    """The cells that end without anyone acting."""
+    return {e.cell.name for e in entries if e.state.state in MOVING}
+
+
+def follow(console: Console, entries: list[Entry], replan: poll.Replan, executors: Mapping[str, object],
+           views: Mapping[str, JobView] | None = None,
+           before: Callable[[list[Entry]], list[str]] = lambda entries: []) -> str:
+    """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end. `entries`:
+    the grid as planned, with the executors' `views` of it when that plan is the grid as it is now (else it is
+    read again first). `before`: the lines said once following begins (the time left: estimate.py)."""
+    poller = poll.Poller(replan, executors)
+    entries = poller.start(entries, views)
+    followed = moving(entries)
     if not followed:
         return f"nothing to follow (no cell is queued or running); {census(entries)}"
-    for line in estimate(entries):
+    for line in before(entries):
         console.print(line, markup=False, highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    interval, seen = FIRST_POLL_S, None
+    started = poll.now()
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("following", total=len(followed))
         while True:
+            followed |= moving(entries)
             states = {e.cell.name: e.state.state for e in entries if e.cell.name in followed}
             ended = sum(1 for s in states.values() if s not in MOVING)
             tally = Counter(states.values())
-            progress.update(bar, completed=ended,
+            progress.update(bar, total=len(followed), completed=ended,
                             description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())))
             if ended == len(followed):
                 break
-            interval = FIRST_POLL_S if states != seen else min(LONGEST_POLL_S, interval * BACKOFF)
-            seen = states
-            sleep(interval)
-            entries = replan()
+            poll.next_poll(started)
+            entries = poller(entries)
     for e in entries:
         if e.cell.name in followed and e.state.state not in MOVING and e.state.reason:
             console.print(f"{e.cell.name}: {e.state.state}: {e.state.reason}")

@@ -110,16 +110,18 @@ def under(root: Path, cells: list[Cell], config_of: Callable[[Cell], dict[str, s
 
 
 def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, object], current: Current,
-              stale_policy: str = "rerun", max_attempts: int | None = None) -> tuple[list[Entry], dict[str, JobView]]:
+              stale_policy: str = "rerun", max_attempts: int | None = None,
+              views: Mapping[str, JobView] | None = None) -> tuple[list[Entry], dict[str, JobView]]:
     """Each cell's state (every executor asked once for all of its jobs) and whether it runs; a cell given up
-    says so in its reason."""
+    says so in its reason. `views`: the executors' views when they were asked already (a follower's poll asks
+    once for the cells it reads again, poll.py), so that no executor is asked twice."""
     present: dict[Path, set[str]] = {}
     for e in entries:
         if e.store.dir.parent not in present:
             present[e.store.dir.parent] = existing(e.store.dir.parent)
     found = [e for e in entries if e.store.name in present[e.store.dir.parent]]
     histories = [e.store.attempts() for e in found]
-    views = ask(executors, [e.store for e in found], histories)
+    views = dict(views) if views is not None else ask(executors, [e.store for e in found], histories)
     for entry, attempts in zip(found, histories):
         entry.state = read_state(entry.store, lambda summary, e=entry: current.stale(summary.get("fingerprint"),
                                                                                     e.config_part),

@@ -44,7 +44,8 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
     print_status(sweep.console, spec, plan.entries, hint)
     say(sweep.console, time_left(spec, plan.root, plan.executors, plan.entries, accuracy=True))
     if launcher.wait:
-        sweep.console.print(f"sweep {spec.experiment}: {follow(sweep.console, plan.replan)}")
+        ended = follow(sweep.console, plan.entries, plan.replan, plan.executors, plan.views)
+        sweep.console.print(f"sweep {spec.experiment}: {ended}")
 
 
 def dry_run(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
@@ -55,7 +56,8 @@ def dry_run(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
 
 def logs(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
     launcher = sweep.launcher
-    show_logs(plan.entries[0], launcher.logs, launcher.attempt, launcher.follow, plan.replan, plan.executors)
+    show_logs(plan.entries[0], launcher.logs, launcher.attempt, launcher.follow,
+              lambda: plan.replan(plan.entries, None)[0], plan.executors)
 
 
 def accept_stale(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
@@ -69,7 +71,7 @@ def cancel_jobs(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None
 
 
 def watch_grid(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
-    watch(sweep.console, f"experiment {plan.spec.experiment}", plan.replan)
+    watch(sweep.console, f"experiment {plan.spec.experiment}", plan.entries, plan.replan, plan.executors, plan.views)
 
 
 def report(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cell_logs import one_cell
+from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.estimate import of_study
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -21,6 +22,7 @@ from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
 from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
+from molgen_grid.grid.poll import Replan
 from molgen_grid.grid.preflight import StudyChecks
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import code_folders
@@ -51,8 +53,8 @@ class StudyPlan:
     executors: dict[str, Any]
     current: Current
     forced: set[str]
-    #: The grid planned again (each cell's state now), for following it.
-    replan: Callable[[], list[Entry]]
+    #: Some of its cells planned again (each one's state now), for following them.
+    replan: Replan
 
 
 class StudySweep:
@@ -110,13 +112,14 @@ class StudySweep:
         executors = load_executors(settings, root)
         current = self.current(settings)
 
-        def planned(forcing: set[str]) -> tuple[list[Entry], dict]:
-            return make_plan(under(root, cells, spec.fingerprint_config), forcing, executors, current,
-                             settings.stale, settings.retry.max_attempts)
+        def planned(some: list[Cell], forcing: set[str], views: Any = None) -> tuple[list[Entry], dict]:
+            return make_plan(under(root, some, spec.fingerprint_config), forcing, executors, current,
+                             settings.stale, settings.retry.max_attempts, views)
 
-        entries, views = planned(forced)
+        entries, views = planned(cells, forced)
         current.hashes.save()
-        return StudyPlan(spec, root, entries, views, executors, current, forced, lambda: planned(set())[0])
+        return StudyPlan(spec, root, entries, views, executors, current, forced,
+                         lambda again, known: planned([e.cell for e in again], set(), known))
 
     def current(self, settings: Any) -> Current:
         """The parts of the fingerprint shared by every cell of an experiment, computed at most once each; a
@@ -191,7 +194,9 @@ class StudySweep:
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:
-            ended = follow(self.console, plan.replan, estimate=lambda now: time_left(spec, root, executors, now))
+            launched = any(e.runs for e in entries)  # else the plan is the grid as it is now
+            ended = follow(self.console, entries, plan.replan, executors, None if launched else plan.views,
+                           lambda now: time_left(spec, root, executors, now))
         else:
             ended = outcome.line()
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()

@@ -61,7 +61,7 @@ def cancel_jobs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> No
 
 
 def watch_jobs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
-    watch(sweep.console, f"sweep {sweep.sweep_dir}", lambda: sweep.plan(jobs, set())[0], "job")
+    watch(sweep.console, f"sweep {sweep.sweep_dir}", entries, sweep.replan(jobs), sweep.executors, noun="job")
 
 
 def logs(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:

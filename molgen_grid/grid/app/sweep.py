@@ -34,6 +34,7 @@ from molgen_grid.grid.fingerprint import Current
 from molgen_grid.grid.follow import follow
 from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.plan import Entry, make_plan
+from molgen_grid.grid.poll import Replan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
 from molgen_grid.grid.store import CellStore
@@ -103,10 +104,15 @@ class AppSweep:
 
         return {j.cell.name for j in jobs if any(selects(name, j) for name in names)}
 
-    def plan(self, jobs: list[AppJob], forced: set[str]) -> tuple[list[Entry], dict]:
+    def plan(self, jobs: list[AppJob], forced: set[str], views: Any = None) -> tuple[list[Entry], dict]:
         resources = self.launcher.resources
         entries = [Entry(j.cell, j.store, lambda cell, j=j: config_part(j.cfg, resources)) for j in jobs]
-        return make_plan(entries, forced, self.executors, self.current)
+        return make_plan(entries, forced, self.executors, self.current, views=views)
+
+    def replan(self, jobs: list[AppJob]) -> Replan:
+        """Some of these jobs planned again, for following them (poll.py)."""
+        by_name = {j.cell.name: j for j in jobs}
+        return lambda again, views: self.plan([by_name[e.cell.name] for e in again], set(), views)
 
     def resources_of(self, job: AppJob) -> dict[str, Any]:
         """Where the job runs and what it asks for: the launcher's keys, overridden by the job's option of the
@@ -163,11 +169,8 @@ class AppSweep:
                                f"returns every value")
             return []
 
-        def replan() -> list[Entry]:
-            return self.plan(jobs, set())[0]
-
         if elsewhere:
-            follow(self.console, replan)
-        final = replan()
+            follow(self.console, entries, self.replan(jobs), self.executors)
+        final = self.plan(jobs, set())[0]
         return [job_return(j, e.state) for j, e in zip(jobs, final)]
 

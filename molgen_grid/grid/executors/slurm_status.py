@@ -5,7 +5,7 @@ whether it ran before. It lags the controller and never records some of what a l
 pending array that has not been split into tasks keeps the reason `None` there, and a just-submitted job may not
 be there yet. So while any job is pending, running or suspended, squeue's live state and reason win; squeue alone
 answers when accounting is down. `executors.slurm` maps these onto cell states. Never one call per cell, and
-never a hang: every call has a time limit.
+never a hang: every call has a time limit. How often a follower asks is poll.py's (30 s after the first minute).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "COMPLETING", "CON
 FAILED_STATES = {"TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "FAILED", "BOOT_FAIL",
                  "DEADLINE", "REVOKED"}
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+#: {job name: array job id} of the submissions `named_arrays` found: a job's name and id never change.
+_FOUND: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -148,17 +150,19 @@ def _with_live(accounted: dict[str, SlurmJob], live: dict[str, SlurmJob]) -> dic
 
 def named_arrays(names: dict[str, float]) -> dict[str, str]:
     """{job name: array job id} of the jobs submitted under these names since the given times (a submission cut
-    short before its job ids were recorded): squeue for the queue, sacct for jobs that already left it."""
-    found: dict[str, str] = {}
-    queued = _run(["squeue", "-h", "-r", "-n", ",".join(sorted(names)), "-o", "%F|%j"]) or ""
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(names.values()) - 60))
-    accounted = _run(["sacct", "-X", "-n", "-P", "-S", since, f"--name={','.join(sorted(names))}",
-                      "-o", "JobID,JobName"]) or ""
-    for line in (queued + accounted).splitlines():
-        job_id, _, name = line.partition("|")
-        if name in names:
-            found.setdefault(name, job_id.split("_")[0])
-    return found
+    short before its job ids were recorded): squeue for the queue, sacct for jobs that already left it. A name
+    once found is never asked again (a follower polls: its next polls ask only about the job ids)."""
+    unknown = {name: since for name, since in names.items() if name not in _FOUND}
+    if unknown:
+        queued = _run(["squeue", "-h", "-r", "-n", ",".join(sorted(unknown)), "-o", "%F|%j"]) or ""
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(unknown.values()) - 60))
+        accounted = _run(["sacct", "-X", "-n", "-P", "-S", since, f"--name={','.join(sorted(unknown))}",
+                          "-o", "JobID,JobName"]) or ""
+        for line in (queued + accounted).splitlines():
+            job_id, _, name = line.partition("|")
+            if name in unknown:
+                _FOUND.setdefault(name, job_id.split("_")[0])
+    return {name: _FOUND[name] for name in names if name in _FOUND}
 
 
 def cluster_view(job_ids: list[str], names: dict[str, float] | None = None) -> ClusterView:
