@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES
 from molgen_grid.words import plural
+
+if TYPE_CHECKING:
+    from molgen_grid.grid.top_up import TopUp
 
 FIRST_POLL_S = 1.0
 LONGEST_POLL_S = 30.0
@@ -32,12 +35,13 @@ def census(entries: list[Entry]) -> str:
 
 
 def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[[float], None] = time.sleep,
-           estimate: Callable[[list[Entry]], list[str]] = lambda entries: []) -> str:
+           estimate: Callable[[list[Entry]], list[str]] = lambda entries: [], top_up: TopUp | None = None) -> str:
     """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end. `estimate`:
-    the lines of time left said before following (estimate.py)."""
+    the lines of time left said before following (estimate.py); `top_up`: submits the cells that wait for room
+    under the user's submission limit as jobs end (top_up.py)."""
     entries = replan()
     followed = {e.cell.name for e in entries if e.state.state in MOVING}
-    if not followed:
+    if not followed and not (top_up and top_up.waiting):
         return f"nothing to follow (no cell is queued or running); {census(entries)}"
     for line in estimate(entries):
         console.print(line, markup=False, highlight=False)
@@ -51,12 +55,16 @@ def follow(console: Console, replan: Callable[[], list[Entry]], sleep: Callable[
             tally = Counter(states.values())
             progress.update(bar, completed=ended,
                             description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())))
-            if ended == len(followed):
+            if ended == len(followed) and not (top_up and top_up.waiting):
                 break
             interval = FIRST_POLL_S if states != seen else min(LONGEST_POLL_S, interval * BACKOFF)
             seen = states
             sleep(interval)
             entries = replan()
+            if top_up is not None and top_up(entries):
+                entries = replan()
+                followed |= {e.cell.name for e in entries if e.state.state in MOVING}
+                progress.update(bar, total=len(followed))
     for e in entries:
         if e.cell.name in followed and e.state.state not in MOVING and e.state.reason:
             console.print(f"{e.cell.name}: {e.state.state}: {e.state.reason}")
