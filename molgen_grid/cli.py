@@ -23,7 +23,8 @@ examples:
   molgen-grid --logs kv_cache=static --follow  one cell's stdout and stderr (current attempt), followed as it runs
   molgen-grid --accept                         keep every stale cell's result: record what changed as accepted
   molgen-grid --limit 2 attention=eager,sdpa   test mode: 2 items per cell, kept apart from full runs
-  molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end
+  molgen-grid gpu=h100,a100 --wait             submit to Slurm (one job array per partition), follow to the end;
+                                               beyond the user's MaxSubmitJobs cells wait, submitted as jobs end
   molgen-grid --status --wait                  follow what is queued or running, launching nothing
   molgen-grid --fail-fast                      stop launching at the first cell that fails here
   molgen-grid grid.retry.max_attempts=3        give up a cell after 3 failed attempts in a row (--force reruns it);

@@ -144,10 +144,15 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+# Limits set with sacctmgr (MaxSubmitJobs on an association or a QOS) are enforced, as on a real site; every user
+# that submits needs an association (start adds them).
+AccountingStorageEnforce=associations,limits
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=1
 MinJobAge=300
 MaxArraySize=1001
+# Room for a 10,000-cell benchmark beside the tests' jobs (each array task counts; cancelled ones for MinJobAge).
+MaxJobCount=100000
 KillWait=5
 InactiveLimit=0
 NodeName=$NODE CPUs=$JOB_CPUS RealMemory=$JOB_MEM_MB Gres=gpu:h100:1,gpu:a100:1,gpu:rtx3070:1 State=UNKNOWN
@@ -181,6 +186,8 @@ start() {
   # An account besides each user's default, so that a test can see `--account` reach Slurm (idempotent).
   sacctmgr -i add account lab >/dev/null 2>&1 || true
   sacctmgr -i add user "$(id -un)" account=lab >/dev/null 2>&1 || true
+  # The tests' second user (tests/test_races.py runs as nobody): associations are enforced.
+  sacctmgr -i add user nobody account=lab >/dev/null 2>&1 || true
   say "running: partitions $(sinfo -h -o %R | sort | paste -sd, -) on node $NODE ($JOB_CPUS job CPUs)"
 }
 

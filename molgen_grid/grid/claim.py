@@ -10,6 +10,7 @@ never holds thousands of files open.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -42,6 +43,11 @@ class Claimer:
     #: The run time the cell is expected to take now (estimate.py), recorded in its claim; None: no estimate.
     estimate: Callable[[Entry], float | None] = lambda entry: None
 
+    @functools.cached_property
+    def identity(self) -> dict[str, str | None]:
+        """This sweep's process as each claim records it: read from /proc once, not once per cell."""
+        return process_identity(os.getpid())
+
     def __call__(self, entry: Entry, resources: dict[str, Any]) -> Claim | str:
         """The claim, or why there is none: BUSY, FINISHED or ELSEWHERE."""
         store = entry.store
@@ -56,6 +62,6 @@ class Claimer:
             attempt = uuid.uuid4().hex[:12]
             expected = self.estimate(entry)
             store.append_attempt({"attempt": attempt, "executor": self.executor, "host": socket.gethostname(),
-                                  "claimed_by": os.getpid(), **process_identity(os.getpid()), "why": why,
+                                  "claimed_by": os.getpid(), **self.identity, "why": why,
                                   **({ESTIMATE_KEY: round(expected, 3)} if expected is not None else {})})
             return Claim(entry, self.make_job(entry, attempt), resources)

@@ -10,7 +10,7 @@ how to release it.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +19,9 @@ from molgen_grid.grid import poll
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES, JobView
 from molgen_grid.words import plural
+
+if TYPE_CHECKING:
+    from molgen_grid.grid.top_up import TopUp
 
 #: The states followed: those that end without anyone acting.
 MOVING = IN_FLIGHT - {HELD}
@@ -37,14 +40,15 @@ def moving(entries: list[Entry]) -> set[str]:
 
 def follow(console: Console, entries: list[Entry], replan: poll.Replan, executors: Mapping[str, object],
            views: Mapping[str, JobView] | None = None,
-           before: Callable[[list[Entry]], list[str]] = lambda entries: []) -> str:
+           before: Callable[[list[Entry]], list[str]] = lambda entries: [], top_up: TopUp | None = None) -> str:
     """Poll until no cell of the grid is queued, running or requeued; the grid's census at the end. `entries`:
     the grid as planned, with the executors' `views` of it when that plan is the grid as it is now (else it is
-    read again first). `before`: the lines said once following begins (the time left: estimate.py)."""
+    read again first). `before`: the lines said once following begins (the time left: estimate.py); `top_up`:
+    submits the cells that wait for room under the user's submission limit as jobs end (top_up.py)."""
     poller = poll.Poller(replan, executors)
     entries = poller.start(entries, views)
     followed = moving(entries)
-    if not followed:
+    if not followed and not (top_up and top_up.waiting):
         return f"nothing to follow (no cell is queued or running); {census(entries)}"
     for line in before(entries):
         console.print(line, markup=False, highlight=False)
@@ -59,10 +63,12 @@ def follow(console: Console, entries: list[Entry], replan: poll.Replan, executor
             tally = Counter(states.values())
             progress.update(bar, total=len(followed), completed=ended,
                             description=", ".join(f"{n} {s}" for s, n in sorted(tally.items())))
-            if ended == len(followed):
+            if ended == len(followed) and not (top_up and top_up.waiting):
                 break
             poll.next_poll(started)
             entries = poller(entries)
+            if top_up is not None:
+                top_up(entries)  # what it submits, the next poll reads
     for e in entries:
         if e.cell.name in followed and e.state.state not in MOVING and e.state.reason:
             console.print(f"{e.cell.name}: {e.state.state}: {e.state.reason}")

@@ -36,6 +36,8 @@ class SweepOutcome:
     submitted: int = 0
     in_flight: int = 0
     busy: int = 0
+    #: Cells left missing because the user's submission limit is reached (`--wait` submits them later).
+    waiting: int = 0
     #: The job ids this sweep submitted (an interrupt leaves them running and says how to cancel them).
     jobs: list[str] = field(default_factory=list)
     #: The local cell running now, if any (an interrupt stops it).
@@ -45,7 +47,8 @@ class SweepOutcome:
         parts = [f"{self.done} done", f"{self.ran} run", f"{self.failed} failed"]
         parts += [text for count, text in ((self.submitted, f"{self.submitted} submitted"),
                                            (self.in_flight, f"{self.in_flight} queued or running elsewhere"),
-                                           (self.busy, f"{self.busy} left to another sweep")) if count]
+                                           (self.busy, f"{self.busy} left to another sweep"),
+                                           (self.waiting, f"{self.waiting} waiting for room to submit")) if count]
         return ", ".join(parts)
 
 
@@ -194,8 +197,18 @@ class Runner:
                     events.counters[e.cell.name] = f"[{index}/{len(members)}]"
                     self._launch(executor, [claim(e, resources[e.cell.name])], events)
             elif not (self.fail_fast and outcome.failed > len(given_up)):
+                members = self._admitted(executor, members, resources)
                 self._launch(executor, [claim(e, resources[e.cell.name]) for e in members], events)
         return outcome
+
+    def _admitted(self, executor: Executor, members: list[Entry], resources: dict[str, dict[str, Any]]) -> list[Entry]:
+        """The cells the scheduler's limits let go out now, never claimed beyond them: the rest stay missing, the
+        reason said once (executors/slurm_limits.py)."""
+        admitted, lines = executor.admit([resources[e.cell.name] for e in members])
+        for line in lines:
+            self.console.print(line, highlight=False, markup=False)
+        self.outcome.waiting += admitted.count(False)
+        return [e for e, go in zip(members, admitted) if go]
 
     def _launch(self, executor: Executor, claims: list[Claim | str], events: ConsoleEvents) -> None:
         for claimed in claims:

@@ -15,6 +15,7 @@ from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.retry import requests
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.status import print_plan, print_status, status_json, test_mode_hint
+from molgen_grid.grid.top_up import waiting_lines
 from molgen_grid.grid.watch import watch
 from molgen_grid.words import plural
 
@@ -42,6 +43,7 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
         return
     hint = None if launcher.limit else test_mode_hint(spec, plan.entries, plan.root)
     print_status(sweep.console, spec, plan.entries, hint)
+    say(sweep.console, waiting_lines(plan.entries, plan.executors, lambda e: spec.resources(e.cell)))
     say(sweep.console, time_left(spec, plan.root, plan.executors, plan.entries, accuracy=True))
     if launcher.wait:
         ended = follow(sweep.console, plan.entries, plan.replan, plan.executors, plan.views)
@@ -51,6 +53,7 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
 def dry_run(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
     print_plan(sweep.console, plan.spec.experiment, plan.entries,
                requests(plan.entries, plan.executors, plan.spec.resources))
+    say(sweep.console, waiting_lines(plan.entries, plan.executors, lambda e: plan.spec.resources(e.cell)))
     say(sweep.console, time_left(plan.spec, plan.root, plan.executors, plan.entries))
 
 

@@ -33,6 +33,7 @@ from molgen_grid.grid.task.base import CellWork
 from molgen_grid.grid.task.command import CommandWork
 from molgen_grid.grid.task.function import FunctionWork
 from molgen_grid.grid.task.study import StudyConfig
+from molgen_grid.grid.top_up import TopUp
 from molgen_grid.grid.worker import CellJob
 
 ALL_CELLS = "*"
@@ -183,20 +184,26 @@ class StudySweep:
 
         settings = spec.settings
         group = settings.resources
-        runner = Runner(
-            f"experiment {spec.experiment}", "cell", entries, executors, claimer, self.console,
-            resources_of=lambda e: spec.resources(e.cell),
-            label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
-            where=str(group), executors_from="grid.executors",
-            events=ConsoleEvents(self.console, headline(settings), settings.report.warnings, left=estimator.finished),
-            check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast,
-            order=interleaved(spec, settings.interleave) if settings.interleave else None)
+
+        def runner_of(entries: list[Entry]) -> Runner:
+            return Runner(
+                f"experiment {spec.experiment}", "cell", entries, executors, claimer, self.console,
+                resources_of=lambda e: spec.resources(e.cell),
+                label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
+                where=str(group), executors_from="grid.executors",
+                events=ConsoleEvents(self.console, headline(settings), settings.report.warnings,
+                                     left=estimator.finished),
+                check=StudyChecks(spec, self.console), fail_fast=self.launcher.fail_fast,
+                order=interleaved(spec, settings.interleave) if settings.interleave else None)
+
+        runner = runner_of(entries)
         self.launcher.outcome = runner.outcome
         outcome = runner()
         if self.launcher.wait:
             launched = any(e.runs for e in entries)  # else the plan is the grid as it is now
             ended = follow(self.console, entries, plan.replan, executors, None if launched else plan.views,
-                           lambda now: time_left(spec, root, executors, now))
+                           lambda now: time_left(spec, root, executors, now),
+                           TopUp(lambda now: runner_of(now)().waiting, outcome.waiting))
         else:
             ended = outcome.line()
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()

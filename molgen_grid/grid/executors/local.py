@@ -92,6 +92,10 @@ class LocalExecutor:
         """Stop these cells' processes (cancel.py); the whole grid: the sweeps that run them too."""
         stop_cells(stops, whole_grid)
 
+    def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
+        """This machine has no submission limit: every cell may run (cells wait for a device, not for room)."""
+        return [True] * len(options), []
+
     def launch(self, claims: list[Claim], events: Events) -> None:
         for claim in claims:
             self._run(claim, events)

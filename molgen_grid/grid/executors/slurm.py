@@ -1,7 +1,8 @@
 """The Slurm executor: cells grouped by their resources, each group one job array, submit and return.
 
-Cells whose options of the resource group differ go to different partitions; cells that share every resource setting go out as one
-`sbatch --array` (split where the cluster's MaxArraySize requires), throttled by `array_parallelism`. A job
+Cells whose options of the resource group differ go to different partitions; cells that share every resource
+setting go out as one `sbatch --array` (split where the cluster's MaxArraySize requires), throttled by
+`array_parallelism`. A job
 that reaches its time limit or is preempted is requeued through submitit's checkpointing, up to
 `max_requeues` times; any other failure is left for the next run to resubmit.
 
@@ -15,6 +16,7 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import re
 import subprocess
 import time
@@ -31,6 +33,7 @@ from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_retry import Growth
 from molgen_grid.grid.executors.slurm_cancel import cancel_jobs
+from molgen_grid.grid.executors.slurm_limits import SubmitLimits
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.plan import Entry
@@ -80,15 +83,34 @@ class PlacedArrays(submitit.SlurmExecutor):
     sweep stopped in between left jobs that failed a minute later. Every submission is an array, one cell too,
     so every job is found by its array's name and its index."""
 
+    #: When the previous array of this sweep went to sbatch (time.time()): submitit's own pause between
+    #: submissions (`_throttle`) spans the arrays of a sweep, though each array has an executor of its own.
+    last_sent: float = 0.0
+
     def _internal_process_submissions(self, delayed: list[Any]) -> list[submitit.SlurmJob]:
+        placed = job_entry.placed_pickle(self.folder, 0).parent
         for index, submission in enumerate(delayed):
             submission.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
-            submission.dump(job_entry.placed_pickle(self.folder, index))
+            (placed / f"{index}_placed.pkl").write_bytes(dumped(submission))
         self.parameters["map_count"] = len(delayed)
+        self._last_job_submitted = PlacedArrays.last_sent
+        self._throttle()
+        PlacedArrays.last_sent = time.time()
         first = self._submit_command(self._submitit_command_str)
         tasks = list(range(first.num_tasks))
         return [submitit.SlurmJob(folder=self.folder, job_id=f"{first.job_id}_{index}", tasks=tasks)
                 for index in range(len(delayed))]
+
+
+def dumped(submission: submitit.helpers.DelayedSubmission) -> bytes:
+    """A task's pickle: the standard pickler where every object is importable by name (a cell's job is), as
+    cloudpickle's own pass costs a large submission a second; cloudpickle for anything else."""
+    try:
+        return pickle.dumps(submission, pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import cloudpickle
+
+        return cloudpickle.dumps(submission)
 
 
 @dataclass
@@ -246,6 +268,14 @@ class SlurmExecutor:
         asked = Resources.of(option)
         return self.growth.request(option, {"mem_gb": asked.mem_gb, "time_min": asked.time_min},
                                    entry.state.reason if before else None, before[-1] if before else {})
+
+    def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
+        """Which of these cells (each its resources, in launch order) the user's MaxSubmitJobs lets go out now
+        (slurm_limits.py, read once), and the lines that say why the rest wait."""
+        def text(value: Any) -> str | None:
+            return None if value is None else str(value)
+
+        return SubmitLimits.read().admit([(text(o.get("account")), text(o.get("qos"))) for o in options])
 
     def cancel(self, stops: list[Any], whole_grid: bool) -> None:
         """Cancel these cells' jobs (cancel.py): one scancel per array."""

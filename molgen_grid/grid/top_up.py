@@ -1,0 +1,52 @@
+"""`--wait` over a grid larger than the user's submission limit: as jobs end, the cells left waiting go out.
+
+A run submits up to the user's MaxSubmitJobs (executors/slurm_limits.py) and leaves the rest missing. While
+following, each poll that finds fewer of the grid's cells in flight than the poll before (room freed up) runs the
+grid again, which submits what the limit now lets go out; a poll where nothing ended asks the cluster nothing more.
+`--status` and `--dry-run` say how many cells would wait, and for which limit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from molgen_grid.grid.follow import MOVING
+from molgen_grid.grid.plan import Entry
+
+
+@dataclass
+class TopUp:
+    """The hook `follow` calls after each poll (its `top_up`)."""
+
+    #: Runs the grid as planned now; returns how many cells still wait for room.
+    submit: Callable[[list[Entry]], int]
+    #: How many cells wait for room now.
+    waiting: int
+    moving: int | None = None
+
+    def __call__(self, entries: list[Entry]) -> bool:
+        """Submit more when cells wait and some of the grid's jobs ended since the last poll; whether it did."""
+        moving = sum(1 for e in entries if e.state.state in MOVING)
+        freed = self.moving is not None and moving < self.moving
+        self.moving = moving
+        if not self.waiting or not freed:
+            return False
+        self.waiting = self.submit(entries)
+        self.moving = None
+        return True
+
+
+def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of: Callable[[Entry], dict]) -> list[str]:
+    """What `--status` and `--dry-run` say of the cells a run would leave waiting for room: each scheduler's
+    limits asked only when cells would go to it (a grid that runs here reads none)."""
+    wanted: dict[str, list[dict]] = {}
+    for e in entries:
+        if e.runs:
+            resources = resources_of(e)
+            wanted.setdefault(str(resources.get("executor", "local")), []).append(resources)
+    lines: list[str] = []
+    for name, options in wanted.items():
+        executor = executors.get(name)
+        if executor is not None and not executor.blocking:
+            lines += executor.admit(options)[1]
+    return lines
