@@ -61,11 +61,11 @@ def test_status_says_why_cells_wait_and_a_plain_run_leaves_them_missing(light: L
     cells = ["where=h100", "variant=a", "count=1,2,3", f"+where.qos={limited_qos}", f"wait_for={light.cwd / 'never'}"]
     try:
         out = light.cli(*cells).stdout
-        assert "1 cells wait: MaxSubmitJobs 2" in out and "2 submitted" in out and "1 waiting" in out, out
+        assert "1 cell waits: MaxSubmitJobs 2" in out and "2 submitted" in out and "1 waiting" in out, out
         states = sorted(light.states(*cells).values())
         assert states.count("missing") == 1 and len(states) == 3, states
         shown = light.cli(*cells, "--status").stdout
-        assert f"1 cells wait: MaxSubmitJobs {LIMIT} (QOS {limited_qos}; 2 of the user's jobs" in shown, shown
+        assert f"1 cell waits: MaxSubmitJobs {LIMIT} (QOS {limited_qos}; 2 of the user's jobs" in shown, shown
     finally:
         for job in submissions(light.cwd):
             subprocess.run(["scancel", job], check=False)

@@ -67,8 +67,8 @@ def follow(console: Console, entries: list[Entry], replan: poll.Replan, executor
                 break
             poll.next_poll(started)
             entries = poller(entries)
-            if top_up is not None:
-                top_up(entries)  # what it submits, the next poll reads
+            if top_up is not None and top_up(entries):
+                entries = poller(entries)  # what it submitted is followed from now
     for e in entries:
         if e.cell.name in followed and e.state.state not in MOVING and e.state.reason:
             console.print(f"{e.cell.name}: {e.state.state}: {e.state.reason}")

@@ -25,14 +25,15 @@ class TopUp:
     moving: int | None = None
 
     def __call__(self, entries: list[Entry]) -> bool:
-        """Submit more when cells wait and some of the grid's jobs ended since the last poll; whether it did."""
+        """Submit more when cells wait and some of the grid's jobs ended since the last poll (at the first poll:
+        since the run, however fast they ended); whether it did."""
         moving = sum(1 for e in entries if e.state.state in MOVING)
-        freed = self.moving is not None and moving < self.moving
+        freed = self.moving is None or moving < self.moving
         self.moving = moving
         if not self.waiting or not freed:
             return False
-        self.waiting = self.submit(entries)
-        self.moving = None
+        before, self.waiting = self.waiting, self.submit(entries)
+        self.moving = moving + before - self.waiting  # what went out now is in flight at the next poll
         return True
 
 

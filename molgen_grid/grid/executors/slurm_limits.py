@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from molgen_grid.words import plural
+
 QUERY_TIMEOUT_S = 20
 #: The QOS a job runs under when neither it nor its association names one.
 DEFAULT_QOS = "normal"
@@ -41,7 +43,7 @@ class Limit:
         return max(0, self.jobs - self.queued)
 
     def wait_reason(self, waiting: int) -> str:
-        return f"{waiting} cells wait: MaxSubmitJobs {self.jobs} ({self.where}; {self.queued} of the user's jobs " \
+        return f"{plural(waiting, 'cell')} {'waits' if waiting == 1 else 'wait'}: MaxSubmitJobs {self.jobs} ({self.where}; {self.queued} of the user's jobs " \
                f"queued or running)"
 
 
