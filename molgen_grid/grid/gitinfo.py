@@ -30,19 +30,23 @@ def git_provenance(where: Path) -> dict[str, object]:
     return {"git_sha": sha, "git_dirty": None if dirty is None else bool(dirty)}
 
 
-def engine_provenance() -> dict[str, Any]:
+def engine_provenance(project: Path, known: dict[str, object]) -> dict[str, Any]:
     """The engine's installed version, and its commit when it runs from a checkout of its own (a wheel installed
-    into a virtual environment inside some other repository must not record that repository's commit)."""
+    into a virtual environment inside some other repository must not record that repository's commit). `known`:
+    `project`'s git provenance, taken as the engine's when the engine runs from that very checkout (git once)."""
     try:
         version: str | None = metadata.version("molgen_grid")
     except metadata.PackageNotFoundError:
         version = None
     source = Path(molgen_grid.__file__).resolve().parent.parent
-    checkout = git_provenance(source) if (source / ".git").exists() else {}
-    return {"version": version, **checkout}
+    if not (source / ".git").exists():
+        return {"version": version}
+    same = project.resolve() == source
+    return {"version": version, **(known if same else git_provenance(source))}
 
 
 def provenance(project: Path) -> dict[str, Any]:
     """What a cell's summary records of the code that produced it: the study's repository (the project directory
     the sweep ran in) and the engine."""
-    return {**git_provenance(project), "engine": engine_provenance()}
+    study = git_provenance(project)
+    return {**study, "engine": engine_provenance(project, study)}

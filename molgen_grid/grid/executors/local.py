@@ -27,7 +27,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.devices import device_lock_holder, local_device
 from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
-from molgen_grid.grid.executors.local_cancel import stop_cells
+from molgen_grid.grid.executors.local_cancel import STOP_WAIT_S, stop_cells
 from molgen_grid.grid.interrupts import error_record
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.state import FAILED, QUEUED, CellState, alive, belongs_to, claimer_alive, process_identity, \
@@ -38,8 +38,6 @@ from molgen_grid.grid.worker import execute
 NAME = "local"
 #: How often the sweep looks at its cell's process (submitit's own wait sleeps whole seconds).
 POLL_S = 0.1
-#: How long a stopped cell's process may take to record itself as interrupted.
-STOP_WAIT_S = 30.0
 #: What submitit's local controller is given when a cell has no time limit (it needs a number): a century.
 NO_TIME_LIMIT_MIN = 100 * 365 * 24 * 60
 

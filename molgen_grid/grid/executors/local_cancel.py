@@ -17,7 +17,7 @@ from typing import Any
 
 from molgen_grid.grid.state import alive, claimer_alive
 
-#: How long a signalled cell may take to stop and let its lock go.
+#: How long a signalled or stopped cell may take to stop, record itself as interrupted and let its lock go.
 STOP_WAIT_S = 30.0
 
 
