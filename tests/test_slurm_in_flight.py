@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def h100_taken(cluster: None) -> Iterator[str]:
-    """The test cluster's one h100 GPU held by another job, so h100 cells stay queued until it is cancelled."""
-    job = subprocess.run(["sbatch", "--parsable", "-p", "h100", "--gres=gpu:h100:1", "-D", "/tmp", "-o", "/dev/null",
-                          "--wrap", "sleep 900"], capture_output=True, text=True, check=True).stdout.strip()
+    """The test cluster's one h100 GPU held by another job, so h100 cells stay queued until it is cancelled (the
+    job asks for little memory, so the node's other partitions stay free)."""
+    job = subprocess.run(["sbatch", "--parsable", "-p", "h100", "--gres=gpu:h100:1", "--mem=10M", "-D", "/tmp",
+                          "-o", "/dev/null", "--wrap", "sleep 900"],
+                         capture_output=True, text=True, check=True).stdout.strip()
     wait_until(lambda: subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
                                       text=True).stdout.strip() == "RUNNING", "the blocking job never ran")
     yield job
