@@ -6,28 +6,14 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import parse_cell_name
 from molgen_grid.grid.plan import Entry, existing
 from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.status_view import resource_place, show_status
 from molgen_grid.grid.store import SUMMARY
 from molgen_grid.words import plural
-
-_STYLE = {
-    "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
-    "held": "yellow", "interrupted": "red", "cancelled": "red", "failed": "red", "stale": "magenta", "missing": "dim",
-}
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def counts(entries: list[Entry]) -> dict[str, int]:
@@ -101,20 +87,17 @@ def test_mode_hint(spec: GridSpec, entries: list[Entry], root: Path) -> str | No
         " (test mode: add --limit N to see them)"
 
 
-def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: str | None = None) -> None:
-    table = Table(title=f"experiment {spec.experiment}: {plural(len(entries), 'cell')}", title_justify="left")
-    for column in ("cell", "state", "job id", "age", "reason"):
-        table.add_column(column, overflow="fold")
-    for e, short in zip(entries, short_names(entries)):
-        style = _STYLE.get(e.state.state, "")
-        table.add_row(short, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
-                      e.state.reason or "")
-    console.print(table)
+def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: str | None = None,
+                 every: bool = False) -> None:
+    """The status people read (status_view.py), each cell by its short name; the settings every cell shares said
+    once below it."""
+    place = resource_place(spec)
+    show_status(console, f"experiment {spec.experiment}", entries, short_names(entries), lambda e: place(e.cell),
+                every)
     if len(entries) > 1:
         common = set.intersection(*({f"{k}={v}" for k, v in e.cell.axes + e.cell.extra} for e in entries))
         if common:
             console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
     if hint:
         console.print(hint)
 

@@ -41,7 +41,7 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
         print(status_json(spec.experiment, plan.entries, partial))
         return
     hint = None if launcher.limit else test_mode_hint(spec, plan.entries, plan.root)
-    print_status(sweep.console, spec, plan.entries, hint)
+    print_status(sweep.console, spec, plan.entries, hint, launcher.all)
     say(sweep.console, time_left(spec, plan.root, plan.executors, plan.entries, accuracy=True))
     if launcher.wait:
         sweep.console.print(f"sweep {spec.experiment}: {follow(sweep.console, plan.replan)}")
