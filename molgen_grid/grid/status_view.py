@@ -8,11 +8,13 @@ A study's status and an app's use this same view.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, Callable
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.segment import Segment, Segments
+from rich.style import Style
 from rich.table import Table
 
 from molgen_grid.grid.cells import Cell
@@ -56,9 +58,9 @@ def counts_text(entries: list[Entry]) -> str:
 
 def counts_table(entries: list[Entry], where: Callable[[Entry], str]) -> Table:
     """Cells per place they run (`where`) and state: a row per place, a column per state present."""
-    by_place: dict[str, Counter] = {}
+    by_place: defaultdict[str, Counter] = defaultdict(Counter)
     for e in entries:
-        by_place.setdefault(where(e), Counter())[e.state.state] += 1
+        by_place[where(e)][e.state.state] += 1
     present = [s for s in STATES if any(s in c for c in by_place.values())]
     table = Table("where", *present, "total")
     for column in table.columns[1:]:
@@ -93,14 +95,16 @@ def aligned(rows: list[list[str]]) -> list[str]:
     ragged; a column with no value in any row is left out (no job id, no age: nothing ran)."""
     kept = [c for c in range(len(rows[0])) if any(row[c] for row in rows[1:])] or [0]
     rows = [[row[c] for c in kept] for row in rows]
-    widths = [max(cell_len(row[c]) for row in rows) for c in range(len(kept) - 1)]
-    return ["  " + "  ".join([v + " " * (w - cell_len(v)) for v, w in zip(row, widths)] + [row[-1]]).rstrip()
-            for row in rows]
+    lengths = [[cell_len(v) for v in row[:-1]] for row in rows]
+    widths = [max(row[c] for row in lengths) for c in range(len(kept) - 1)]
+    return ["  " + "  ".join([v + " " * (w - n) for v, n, w in zip(row, own, widths)] + [row[-1]]).rstrip()
+            for row, own in zip(rows, lengths)]
 
 
 def print_cells(console: Console, entries: list[Entry], order: list[int], labels: list[str], noun: str,
                 more: tuple[str, Callable[[Entry], str]] | None = None) -> None:
-    """The listed cells' lines under a header, a run of lines of one state in that state's colour."""
+    """The listed cells' lines under a header, each run of lines of one state in that state's colour: one print
+    of ready-made segments (rich would otherwise lay out every line of thousands)."""
     head = ["state", noun, "job id", "age", "reason"] + ([more[0]] if more else [])
     rows = [head]
     for i in order:
@@ -108,12 +112,13 @@ def print_cells(console: Console, entries: list[Entry], order: list[int], labels
         rows.append([e.state.state, labels[i], e.state.job_id or "", age(e.state.age_s),
                      " ".join((e.state.reason or "").split())] + ([more[1](e)] if more else []))
     lines = aligned(rows)
-    console.out(lines[0], style="bold", highlight=False)
+    segments = [Segment(lines[0] + "\n", Style(bold=True))]
     start = 1
     for end in range(2, len(rows) + 1):
         if end == len(rows) or rows[end][0] != rows[start][0]:
-            console.out("\n".join(lines[start:end]), style=_STYLE.get(rows[start][0]), highlight=False)
+            segments.append(Segment("\n".join(lines[start:end]) + "\n", Style.parse(_STYLE.get(rows[start][0], ""))))
             start = end
+    console.print(Segments(segments), crop=False)
 
 
 def show_status(console: Console, title: str, entries: list[Entry], labels: list[str], where: Callable[[Entry], str],
@@ -155,7 +160,7 @@ def resource_place(spec: GridSpec) -> Callable[[Cell], str]:
     def place(cell: Cell) -> str:
         if group is None:
             return "this machine"
-        own = tuple(kv for kv in cell.extra + cell.run if kv[0] == group or kv[0].startswith(group + "."))
+        own = tuple(kv for kv in cell.extra + cell.run if kv[0].partition(".")[0] == group) if cell.extra else ()
         key = (dict(cell.axes).get(group), own)
         if key not in known:
             known[key] = f"{group}={spec.cell_choices(cell)[group]} ({runs_on(spec.resources(cell))})"
