@@ -42,6 +42,7 @@ _STYLE = {
 
 
 def age(seconds: float | None) -> str:
+    """`3m`: how long ago, to the unit a person reads at a glance."""
     if seconds is None:
         return ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -122,12 +123,12 @@ def print_cells(console: Console, entries: list[Entry], order: list[int], labels
 
 
 def show_status(console: Console, title: str, entries: list[Entry], labels: list[str], where: Callable[[Entry], str],
-                every: bool = False, noun: str = "cell",
-                more: tuple[str, Callable[[Entry], str]] | None = None) -> None:
+                every: bool = False, noun: str = "cell", more: tuple[str, Callable[[Entry], str]] | None = None,
+                every_flag: str = "--all") -> None:
     """`title: N cells: counts`, the counts per place and state, then the cells listed (every one when `every`
     or the grid is small, else those that need attention) and what was left unlisted. `labels`: each cell as
     shown; `more`: a column's header and its value of a listed cell (an app's stored value), computed only for
-    the cells listed."""
+    the cells listed; `every_flag`: what asks for every cell (`--all`, an app's `hydra.launcher.all=true`)."""
     console.print(f"{title}: {plural(len(entries), noun)}" + (f": {counts_text(entries)}" if entries else ""),
                   markup=False, highlight=False)
     if not entries:
@@ -143,7 +144,7 @@ def show_status(console: Console, title: str, entries: list[Entry], labels: list
         left = Counter(e.state.state for e in entries if e.state.state not in ATTENTION)
         if left:
             console.print(f"not listed: {', '.join(f'{left[s]} {s}' for s in COUNTED if left[s])} "
-                          f"(--all lists every {noun})", highlight=False)
+                          f"({every_flag} lists every {noun})", highlight=False)
 
 
 def runs_on(resources: dict[str, Any]) -> str:
@@ -160,7 +161,7 @@ def resource_place(spec: GridSpec) -> Callable[[Cell], str]:
     def place(cell: Cell) -> str:
         if group is None:
             return "this machine"
-        own = tuple(kv for kv in cell.extra + cell.run if kv[0].partition(".")[0] == group) if cell.extra else ()
+        own = tuple(kv for kv in cell.extra + cell.run if kv[0].partition(".")[0] == group)
         key = (dict(cell.axes).get(group), own)
         if key not in known:
             known[key] = f"{group}={spec.cell_choices(cell)[group]} ({runs_on(spec.resources(cell))})"

@@ -43,7 +43,7 @@ def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
             return value_text(*status_value(job_of[id(e)])) if e.state.state == DONE else ""
 
         show_status(sweep.console, f"sweep {sweep.sweep_dir}", entries, [f"#{j.idx} {j.store.name}" for j in jobs],
-                    lambda e: place(sweep, e), launcher.all, "job", ("value", value))
+                    lambda e: place(sweep, e), launcher.all, "job", ("value", value), "hydra.launcher.all=true")
         return
     for j, e in zip(jobs, entries):
         what = f"runs ({e.why})" if e.why else "kept"
