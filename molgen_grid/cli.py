@@ -16,8 +16,11 @@ EPILOG = """\
 examples:
   molgen-grid                                  run every cell of the default experiment that is not done
   molgen-grid --config-dir my_study --status   another study: its own config tree (docs/tasks.md)
-  molgen-grid --status                         one row per cell: state, job id, age, reason; the time left
-  molgen-grid --status --json                  the same, for machines
+  molgen-grid --status                         counts per state and place, the cells that need attention (failed
+                                               first, with the reason), the time left; a grid of at most 50 cells
+                                               lists every cell
+  molgen-grid --status --all                   every cell: state, job id, age, reason
+  molgen-grid --status --json                  every cell, for machines
   molgen-grid --dry-run kv_cache=static        the plan: what would run and why, and about how long it takes
   molgen-grid --force 'gpu=local,...'          rerun one cell (names as --status prints them)
   molgen-grid --logs kv_cache=static --follow  one cell's stdout and stderr (current attempt), followed as it runs
@@ -56,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="a named grid: experiment/NAME.yaml of the study (default: default); "
                                          "a,b: each in turn, one report of both")
     action = p.add_mutually_exclusive_group()
-    action.add_argument("--status", action="store_true", help="show every cell of the grid and its state")
+    action.add_argument("--status", action="store_true",
+                        help="counts per state, then the cells that need attention (every cell of a small grid)")
     action.add_argument("--dry-run", action="store_true", help="show what would run and why; launch nothing")
     action.add_argument("--report", action="store_true",
                         help="tables, speed-ups and plots of the done cells under artifacts/<experiment>/")
@@ -79,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
                    help="with --report: matched pairs that differ only in AXIS (repeatable)")
     p.add_argument("--heatmap", metavar="X,Y", help="with --report: the two settings of the heatmap")
     p.add_argument("--json", action="store_true", help="with --status: print JSON")
+    p.add_argument("--all", action="store_true", help="with --status: list every cell, done ones too")
     p.add_argument("--force", nargs="*", metavar="CELL", help="rerun these cells even if done (no name: all)")
     p.add_argument("--wait", action="store_true",
                    help="follow every queued or running cell of the grid to its end, whoever submitted it: after a "
@@ -109,6 +114,8 @@ def hydra_argv(args: argparse.Namespace) -> list[str]:
         argv.append(f"experiment={safe_component(args.experiment, 'experiment name')}")
     if args.json:
         argv.append("hydra.launcher.json=true")
+    if args.all:
+        argv.append("hydra.launcher.all=true")
     if args.wait:
         argv.append("hydra.launcher.wait=true")
     if args.fail_fast:
@@ -171,6 +178,8 @@ def run(argv: list[str]) -> None:
     args.force, args.accept, args.cancel = names.get("--force"), names.get("--accept"), names.get("--cancel")
     if args.json and not args.status:
         parser().error("--json goes with --status")
+    if args.all and not args.status:
+        parser().error("--all goes with --status")
     if args.wait and (args.json or args.dry_run or args.report or args.watch or args.cancel is not None):
         raise InputError("--wait goes with a run (launch, then follow) or with --status (follow, launching "
                          "nothing), not with --json, --dry-run, --report, --watch or --cancel")

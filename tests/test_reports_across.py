@@ -189,11 +189,12 @@ def test_an_apps_status_shows_each_done_jobs_stored_value(tmp_path: Path) -> Non
     assert kept["state"] == "done" and kept["value"] is None and kept["value_file"] == "return_value.pkl", kept
     assert jobs["as_set=false,seed=3"]["state"] == "missing" and jobs["as_set=false,seed=3"]["value"] is None
     lines = app.run("seed=1,2", "+as_set=false,true", "hydra.launcher.action=status").stdout.splitlines()
-    shown = {line.split(":", 1)[0].split(" ", 1)[1]: line for line in lines if line.startswith("#")}
-    assert shown["as_set=false,seed=1"].startswith('#0 as_set=false,seed=1: done, returned {"lr": 0.1, "seed": 1, '
-                                                   '"pid": '), shown
-    assert shown["as_set=true,seed=2"] == "#3 as_set=true,seed=2: done, returned a value kept in return_value.pkl"
-    assert shown["as_set=true,seed=1"] == "#1 as_set=true,seed=1: missing"
+    shown = {line.split()[2]: line.split(None, 3) for line in lines if line.split()[1:2] and line.split()[1][0] == "#"}
+    assert shown["as_set=false,seed=1"][:2] == ["done", "#0"], shown
+    assert shown["as_set=false,seed=1"][3].split(None, 2)[2].startswith('returned {"lr": 0.1, "seed": 1, "pid": ')
+    assert shown["as_set=true,seed=2"][:2] == ["done", "#3"]
+    assert shown["as_set=true,seed=2"][3].endswith("  returned a value kept in return_value.pkl"), shown
+    assert shown["as_set=true,seed=1"] == ["missing", "#1", "as_set=true,seed=1"]
 
 
 #: A task whose summaries say where they ran and what their figure's clock covers, from the cell's settings.

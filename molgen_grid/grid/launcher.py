@@ -45,6 +45,8 @@ class GridLauncherConf:
     attempt: Optional[int] = None
     #: With action=status: print JSON instead of a table.
     json: bool = False
+    #: With action=status: list every cell (default: a grid of over 50 cells lists those that need attention).
+    all: bool = False
     #: After submitting to Slurm, follow the grid's cells to the end.
     wait: bool = False
     #: Stop launching after the first cell of this run that fails; the cells not launched stay as they were.
@@ -82,7 +84,7 @@ class GridLauncherConf:
 
 class GridLauncher(Launcher):
     def __init__(self, action: str = "run", force: Sequence[str] = (), accept: Sequence[str] = (), json: bool = False,
-                 wait: bool = False, fail_fast: bool = False, cancel: Sequence[str] = (),
+                 all: bool = False, wait: bool = False, fail_fast: bool = False, cancel: Sequence[str] = (),
                  logs: str | None = None, follow: bool = False, attempt: int | None = None,
                  compare: Sequence[str] = (), heatmap: Sequence[str] = (), limit: int | None = None,
                  together: bool = False, resources: str | None = None, array_parallelism: int = 256,
@@ -94,6 +96,7 @@ class GridLauncher(Launcher):
         self.accept = list(accept)
         self.cancel = list(cancel)
         self.json = json
+        self.all = all
         self.wait = wait
         self.fail_fast = fail_fast
         self.logs, self.follow, self.attempt = logs, follow, attempt

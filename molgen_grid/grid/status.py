@@ -4,30 +4,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Iterable, TypeVar
 
 from rich.console import Console
-from rich.table import Table
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import parse_cell_name
 from molgen_grid.grid.plan import Entry, existing
 from molgen_grid.grid.spec import GridSpec
+from molgen_grid.grid.status_view import resource_place, show_status
 from molgen_grid.grid.store import SUMMARY
 from molgen_grid.words import plural
 
-_STYLE = {
-    "done": "green", "unsupported": "cyan", "queued": "yellow", "running": "yellow", "requeued": "yellow",
-    "held": "yellow", "interrupted": "red", "cancelled": "red", "failed": "red", "stale": "magenta", "missing": "dim",
-}
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+T = TypeVar("T")
 
 
 def counts(entries: list[Entry]) -> dict[str, int]:
@@ -57,9 +46,20 @@ def short_labels(names: list[str]) -> list[str]:
     """Each cell by the parts of its name that not every cell shares (what `--force` accepts as a cell's name
     too): the `key=value` parts of its directory's name, so a setting at its default, which a name leaves out, is
     never spelled out here either; the full name where nothing would be left."""
-    parts = [name.split(",") for name in names]
-    common = set.intersection(*map(set, parts)) if parts else set()
-    return [",".join(p for p in own if p not in common) or name for name, own in zip(names, parts)]
+    common = shared(name.split(",") for name in names)
+    if not common:  # the usual large grid: a few names differ in every part, and nothing is taken out
+        return list(names)
+    return [",".join(p for p in name.split(",") if p not in common) or name for name in names]
+
+
+def shared(groups: Iterable[Iterable[T]]) -> set[T]:
+    """What every group holds, read no further than where nothing is left in common."""
+    common: set[T] | None = None
+    for group in groups:
+        common = set(group) if common is None else common.intersection(group)
+        if not common:
+            break
+    return common or set()
 
 
 def short_names(entries: list[Entry]) -> list[str]:
@@ -101,20 +101,18 @@ def test_mode_hint(spec: GridSpec, entries: list[Entry], root: Path) -> str | No
         " (test mode: add --limit N to see them)"
 
 
-def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: str | None = None) -> None:
-    table = Table(title=f"experiment {spec.experiment}: {plural(len(entries), 'cell')}", title_justify="left")
-    for column in ("cell", "state", "job id", "age", "reason"):
-        table.add_column(column, overflow="fold")
-    for e, short in zip(entries, short_names(entries)):
-        style = _STYLE.get(e.state.state, "")
-        table.add_row(short, f"[{style}]{e.state.state}[/]", e.state.job_id or "", _age(e.state.age_s),
-                      e.state.reason or "")
-    console.print(table)
+def print_status(console: Console, spec: GridSpec, entries: list[Entry], hint: str | None = None,
+                 every: bool = False) -> None:
+    """The status people read (status_view.py), each cell by its short name; the settings every cell shares said
+    once below it."""
+    place = resource_place(spec)
+    show_status(console, f"experiment {spec.experiment}", entries, short_names(entries), lambda e: place(e.cell),
+                every)
     if len(entries) > 1:
-        common = set.intersection(*({f"{k}={v}" for k, v in e.cell.axes + e.cell.extra} for e in entries))
+        common = shared(e.cell.axes + e.cell.extra for e in entries)
         if common:
-            console.print(f"[dim]every cell: {','.join(sorted(common))}  (full names: --status --json)[/]")
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts(entries).items())) or "no cells")
+            console.print(f"[dim]every cell: {','.join(sorted(f'{k}={v}' for k, v in common))}  "
+                          f"(full names: --status --json)[/]")
     if hint:
         console.print(hint)
 

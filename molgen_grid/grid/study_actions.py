@@ -42,7 +42,7 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
         print(status_json(spec.experiment, plan.entries, partial))
         return
     hint = None if launcher.limit else test_mode_hint(spec, plan.entries, plan.root)
-    print_status(sweep.console, spec, plan.entries, hint)
+    print_status(sweep.console, spec, plan.entries, hint, launcher.all)
     say(sweep.console, waiting_lines(plan.entries, plan.executors, lambda e: spec.resources(e.cell)))
     say(sweep.console, time_left(spec, plan.root, plan.executors, plan.entries, accuracy=True))
     if launcher.wait:

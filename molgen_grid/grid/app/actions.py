@@ -13,6 +13,7 @@ from molgen_grid.grid.cancel import cancel
 from molgen_grid.grid.cell_logs import only_one, show_logs
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import DONE
+from molgen_grid.grid.status_view import runs_on, show_status
 from molgen_grid.grid.watch import watch
 from molgen_grid.words import plural
 
@@ -21,25 +22,44 @@ if TYPE_CHECKING:
 
 
 def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
-    """status: every job's state and a done job's stored value; dry_run: what a run would do with each."""
+    """status: the jobs' states as a study's status shows its cells (status_view.py), with a done job's stored
+    value; dry_run: what a run would do with each job."""
     launcher = sweep.launcher
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.state.state] = counts.get(e.state.state, 0) + 1
-    values = {j.idx: status_value(j) for j, e in zip(jobs, entries) if e.state.state == DONE}
     if launcher.json:
+        values = {j.idx: status_value(j) for j, e in zip(jobs, entries) if e.state.state == DONE}
         print(json.dumps({"sweep_dir": str(sweep.sweep_dir), "counts": counts, "jobs": [
             {"num": j.idx, "cell": j.cell.name, "dir": str(j.store.dir), "state": e.state.state,
              "reason": e.state.reason, "job_id": e.state.job_id, "runs": e.why, "overrides": j.overrides,
              "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
             for j, e in zip(jobs, entries)]}, default=str))
         return
+    if launcher.action == "status":
+        job_of = {id(e): j for j, e in zip(jobs, entries)}
+
+        def value(e: Entry) -> str:
+            return value_text(*status_value(job_of[id(e)])) if e.state.state == DONE else ""
+
+        show_status(sweep.console, f"sweep {sweep.sweep_dir}", entries, [f"#{j.idx} {j.store.name}" for j in jobs],
+                    lambda e: place(sweep, e), launcher.all, "job", ("value", value), "hydra.launcher.all=true")
+        return
     for j, e in zip(jobs, entries):
-        what = (f"runs ({e.why})" if e.why else "kept") if launcher.action == "dry_run" else e.state.state
+        what = f"runs ({e.why})" if e.why else "kept"
         reason = f": {e.state.reason}" if e.state.reason else ""
-        value = f", {value_text(*values[j.idx])}" if j.idx in values and launcher.action == "status" else ""
-        sweep.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
+        sweep.console.print(f"#{j.idx} {j.store.name}: {what}{reason}", highlight=False, markup=False)
     sweep.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+
+
+def place(sweep: AppSweep, entry: Entry) -> str:
+    """Where a job runs, as the status counts name it: its option of the app's resource group when the sweep
+    chooses one, else the launcher's executor and partition (no job's config is composed for this)."""
+    group, keys = sweep.launcher.resources, sweep.launcher.job_resources
+    option = dict(entry.cell.extra).get(group) if group else None
+    if option is not None:
+        return f"{group}={option}"
+    return runs_on(keys) + (f" ({group} as the app sets it)" if group else "")
 
 
 def chosen(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry], names: list[str]) -> list[Entry]:
