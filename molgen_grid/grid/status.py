@@ -125,9 +125,9 @@ def print_plan(console: Console, experiment: str, entries: list[Entry], notes: d
     runs = [e for e in entries if e.runs]
     notes = notes or {}
     console.print(f"experiment {experiment}: {len(runs)} of {plural(len(entries), 'cell')} would run")
-    if runs:  # one write of plain text: a plan of 10,000 cells printed line by line through rich takes seconds
-        console.out("\n".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
-                               for e in runs), highlight=False)
+    if runs:  # plain text (names, reasons, requests), written as is: rich would render 10,000 lines one by one
+        console.file.write("".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
+                                   "\n" for e in runs))
     given_up = [e for e in entries if not e.runs and e.state.state == "failed"]
     if given_up:
         console.out("\n".join(f"  skip  {e.cell.name}  ({e.state.reason})" for e in given_up), highlight=False)
