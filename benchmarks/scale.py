@@ -1,8 +1,9 @@
 """The engine at a lab's scale: status and dry-run from 1,008 to 100,800 cells, today's main beside the change, and
 Slurm submissions of 1,008 and 3,024 cells.
 
-Every figure is the wall time of the whole `sbatch/run.sh` command, as a user types it, with `ulimit -n 1024`
-(a sweep must never hold a file per cell open), best of `--runs`:
+Every figure times the whole `sbatch/run.sh` command, as a user types it, with `ulimit -n 1024` (a sweep must
+never hold a file per cell open): its wall seconds and, for the plans, its CPU seconds (what a machine shared with
+other work changes least), each the best of `--runs`, the two checkouts taking turns run by run:
 - plans: `--status --json` and `--dry-run` over attention 7 x kv_cache 3 x template_building 2 x tokenizer_cache 2
   x logit_processor 4 x gpu 4 x batch_size 1..N (10,752 cells at N = 8), a third of the cells with a summary.json
   whose fingerprint does not match (so each is checked part by part: the real cost of a done cell). Each size is
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -75,20 +77,27 @@ def plan_grid(size: int) -> list[str]:
                    f"batch_size=range(1,{size // PER_BATCH + 1})"]
 
 
-def command(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    """The whole command's wall time (under ulimit -n 1024) and its stdout; exits on failure."""
+@dataclass(frozen=True)
+class Timing:
+    """A whole command's wall seconds and CPU seconds (its processes' user and system time: what a machine
+    shared with other work changes least)."""
+
+    wall: float
+    cpu: float
+
+
+def command(args: list[str], env: dict[str, str], cwd: Path) -> tuple[Timing, str]:
+    """The whole command's timing (under ulimit -n 1024) and its stdout; exits on failure."""
     line = "ulimit -n 1024 && exec " + " ".join(f"'{a}'" for a in args)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(["bash", "-c", line], env=env, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{done.stderr}")
-    return seconds, done.stdout
-
-
-def best_of(runs: int, args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    timed = [command(args, env, cwd) for _ in range(runs)]
-    return min(t[0] for t in timed), timed[-1][1]
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Timing(seconds, cpu), done.stdout
 
 
 @contextlib.contextmanager
@@ -124,8 +133,9 @@ def half_done(results: Path, out: str) -> dict[str, int]:
     return {"cells": len(cells), "done": len(cells[::3])}
 
 
-def plan_size(size: int, trees: list[Checkout], work: Path, runs: int) -> dict[tuple[str, str], float]:
-    """Seconds of each action by each checkout over one tree of `size` cells; outputs compared."""
+def plan_size(size: int, trees: list[Checkout], work: Path, runs: int) -> dict[tuple[str, str], Timing]:
+    """The best timing of each action by each checkout over one tree of `size` cells, the checkouts taking turns
+    run by run (so a burst of other work slows both alike); outputs compared."""
     results = work / f"plan-{size}"
     grid = plan_grid(size)
     change = trees[-1]
@@ -133,50 +143,56 @@ def plan_size(size: int, trees: list[Checkout], work: Path, runs: int) -> dict[t
     made = half_done(results, out)
     if made["cells"] != size:
         sys.exit(f"the grid of {size} has {made['cells']} cells")
-    seconds: dict[tuple[str, str], float] = {}
+    best: dict[tuple[str, str], Timing] = {}
     for action, flags in PLAN_ACTIONS.items():
         outputs = {}
-        for tree in trees:
-            seconds[tree.label, action], outputs[tree.label] = best_of(runs, [*tree.front(results), *flags, *grid],
-                                                                       tree.env(), work)
+        for _ in range(runs):
+            for tree in trees:
+                timing, outputs[tree.label] = command([*tree.front(results), *flags, *grid], tree.env(), work)
+                known = best.get((tree.label, action), timing)
+                best[tree.label, action] = Timing(min(known.wall, timing.wall), min(known.cpu, timing.cpu))
         if len(set(outputs.values())) > 1:
             print(f"  {size} cells, {action}: the outputs differ between {' and '.join(outputs)}")
-    return seconds
+    return best
 
 
 def plans(sizes: list[int], trees: list[Checkout], work: Path, runs: int) -> None:
-    """One line per size and action: each checkout's seconds and microseconds per cell, and the ratio."""
+    """One line per size and action: each checkout's seconds and microseconds per cell, and the ratios."""
     print(f"plans: whole command, best of {runs}, a third of the cells done with a stale fingerprint; us/cell: "
-          f"the time beyond the {sizes[0]:,}-cell grid's, per cell beyond it")
-    head = "".join(f"{t.label:>26}" for t in trees)
-    print(f"  {'cells':>8} {'action':<14}{head}{'  change/baseline' if len(trees) > 1 else ''}")
-    first: dict[tuple[str, str], float] = {}
+          f"the time beyond the {sizes[0]:,}-cell grid's per cell beyond it, wall/cpu")
+    ratio = len(trees) > 1
+    print(f"  {'':>8} {'':<14}" + "".join(f"{t.label:<29}" for t in trees) + ("change/baseline" if ratio else ""))
+    print(f"  {'cells':>8} {'action':<14}" + f"{'wall s':>7} {'cpu s':>7} {'us/cell':>11}  " * len(trees)
+          + (f"{'wall':>6} {'cpu':>6}" if ratio else ""))
+    first: dict[tuple[str, str], Timing] = {}
     for size in sizes:
-        seconds = plan_size(size, trees, work, runs)
+        best = plan_size(size, trees, work, runs)
         for action in PLAN_ACTIONS:
             cols = ""
             for tree in trees:
-                s = seconds[tree.label, action]
-                per = f"{(s - first[tree.label, action]) / (size - sizes[0]) * 1e6:.0f} us/cell" \
-                    if size != sizes[0] else "-"
-                cols += f"{s:>10.3f} s {per:>13}"
-            ratio = f"{seconds[trees[-1].label, action] / seconds[trees[0].label, action]:>17.2f}" \
-                if len(trees) > 1 else ""
-            print(f"  {size:>8,} {action:<14}{cols}{ratio}", flush=True)
+                t = best[tree.label, action]
+                per = "-" if size == sizes[0] else "/".join(
+                    f"{(now - then) / (size - sizes[0]) * 1e6:.0f}"
+                    for now, then in ((t.wall, first[tree.label, action].wall), (t.cpu, first[tree.label, action].cpu)))
+                cols += f"{t.wall:>7.3f} {t.cpu:>7.3f} {per:>11}  "
+            if ratio:
+                new, old = best[trees[-1].label, action], best[trees[0].label, action]
+                cols += f"{new.wall / old.wall:>6.2f} {new.cpu / old.cpu:>6.2f}"
+            print(f"  {size:>8,} {action:<14}{cols}", flush=True)
         if size == sizes[0]:
-            first = seconds
+            first = best
 
 
 def submissions(work: Path) -> None:
     """Submit each Slurm grid with `--limit 1` (test mode) to the test cluster; cancel its jobs at once."""
     change = Checkout("change", ROOT)
     for size, grid in SLURM_GRIDS.items():
-        seconds, out = command([*change.front(work / f"results-{size}"), "--limit", "1", *grid], change.env(), work)
+        timing, out = command([*change.front(work / f"results-{size}"), "--limit", "1", *grid], change.env(), work)
         lines = [line for line in out.splitlines() if line.startswith("submitted array")]
         subprocess.run(["scancel", *(line.split()[2] for line in lines)], check=False)
         submitted = sum(int(line.split(": ")[1].split()[0]) for line in lines)
         target = 10 if size < 2000 else 20
-        print(f"submit: {submitted} of {size} Slurm cells in {seconds:.2f} s, {len(lines)} sbatch calls "
+        print(f"submit: {submitted} of {size} Slurm cells in {timing.wall:.2f} s, {len(lines)} sbatch calls "
               f"(target < {target} s, whole command)")
 
 
