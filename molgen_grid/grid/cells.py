@@ -77,12 +77,12 @@ def name_key(key: str) -> str:
 def make_cell(axes: list[tuple[str, str]], extra: dict[str, str], run: dict[str, str] | None = None,
               added: frozenset[str] = frozenset()) -> Cell:
     """Build a cell from its axis choices (in axis order), its non-default overrides and how it is run."""
-    items = list(axes) + sorted(extra.items())
-    name = ",".join([_name_part(k, v) for k, v in items]) or DEFAULT_CELL
+    own = tuple(sorted(extra.items()))
+    name = ",".join([_name_part(k, v) for k, v in (*axes, *own)]) or DEFAULT_CELL
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
-    return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name,
-                run=tuple(sorted((run or {}).items())), added=added & set(extra))
+    return Cell(axes=tuple(axes), extra=own, name=name, run=tuple(sorted(run.items())) if run else (),
+                added=frozenset(added & extra.keys()) if added else frozenset())
 
 
 def parse_cell_name(name: str) -> list[str]:

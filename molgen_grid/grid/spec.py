@@ -113,9 +113,9 @@ class GridSpec:
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
-        parsed = [p for p in map(self.overrides.parse, overrides) if p is not None]
+        parsed = list(filter(None, map(self.overrides.parse, overrides)))
         choices = dict(self.choices)
-        choices.update({k: v for k, v, is_group, _ in parsed if is_group})
+        choices.update([(k, v) for k, v, is_group, _ in parsed if is_group])
         extra: dict[str, str] = {}
         run: dict[str, str] = {}
         added: set[str] = set()
