@@ -58,9 +58,14 @@ class Cell:
         return dict(self.axes)
 
 
-@functools.lru_cache(maxsize=4096)
 def _name_value(value: str) -> str:
     return value if _SAFE_VALUE.match(value) else _HASH_MARK + short_hash(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_part(key: str, value: str) -> str:
+    """`key=value` as a name writes it (a grid's cells share each part: made once)."""
+    return f"{name_key(key)}={_name_value(value)}"
 
 
 def name_key(key: str) -> str:
@@ -72,12 +77,12 @@ def name_key(key: str) -> str:
 def make_cell(axes: list[tuple[str, str]], extra: dict[str, str], run: dict[str, str] | None = None,
               added: frozenset[str] = frozenset()) -> Cell:
     """Build a cell from its axis choices (in axis order), its non-default overrides and how it is run."""
-    items = list(axes) + sorted(extra.items())
-    name = ",".join(f"{name_key(k)}={_name_value(v)}" for k, v in items) or DEFAULT_CELL
+    own = tuple(sorted(extra.items()))
+    name = ",".join([_name_part(k, v) for k, v in (*axes, *own)]) or DEFAULT_CELL
     if len(name.encode()) > MAX_NAME_BYTES:
         name = name[: MAX_NAME_BYTES - 12] + _HASH_MARK + short_hash(name)
-    return Cell(axes=tuple(axes), extra=tuple(sorted(extra.items())), name=name,
-                run=tuple(sorted((run or {}).items())), added=added & set(extra))
+    return Cell(axes=tuple(axes), extra=own, name=name, run=tuple(sorted(run.items())) if run else (),
+                added=frozenset(added & extra.keys()) if added else frozenset())
 
 
 def parse_cell_name(name: str) -> list[str]:

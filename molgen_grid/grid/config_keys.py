@@ -65,13 +65,27 @@ def _shown(value: str) -> str:
     return value if len(value) <= SHOWN_VALUE_CHARS else value[:SHOWN_VALUE_CHARS - 3] + "..."
 
 
-def changes(before: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+def changed_keys(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The keys whose values differ (or that only one of them has), in name order. The items are compared as
+    sets where the values allow (text, numbers): a stale cell's config differs in a key or two of hundreds, and
+    a status checks thousands of them."""
+    if before == now:
+        return []
+    if not before or not now:
+        return sorted(now or before)
+    try:
+        return sorted({key for key, _ in before.items() ^ now.items()})
+    except TypeError:  # a value that cannot be hashed (a list, a mapping)
+        return sorted(k for k in set(before) | set(now) if k not in before or k not in now or before[k] != now[k])
+
+
+def changes(before: Mapping[str, str], now: Mapping[str, str], keys: Iterable[str] | None = None) -> list[str]:
     """What changed from one config to another, key by key: `max_new_tokens 1536 -> 1024`, `new key x`,
-    `x removed`."""
+    `x removed`; `keys`: said of these changed keys only (a reason names two)."""
     if before == now:
         return []
     out = []
-    for key in sorted(set(before) | set(now)):
+    for key in changed_keys(before, now) if keys is None else keys:
         if key not in before:
             out.append(f"new key {key}")
         elif key not in now:

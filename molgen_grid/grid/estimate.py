@@ -11,6 +11,7 @@ median it was launched under (`estimate_s`), so once cells finish their error is
 from __future__ import annotations
 
 import heapq
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from molgen_grid.grid.cells import Cell, parse_cell_name
 from molgen_grid.grid.plan import Entry, existing
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT, RUNNING
-from molgen_grid.grid.store import SUMMARY, CellStore
+from molgen_grid.grid.store import SUMMARY, CellStore, as_record, read_json
 from molgen_grid.words import plural
 
 #: What a claim's line in attempts.jsonl records: the run time its cell was expected to take.
@@ -140,18 +141,16 @@ class Estimator:
         known = {e.store.name: e.cell for e in entries}
         self.groups, self.pairs = {}, []
         for name in sorted(existing(self.root)):
-            if not (self.root / name / SUMMARY).is_file():  # the engine's own folders (.slurm/) hold none
-                continue
-            store = CellStore(self.root, name)
-            cell = known.get(name) or self._parsed(name)
-            summary = store.summary()
-            if cell is None or summary is None:
+            summary = as_record(read_json(os.path.join(self.root, name, SUMMARY)))
+            if summary is None:  # none yet, or the engine's own folders (.slurm/)
                 continue
             seconds = run_time(summary)
-            if seconds is None:
+            cell = (known.get(name) or self._parsed(name)) if seconds is not None else None
+            if cell is None:
                 continue
             self.group(cell).times.append(seconds)
-            launched = next((a for a in store.attempts() if a.get("attempt") == summary.get("attempt")), {})
+            launched = next((a for a in CellStore(self.root, name).attempts()
+                             if a.get("attempt") == summary.get("attempt")), {})
             if isinstance(launched.get(ESTIMATE_KEY), (int, float)):
                 self.pairs.append((launched[ESTIMATE_KEY], seconds))
         return self
@@ -203,7 +202,7 @@ def of_study(spec: GridSpec, root: Path, executors: Mapping[str, Any]) -> Estima
     group, limit = spec.settings.resources, spec.settings.limit_key
 
     def key_of(cell: Cell) -> str:
-        option = spec.cell_choices(cell)[group] if group else ""
+        option = spec.option_in(cell, group) if group else ""
         return f"{option}|{dict(cell.extra).get(limit, '') if limit else ''}"
 
     def option_of(cell: Cell) -> tuple[str, dict[str, Any], int]:

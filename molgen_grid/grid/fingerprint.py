@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from molgen_grid.grid.config_keys import changes
+from molgen_grid.grid.config_keys import changed_keys, changes
 from molgen_grid.grid.state import Note
 from molgen_grid.grid.store import atomic_write_text
 
@@ -57,8 +57,12 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 def code_hash(path: Path) -> str:
     """A hash of a module's syntax: blind to comments, docstrings and formatting."""
-    tree = _without_docstrings(ast.parse(path.read_text(), str(path)))
-    return digest(ast.dump(tree, annotate_fields=False, include_attributes=False))
+    return syntax_hash(ast.parse(path.read_text(), str(path)))
+
+
+def syntax_hash(tree: ast.AST) -> str:
+    """code_hash of a parsed module (its docstrings are taken out of `tree`)."""
+    return digest(ast.dump(_without_docstrings(tree), annotate_fields=False, include_attributes=False))
 
 
 def _imported(tree: ast.AST, module: str, is_package: bool) -> Iterable[str]:
@@ -101,13 +105,16 @@ def _top_level(name: str, folders: list[Path]) -> Path | None:
     return Path(spec.origin).resolve().parent if spec.origin else None
 
 
-def code_closure(task: str, folders: list[Path] = ()) -> dict[str, str]:
+def code_closure(task: str, folders: list[Path] = (), hashes: "FileHashes | None" = None) -> dict[str, str]:
     """{path: code hash} of the task's module and every module of the study it imports, directly or not.
 
     The study's modules are those of the task's top-level package (keyed relative to that package, as
     `bench/generate.py`) and any module found in `folders` (pinned code, the project directory; keyed relative
-    to the folder): what the cell's process imports from there, never a library's.
+    to the folder): what the cell's process imports from there, never a library's. Each module's hash and
+    imports are remembered by its size and modification time (`hashes`): a plan parses no unchanged module, while
+    where each import leads is looked up anew (a module added since can shadow another).
     """
+    hashes = hashes or FileHashes()
     folders = [Path(f).resolve() for f in folders]
     top = task.split(".")[0]
     task_root = _top_level(top, folders)
@@ -138,10 +145,9 @@ def code_closure(task: str, folders: list[Path] = ()) -> dict[str, str]:
         if hit is None:
             continue
         path, is_package, base = hit
-        found[path.relative_to(base).as_posix()] = code_hash(path)
-        tree = ast.parse(path.read_text(), str(path))
+        found[path.relative_to(base).as_posix()], imported = hashes.module(path, name, is_package)
         parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
-        pending += parents + list(_imported(tree, name, is_package))
+        pending += parents + imported
     return dict(sorted(found.items()))
 
 
@@ -225,16 +231,17 @@ def pinned_code(folders: list[Path], project: Path, trees: dict[str, Path] | Non
     return out
 
 
-def code_part(settings: Any, project: Path) -> dict[str, str]:
+def code_part(settings: Any, project: Path, hashes: "FileHashes | None" = None) -> dict[str, str]:
     """The code part of a cell's fingerprint: the task's modules (code_closure), or the command as written and
     its inputs; and the pinned folders."""
     from molgen_grid.grid.settings import code_folders
 
+    hashes = hashes or FileHashes()
     project = project.resolve()
     folders = [(project / f).resolve() for f in code_folders(settings)]
     trees = {"results": project / settings.results_dir, "artifacts": project / settings.artifacts_dir}
     if settings.get("task"):
-        code = code_closure(settings.task, folders + [project])
+        code = code_closure(settings.task, folders + [project], hashes)
         code = {k: v for k, v in code.items()
                 if not any((f / k).is_file() for f in folders)}  # listed below with their folder
     else:
@@ -247,7 +254,7 @@ def code_part(settings: Any, project: Path) -> dict[str, str]:
                 raise ValueError(f"grid.command_inputs: {name} is not a file (relative paths are relative to "
                                  f"{project})")
             code[_shown(path, project)] = file_hash(path)
-    return dict(sorted({**code, **pinned_code(folders, project, trees)}.items()))
+    return dict(sorted({**code, **pinned_code(folders, project, trees, hashes)}.items()))
 
 
 def library_versions(settings: Any) -> dict[str, Any]:
@@ -314,6 +321,21 @@ class FileHashes:
         self.changed = True
         return found
 
+    def module(self, path: Path, name: str, is_package: bool) -> tuple[str, list[str]]:
+        """A module's code_hash and every module name its imports may name (`_imported`), parsed once per
+        size and modification time. `path` is taken as given (code_closure's are resolved)."""
+        stat = path.stat()
+        key = f"{path}#module:{name}:{int(is_package)}"
+        seen = self.known.get(key)
+        if seen and seen[0] == stat.st_size and seen[1] == stat.st_mtime_ns and len(seen) == 4:
+            return seen[2], seen[3]
+        tree = ast.parse(path.read_text(), str(path))
+        imported = list(dict.fromkeys(_imported(tree, name, is_package)))
+        found = syntax_hash(tree)
+        self.known[key] = [stat.st_size, stat.st_mtime_ns, found, imported]
+        self.changed = True
+        return found, imported
+
     def save(self) -> None:
         if not self.changed:
             return
@@ -334,7 +356,8 @@ def input_hashes(inputs: dict[str, list[str]], hashes: FileHashes) -> dict[str, 
 
 
 def _changed_keys(before: dict, now: dict) -> list[str]:
-    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    """The names whose values differ, a name that one side lacks counting as null (a library not installed)."""
+    return [k for k in changed_keys(before, now) if before.get(k) != now.get(k)]
 
 
 def _by_file(config: dict) -> bool:
@@ -342,8 +365,10 @@ def _by_file(config: dict) -> bool:
     return "overrides" in config and all(k == "overrides" or k.endswith(".yaml") for k in config)
 
 
-def _name_some(kind: str, names: list[str]) -> str:
-    more = f" and {len(names) - 2} more" if len(names) > 2 else ""
+def _name_some(kind: str, names: list[str], count: int | None = None) -> str:
+    """The first two names and how many more (`count`: how many there are, where only two were made)."""
+    count = len(names) if count is None else count
+    more = f" and {count - 2} more" if count > 2 else ""
     return f"{kind}: {', '.join(names[:2])}{more}"
 
 
@@ -361,7 +386,8 @@ class Current:
     @classmethod
     def of_study(cls, settings: Any, project: Path) -> "Current":
         """A study's: its task's modules or its command and inputs, its pinned folders (code_part)."""
-        return cls(lambda: code_part(settings, project), lambda: library_versions(settings))
+        hashes = FileHashes()
+        return cls(lambda: code_part(settings, project, hashes), lambda: library_versions(settings), hashes)
 
     @property
     def code(self) -> dict[str, str]:
@@ -384,8 +410,8 @@ class Current:
         reasons = []
         if _by_file(stored["config"]):
             reasons.append("config: recorded file by file by an older molgen_grid (--accept keeps the result)")
-        elif changed := changes(stored["config"], config):
-            reasons.append(_name_some("config", changed))
+        elif changed := changed_keys(stored["config"], config):
+            reasons.append(_name_some("config", changes(stored["config"], config, changed[:2]), len(changed)))
         if changed := _changed_keys(stored["code"], self.code):
             reasons.append(_name_some("code", changed))
         unseen = []

@@ -78,9 +78,8 @@ def jobs_to_ask(stores: list[CellStore], histories: list[list[dict]]) -> dict[st
         if not attempts:
             continue
         last = attempts[-1]
-        summary = store.path(SUMMARY)
         try:
-            newer = last.get("when", 0) > summary.stat().st_mtime
+            newer = last.get("when", 0) > os.stat(f"{store.where}/{SUMMARY}").st_mtime
         except OSError:
             newer = True
         if newer:
@@ -117,15 +116,15 @@ def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, ob
     once for the cells it reads again, poll.py), so that no executor is asked twice."""
     present: dict[Path, set[str]] = {}
     for e in entries:
-        if e.store.dir.parent not in present:
-            present[e.store.dir.parent] = existing(e.store.dir.parent)
-    found = [e for e in entries if e.store.name in present[e.store.dir.parent]]
+        if e.store.root not in present:
+            present[e.store.root] = existing(e.store.root)
+    found = [e for e in entries if e.store.name in present[e.store.root]]
     histories = [e.store.attempts() for e in found]
     views = dict(views) if views is not None else ask(executors, [e.store for e in found], histories)
     for entry, attempts in zip(found, histories):
         entry.state = read_state(entry.store, lambda summary, e=entry: current.stale(summary.get("fingerprint"),
                                                                                     e.config_part),
-                                 views, attempts=attempts)
+                                 views, attempts=attempts, listed=True)
     for entry in entries:
         entry.why = why_run(entry.state, entry.cell.name in forced, stale_policy, max_attempts)
         if entry.why is None and gave_up(entry.state, max_attempts):

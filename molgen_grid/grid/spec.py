@@ -13,9 +13,12 @@ memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +27,7 @@ from molgen_grid.grid.cells import Cell, canonical, make_cell
 from molgen_grid.grid.config_files import ConfigFiles
 from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
-from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match
+from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
 from molgen_grid.grid.settings import read_settings
 
 #: The grid of a study that has no `experiment` group, and the experiment `--experiment` names by default.
@@ -35,7 +38,8 @@ class GridSpec:
     """The experiment's base config and what it takes to turn override lists into named cells."""
 
     def __init__(self, config_loader: ConfigLoader, config_name: str, experiment: str | None,
-                 hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None) -> None:
+                 hydra_overrides: Sequence[str] = (), settings: DictConfig | None = None,
+                 base: DictConfig | None = None) -> None:
         self.loader = config_loader
         self.config_name = config_name
         if experiment is not None:
@@ -43,8 +47,9 @@ class GridSpec:
         self.experiment_override = experiment_override(config_loader, config_name, experiment) if experiment else None
         self.experiment = experiment or DEFAULT_EXPERIMENT
         self.hydra_overrides = list(hydra_overrides)
-        self.base = config_loader.load_configuration(config_name=config_name, overrides=self.base_overrides,
-                                                     run_mode=RunMode.RUN)
+        #: The experiment's config with no cell's override: `base` where the caller has it composed already.
+        self.base = base if base is not None else config_loader.load_configuration(
+            config_name=config_name, overrides=self.base_overrides, run_mode=RunMode.RUN)
         #: The engine's settings (`grid:`, defaults filled in), as the command line left them.
         self.settings = read_settings(settings if settings is not None else self.base.get("grid"))
         self.not_identity: set[str] = set(self.settings.not_identity)
@@ -53,9 +58,11 @@ class GridSpec:
         }
         self.axes: list[str] = list(self.settings.axes) if self.settings.axes is not None else [
             group for group in self.choices if group != "experiment" and not self.is_nested(group)]
+        self.axis_set = set(self.axes)
         self.files = ConfigFiles(config_loader, config_name, self.base_overrides, self.not_identity)
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
+        self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
 
     def is_nested(self, group: str) -> bool:
         """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
@@ -79,29 +86,41 @@ class GridSpec:
 
     @classmethod
     def of_sweep(cls, config_loader: ConfigLoader, sweep_config: DictConfig) -> "GridSpec":
-        """The spec of the sweep Hydra composed (its experiment, its Hydra overrides)."""
+        """The spec of the sweep Hydra composed (its experiment, its Hydra overrides); the sweep's own config is
+        the base where it is composed alike (`composed_as_base`)."""
         return cls(config_loader, sweep_config.hydra.job.config_name,
                    sweep_config.hydra.runtime.choices.get("experiment"),
-                   list(sweep_config.hydra.overrides.hydra), sweep_config.get("grid"))
+                   list(sweep_config.hydra.overrides.hydra), sweep_config.get("grid"),
+                   sweep_config if composed_as_base(sweep_config) else None)
 
     def fingerprint_config(self, cell: Cell) -> dict[str, str]:
         """The config part of a cell's fingerprint: the config it composes, key by key (its options' files merged
         as Hydra merges them, then its own overrides), without composing it."""
         keys = dict(self.files.config_keys({k: v for k, v in cell.axes + cell.extra if k in self.choices}))
-        own = {k: self.overrides.spelling.value_of(v) for k, v in cell.extra if k not in self.choices}
-        merge_keys(keys, without(flat_keys(own), self.not_identity))
+        for key, value in cell.extra:
+            if key not in self.choices:
+                merge_keys(keys, self.override_keys(key, value))
         return keys
+
+    def override_keys(self, key: str, value: str) -> dict[str, str]:
+        """The flat keys one override of a cell's own sets (none of those that only say how a cell runs), read
+        once per distinct override: thousands of cells share each."""
+        memo = (key, value)
+        if memo not in self._override_keys:
+            self._override_keys[memo] = without(flat_keys(self.overrides.spelling.value_of(value), key),
+                                                self.not_identity)
+        return self._override_keys[memo]
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest)."""
-        parsed = [p for p in map(self.overrides.parse, overrides) if p is not None]
+        parsed = list(filter(None, map(self.overrides.parse, overrides)))
         choices = dict(self.choices)
-        choices.update({k: v for k, v, is_group, _ in parsed if is_group})
+        choices.update([(k, v) for k, v, is_group, _ in parsed if is_group])
         extra: dict[str, str] = {}
         run: dict[str, str] = {}
         added: set[str] = set()
         for key, value, is_group, adds in parsed:
-            if key in self.axes:
+            if key in self.axis_set:
                 continue
             if key in self.not_identity:
                 run[key] = value
@@ -122,7 +141,8 @@ class GridSpec:
         """Distinct cells in sweep order (two spellings of one cell are one cell)."""
         jobs = [list(overrides) for overrides in job_overrides]
         options: dict[str, set[str]] = {}
-        for key, value, is_group, _ in (p for o in jobs for p in map(self.overrides.parse, o) if p is not None):
+        distinct = dict.fromkeys(chain.from_iterable(jobs))  # each override read once, in sweep order
+        for key, value, is_group, _ in filter(None, map(self.overrides.parse, distinct)):
             if is_group:
                 options.setdefault(key, set()).add(value)
         self.defaults.swept = {group for group, chosen in options.items() if len(chosen) > 1}
@@ -137,6 +157,13 @@ class GridSpec:
         choices = dict(self.choices)
         choices.update({k: v for k, v in cell.axes + cell.extra if k in choices})
         return choices
+
+    def option_in(self, cell: Cell, group: str) -> str:
+        """`cell_choices(cell)[group]` without a dict of every group: a plan asks it of every cell."""
+        for key, value in reversed(cell.axes + cell.extra):
+            if key == group:
+                return value
+        return self.choices[group]
 
     def settings_of(self, cell: Cell, keys: Iterable[str]) -> dict[str, str]:
         """The cell's value for each key as a name writes it, the experiment's default where it has none."""
@@ -172,6 +199,22 @@ class GridSpec:
         return self.loader.load_configuration(config_name=self.config_name,
                                               overrides=self.base_overrides + cell.overrides + cell.run_overrides,
                                               run_mode=RunMode.RUN)
+
+
+def composed_as_base(sweep_config: DictConfig) -> bool:
+    """Whether Hydra composed the sweep's config as the base of its cells is composed: from the same overrides
+    (Hydra's, the experiment's selection) with the sweeps left out, as a multirun's composition leaves them, and
+    the engine's settings, which set only the `grid:` section that the plan reads apart; and no group left
+    mandatory (`???`, which only a multirun skips). A sweep that sets a cell's key or group to one value is
+    composed again without it (100 ms)."""
+    if any(v in (None, "???") for k, v in sweep_config.hydra.runtime.choices.items() if not k.startswith("hydra/")):
+        return False
+    task = list(sweep_config.hydra.overrides.task)
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+    except HydraException:
+        return False
+    return all(o.is_sweep_override() or steers_the_engine(o.get_key_element()) for o in parsed)
 
 
 def study_folder(config_loader: ConfigLoader) -> str:

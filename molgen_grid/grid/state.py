@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from molgen_grid.grid.logfiles import log_files
-from molgen_grid.grid.store import SUMMARY, CellStore
+from molgen_grid.grid.store import SUMMARY, CellStore, as_record, parsed_json
 from molgen_grid.grid.task import REQUIRED_KEYS
 
 DONE, UNSUPPORTED, QUEUED, RUNNING, REQUEUED, HELD, INTERRUPTED, CANCELLED, FAILED, STALE, MISSING = (
@@ -148,16 +148,17 @@ def summary_problem(summary: dict | None) -> str | None:
 
 
 def read_state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping[str, JobView],
-               lock_held: bool = False, attempts: list[dict] | None = None) -> CellState:
+               lock_held: bool = False, attempts: list[dict] | None = None, listed: bool = False) -> CellState:
     """The cell's state: done/unsupported (maybe stale), in flight, interrupted, cancelled, failed with a reason,
     missing.
 
     `stale(summary)`: why a valid summary is stale now (None when it is not; a Note: not stale, said beside
     done). `views`: each executor's view of its jobs. `lock_held`: this process holds the cell's lock, so the
     lock says nothing about anyone else.
-    `attempts`: the cell's attempts when the caller has read them already.
+    `attempts`: the cell's attempts when the caller has read them already. `listed`: the cell's folder was
+    just seen in its experiment's listing (plan.existing), so it is not looked up again.
     """
-    if not store.dir.is_dir():
+    if not listed and not os.path.isdir(store.where):
         return CellState(MISSING)
     attempts = store.attempts() if attempts is None else attempts
     last = attempts[-1] if attempts else {}
@@ -185,8 +186,9 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
     locked = (lambda: False) if lock_held else store.is_locked
     job_id = last.get("job_id")
     view = views.get(last.get("executor", ""))
-    if store.path(SUMMARY).exists():
-        summary = store.summary()
+    data = store.read(SUMMARY)
+    if data is not None:
+        summary = as_record(parsed_json(data))
         problem = summary_problem(summary)
         if problem is None:
             since = summary.get("finished_at")

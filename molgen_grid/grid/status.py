@@ -18,6 +18,9 @@ from molgen_grid.words import plural
 
 T = TypeVar("T")
 
+#: json.dumps's encoder, as its defaults make it.
+_ENCODER = json.JSONEncoder()
+
 
 def counts(entries: list[Entry]) -> dict[str, int]:
     return dict(Counter(e.state.state for e in entries))
@@ -29,16 +32,17 @@ def status_json(experiment: str, entries: list[Entry], partial: str | None = Non
             "cell": e.cell.name,
             "state": e.state.state,
             "job_id": e.state.job_id,
-            "age_s": None if e.state.age_s is None else round(e.state.age_s, 1),
+            "age_s": None if (age := e.state.age_s) is None else round(age, 1),
             "reason": e.state.reason,
             "log": e.state.log,
             "overrides": e.cell.overrides,
         }
         for e in entries
     ]
-    # One cell per line: readable, and written by the C encoder (an indented dump of 10,000 cells takes a second).
+    # One cell per line: readable, and written by the C encoder (an indented dump of 10,000 cells takes a second),
+    # one encoder for all (json.dumps makes one per call).
     head = json.dumps({"experiment": experiment, "partial": partial, "counts": counts(entries)})
-    lines = ",\n  ".join(json.dumps(cell) for cell in cells)
+    lines = ",\n  ".join(map(_ENCODER.encode, cells))
     return f'{head[:-1]}, "cells": [\n  {lines}\n]}}' if cells else f'{head[:-1]}, "cells": []}}'
 
 
@@ -123,9 +127,9 @@ def print_plan(console: Console, experiment: str, entries: list[Entry], notes: d
     runs = [e for e in entries if e.runs]
     notes = notes or {}
     console.print(f"experiment {experiment}: {len(runs)} of {plural(len(entries), 'cell')} would run")
-    if runs:  # one write of plain text: a plan of 10,000 cells printed line by line through rich takes seconds
-        console.out("\n".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
-                               for e in runs), highlight=False)
+    if runs:  # plain text (names, reasons, requests), written as is: rich would render 10,000 lines one by one
+        console.file.write("".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
+                                   "\n" for e in runs))
     given_up = [e for e in entries if not e.runs and e.state.state == "failed"]
     if given_up:
         console.out("\n".join(f"  skip  {e.cell.name}  ({e.state.reason})" for e in given_up), highlight=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -114,12 +115,39 @@ def atomic_write_json(path: Path, data: Any, durable: bool = False) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", durable)
 
 
-def read_json(path: Path) -> Any:
-    """The parsed file, or None when it is absent or does not parse."""
+def read_bytes(path: str | Path) -> bytes | None:
+    """The file's bytes; None when it is absent; b"" when it is there but cannot be read (a folder, no
+    permission). One open, a read and a close through file descriptors: a status of 100,000 cells reads its
+    files this way (Path.read_text costs three times the syscalls and a text wrapper). O_NONBLOCK: a FIFO
+    planted in a cell's folder cannot block a status."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def parsed_json(data: bytes | None) -> Any:
+    """The parsed bytes, or None when there are none or they do not parse."""
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:
+        return None
+
+
+def read_json(path: str | Path) -> Any:
+    """The parsed file, or None when it is absent or does not parse."""
+    return parsed_json(read_bytes(path))
 
 
 def write_pickle(path: Path, value: Any) -> None:
@@ -254,33 +282,46 @@ def _fold(lines: list[dict]) -> list[dict]:
     return attempts
 
 
+def as_record(data: Any) -> dict | None:
+    """A JSON object as a record (a summary, an error record); anything else is none."""
+    return data if isinstance(data, dict) else None
+
+
 class CellStore:
     """The directory of one cell and the files in it."""
 
     def __init__(self, root: Path, name: str) -> None:
         self.name = safe_component(name, "cell name")
-        self.dir = root / self.name
+        self.root = root
+        #: The folder as text: files are read by `os` calls on it, without a Path per file (a plan reads
+        #: thousands).
+        self.where = os.path.join(root, self.name)
+
+    @functools.cached_property
+    def dir(self) -> Path:
+        return self.root / self.name
 
     def path(self, filename: str) -> Path:
         return self.dir / filename
 
+    def read(self, filename: str) -> bytes | None:
+        """One of the cell's files (read_bytes)."""
+        return read_bytes(f"{self.where}/{filename}")
+
     def summary(self) -> dict | None:
-        data = read_json(self.path(SUMMARY))
-        return data if isinstance(data, dict) else None
+        return as_record(read_json(f"{self.where}/{SUMMARY}"))
 
     def error(self) -> dict | None:
-        data = read_json(self.path(ERROR))
-        return data if isinstance(data, dict) else None
+        return as_record(read_json(f"{self.where}/{ERROR}"))
 
     def attempts(self) -> list[dict]:
         """Every launch of the cell, oldest first (each claim with what its executor added since); a claim
         withdrawn before its cell was sent (sbatch refused it) is no attempt."""
-        try:
-            lines = self.path(ATTEMPTS).read_text().splitlines()
-        except OSError:
+        data = self.read(ATTEMPTS)
+        if not data:
             return []
         out = []
-        for line in lines:
+        for line in data.splitlines():
             try:
                 record = json.loads(line)
             except ValueError:

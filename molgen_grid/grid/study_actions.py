@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from molgen_grid.grid.accept import accept
 from molgen_grid.grid.cancel import cancel
 from molgen_grid.grid.cell_logs import show_logs
+from molgen_grid.grid.collector import paused
 from molgen_grid.grid.estimate import of_study
 from molgen_grid.grid.follow import follow
 from molgen_grid.grid.plan import Entry
@@ -39,7 +40,8 @@ def time_left(spec: GridSpec, root: Path, executors: dict, entries: list[Entry],
 def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
     launcher, spec = sweep.launcher, plan.spec
     if launcher.json:
-        print(status_json(spec.experiment, plan.entries, partial))
+        with paused():
+            print(status_json(spec.experiment, plan.entries, partial))
         return
     hint = None if launcher.limit else test_mode_hint(spec, plan.entries, plan.root)
     print_status(sweep.console, spec, plan.entries, hint, launcher.all)
@@ -51,10 +53,11 @@ def status(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
 
 
 def dry_run(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:
-    print_plan(sweep.console, plan.spec.experiment, plan.entries,
-               requests(plan.entries, plan.executors, plan.spec.resources))
-    say(sweep.console, waiting_lines(plan.entries, plan.executors, lambda e: plan.spec.resources(e.cell)))
-    say(sweep.console, time_left(plan.spec, plan.root, plan.executors, plan.entries))
+    with paused():
+        print_plan(sweep.console, plan.spec.experiment, plan.entries,
+                   requests(plan.entries, plan.executors, plan.spec.resources))
+        say(sweep.console, waiting_lines(plan.entries, plan.executors, lambda e: plan.spec.resources(e.cell)))
+        say(sweep.console, time_left(plan.spec, plan.root, plan.executors, plan.entries))
 
 
 def logs(sweep: StudySweep, plan: StudyPlan, partial: str | None) -> None:

@@ -13,6 +13,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.cell_logs import one_cell
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.claim import Claimer
+from molgen_grid.grid.collector import paused
 from molgen_grid.grid.estimate import of_study
 from molgen_grid.grid.executors.base import executors as load_executors
 from molgen_grid.grid.figures import headline
@@ -72,7 +73,8 @@ class StudySweep:
         """Carry out the launcher's action; with `together` (a report of several experiments), hand back this
         experiment's plan instead of reporting it alone."""
         launcher = self.launcher
-        plan = self.plan(job_overrides)
+        with paused():
+            plan = self.plan(job_overrides)
         partial = next((v.partial for v in plan.views.values() if v.partial), None)
         if partial and not launcher.json:
             self.console.print(f"[yellow]partial view: {partial}[/]")

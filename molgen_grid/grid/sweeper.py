@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, interrupted
+from molgen_grid.grid.collector import paused
 from molgen_grid.grid.settings import read_settings
 
 
@@ -55,7 +56,8 @@ class GridSweeping:
         try:
             parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
             overrides = parser.parse_overrides(self._parse_config() + list(arguments) + self._test_mode())
-            (cells,) = self.split_arguments(overrides, None)
+            with paused():  # tens of thousands of override lists, all kept: nothing to collect
+                (cells,) = self.split_arguments(overrides, None)
             returns = self.launcher.launch(cells, initial_job_idx=0)  # an app's jobs (app mode), else none
         except InputError as exc:
             fail(str(exc))
