@@ -34,12 +34,14 @@ def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
              "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
             for j, e in zip(jobs, entries)]}, default=str))
         return
+    lines = []
     for j, e in zip(jobs, entries):
         what = (f"runs ({e.why})" if e.why else "kept") if launcher.action == "dry_run" else e.state.state
         reason = f": {e.state.reason}" if e.state.reason else ""
         value = f", {value_text(*values[j.idx])}" if j.idx in values and launcher.action == "status" else ""
-        sweep.console.print(f"#{j.idx} {j.store.name}: {what}{reason}{value}", highlight=False, markup=False)
-    sweep.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+        lines.append(f"#{j.idx} {j.store.name}: {what}{reason}{value}")
+    lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    sweep.console.out("\n".join(lines), highlight=False)
 
 
 def chosen(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry], names: list[str]) -> list[Entry]:
