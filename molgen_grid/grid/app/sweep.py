@@ -36,7 +36,8 @@ from molgen_grid.grid.plan import Entry, make_plan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
 from molgen_grid.grid.store import CellStore
-from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
+from molgen_grid.grid.task.hydra_app import SWEEP_PARTS, AppFunctionWork, AppSweepPart, Shipped, \
+    app_code
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -129,10 +130,9 @@ class AppSweep:
 
     def run(self, jobs: list[AppJob], entries: list[Entry], views: dict) -> Sequence[JobReturn]:
         by_dir = {j.store.dir: j for j in jobs}
-        state = Singleton.get_state()
-        work_of = functools.partial(AppFunctionWork, self.hydra_context, self.config, task_function=self.task_function,
-                                    singleton_state=state, sys_path=list(sys.path), code=self.current.code,
-                                    resources=self.launcher.resources)
+        part = AppSweepPart(self.hydra_context, self.config, self.task_function, Singleton.get_state(),
+                            list(sys.path), self.current.code, self.launcher.resources)
+        shipped = Shipped(part, self.sweep_dir / SWEEP_PARTS)
 
         provenance = code_provenance(Path.cwd())
 
@@ -141,7 +141,8 @@ class AppSweep:
                 app_job = by_dir[entry.store.dir]
                 return CellJob(cell_dir=str(entry.store.dir), experiment=str(self.config.hydra.job.name),
                                cell=entry.cell.name, attempt=attempt, axes={}, overrides=app_job.overrides,
-                               work=work_of(app_job.overrides, app_job.idx, app_job.cell), project_dir=os.getcwd(),
+                               work=AppFunctionWork(shipped, app_job.overrides, app_job.idx, app_job.cell),
+                               project_dir=os.getcwd(),
                                executor=executor, provenance=provenance)
             return job
 
