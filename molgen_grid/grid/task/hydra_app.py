@@ -6,7 +6,8 @@ The sweep ships Hydra's context, its own config and the job's overrides, Hydra's
 registered resolvers) and its import path, pickled with cloudpickle once per sweep into `<sweep dir>/.sweep/`
 (each job's pickle names that file): the app's function may be a closure or live in `__main__`. The return
 value is the job's figures: `{"value": ...}` when it reads back from JSON as itself, else pickled beside the
-summary (`value_file`). A function that raises fails the job; its exception is pickled beside the error record too, so the sweeper can re-raise it as Hydra's launchers do.
+summary (`value_file`). A function that raises fails the job; its exception is pickled beside the error record
+too, so the sweeper can re-raise it as Hydra's launchers do.
 """
 from __future__ import annotations
 
