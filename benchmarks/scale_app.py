@@ -190,8 +190,8 @@ def submitit_submit(work: Path, tree: Tree, jobs: int, site: str, timeout: float
     """hydra-submitit-launcher's submission of the same jobs: from the command's start until squeue lists
     them all (it then waits for their results; its process is stopped and its jobs cancelled)."""
     app = write_app(work / "slurm-submitit", "submitit_slurm", "app")
-    args = [sys.executable, "app.py", "-m", *sweep_args(jobs), "hydra.launcher.mem_gb=0.1",
-            "hydra.launcher.timeout_min=5", "hydra.launcher.array_parallelism=256"]
+    args = [sys.executable, "app.py", "-m", *sweep_args(jobs), "hydra.launcher.mem_gb=null",
+            "hydra.launcher.mem_per_cpu=100M", "hydra.launcher.timeout_min=5", "hydra.launcher.array_parallelism=256"]
     started = time.perf_counter()
     process = subprocess.Popen(args, env=tree.env(site), cwd=app, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -229,12 +229,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], choices=sorted(SHAPES))
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--slurm", action="store_true", help="submit 1,000 jobs to the test cluster")
+    parser.add_argument("--slurm-only", action="store_true", help="only the submission")
     parser.add_argument("--submitit", help="a folder holding hydra-submitit-launcher, timed beside the submission")
     args = parser.parse_args()
     trees = [Tree("change", ROOT)] + ([Tree("baseline", args.baseline.resolve())] if args.baseline else [])
     with tempfile.TemporaryDirectory(prefix="scale-app-") as scratch:
-        app_plans(Path(scratch), trees, args.sizes, args.baseline_jobs, args.repeat)
-        if args.slurm:
+        if not args.slurm_only:
+            app_plans(Path(scratch), trees, args.sizes, args.baseline_jobs, args.repeat)
+        if args.slurm or args.slurm_only:
             app_submission(Path(scratch), trees[0], 1000, args.submitit)
 
 
