@@ -115,6 +115,10 @@ class GridLauncher(Launcher):
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
+        if is_app(config, task_function):  # the sweeper checks an app's jobs once per option set, not per job
+            from molgen_grid.grid.app.checking_loader import share_checks
+
+            self.hydra_context, self.option_sets = share_checks(hydra_context, config, self.resources)
 
     @property
     def cwd(self) -> Path:

@@ -45,11 +45,13 @@ def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
         show_status(sweep.console, f"sweep {sweep.sweep_dir}", entries, [f"#{j.idx} {j.store.name}" for j in jobs],
                     lambda e: place(sweep, e), launcher.all, "job", ("value", value), "hydra.launcher.all=true")
         return
+    lines = []
     for j, e in zip(jobs, entries):
         what = f"runs ({e.why})" if e.why else "kept"
         reason = f": {e.state.reason}" if e.state.reason else ""
-        sweep.console.print(f"#{j.idx} {j.store.name}: {what}{reason}", highlight=False, markup=False)
-    sweep.console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+        lines.append(f"#{j.idx} {j.store.name}: {what}{reason}")
+    lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+    sweep.console.out("\n".join(lines), highlight=False)
 
 
 def place(sweep: AppSweep, entry: Entry) -> str:

@@ -16,7 +16,7 @@ from hydra import version
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus
 from hydra.errors import HydraException
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.app.jobs import AppJob, task_config
@@ -52,10 +52,11 @@ def value_text(value: Any, value_file: str | None, width: int = 100) -> str:
     return "returned " + (text if len(text) <= width else text[:width - 3] + "...")
 
 
-def job_return(job: AppJob, state: CellState) -> JobReturn:
-    """The job's return as if it had just run: its configs, its directory, its stored value or exception."""
+def job_return(job: AppJob, state: CellState, chdir: bool) -> JobReturn:
+    """The job's return as if it had just run: its configs, its directory, its stored value or exception.
+    `chdir`: whether its function ran in its directory (Hydra's `hydra.job.chdir`, the same for its option set)."""
     if state.state == DONE:
-        return _return(job, JobStatus.COMPLETED, stored_value(job))
+        return StoredReturn(job, JobStatus.COMPLETED, stored_value(job), chdir)
     exception: BaseException = HydraException(f"{job.label} ({job.store.dir}) ended {state.state}"
                                               f"{f': {state.reason}' if state.reason else ''}")
     if job.store.path(EXCEPTION_FILE).exists():
@@ -63,22 +64,59 @@ def job_return(job: AppJob, state: CellState) -> JobReturn:
             exception = load_pickle(job.store.path(EXCEPTION_FILE))
         except InputError:
             pass  # the engine's own words then
-    return _return(job, JobStatus.FAILED, exception)
+    return StoredReturn(job, JobStatus.FAILED, exception, chdir)
 
 
-def _return(job: AppJob, status: JobStatus, value: Any) -> JobReturn:
+def changes_dir(hydra_cfg: DictConfig) -> bool:
+    """Whether Hydra runs a job's function in its directory (`hydra.job.chdir`, by default as the version base
+    says)."""
+    chdir = hydra_cfg.hydra.job.chdir
+    return not version.base_at_least("1.2") if chdir is None else bool(chdir)
+
+
+class StoredReturn(JobReturn):
+    """A job's `JobReturn` whose configs (the job's and Hydra's) are composed when a sweeper first reads them, not
+    for every job of a rerun: a sweeper that reads only values never composes a job."""
+
+    def __init__(self, job: AppJob, status: JobStatus, value: Any, chdir: bool) -> None:
+        self.overrides = [o for o in job.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+        self.working_dir = str(job.store.dir) if chdir else os.getcwd()
+        self.task_name = JobRuntime.instance().get("name")
+        self.status = status
+        self._return_value = value
+        self._job = job
+        self._configs: tuple[DictConfig | None, DictConfig | None] | None = None
+
+    def _composed(self) -> tuple[DictConfig | None, DictConfig | None]:
+        if self._configs is None:
+            self._configs = _configs(self._job)
+        return self._configs
+
+    @property  # type: ignore[override]
+    def cfg(self) -> DictConfig | None:
+        return self._composed()[0]
+
+    @cfg.setter
+    def cfg(self, value: DictConfig | None) -> None:
+        self._configs = (value, self._composed()[1])
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> DictConfig | None:
+        return self._composed()[1]
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: DictConfig | None) -> None:
+        self._configs = (self._composed()[0], value)
+
+
+def _configs(job: AppJob) -> tuple[DictConfig, DictConfig]:
+    """The job's config and Hydra's (as HydraConfig holds it while the job runs), composed now."""
     cfg = job.cfg
     previous = HydraConfig.instance().cfg
     try:
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
             cfg.hydra.runtime.output_dir = str(job.store.dir)
         HydraConfig.instance().set_config(cfg)
-        hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
-        chdir = hydra_cfg.hydra.job.chdir
-        if chdir is None:
-            chdir = not version.base_at_least("1.2")
-        return JobReturn(overrides=OmegaConf.to_container(cfg.hydra.overrides.task), cfg=task_config(cfg),
-                         hydra_cfg=hydra_cfg, working_dir=str(job.store.dir) if chdir else os.getcwd(),
-                         task_name=JobRuntime.instance().get("name"), status=status, _return_value=value)
+        return task_config(cfg), copy.deepcopy(HydraConfig.instance().cfg)
     finally:
         HydraConfig.instance().cfg = previous  # type: ignore[assignment]

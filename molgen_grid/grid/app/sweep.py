@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from omegaconf import OmegaConf
@@ -26,7 +25,7 @@ from molgen_grid.errors import InputError, Interrupted, closed_pipe, fail, inter
 from molgen_grid.grid.app.actions import SHOWN
 from molgen_grid.grid.app.jobs import AppJob, cell_of, check_directories, compose_job, config_part, job_dir, \
     numbered
-from molgen_grid.grid.app.returns import job_return
+from molgen_grid.grid.app.returns import changes_dir, job_return
 from molgen_grid.grid.cells import ValueSpelling, name_matches
 from molgen_grid.grid.claim import Claimer
 from molgen_grid.grid.executors.base import executors as load_executors
@@ -38,7 +37,8 @@ from molgen_grid.grid.poll import Replan
 from molgen_grid.grid.run import ConsoleEvents, Runner
 from molgen_grid.grid.settings import GridSettings
 from molgen_grid.grid.store import CellStore
-from molgen_grid.grid.task.hydra_app import AppFunctionWork, app_code
+from molgen_grid.grid.task.hydra_app import SWEEP_PARTS, AppFunctionWork, AppSweepPart, Shipped, \
+    app_code
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -51,6 +51,7 @@ class AppSweep:
         self.task_function = task_function
         self.config = launcher.config
         self.hydra_context = launcher.hydra_context
+        self.option_sets = launcher.option_sets
         self.console = launcher.console
         self.sweep_dir = Path(os.path.abspath(str(self.config.hydra.sweep.dir)))
         self.current = Current(lambda: app_code(task_function, Path(os.getcwd())))
@@ -78,15 +79,18 @@ class AppSweep:
             closed_pipe()
 
     def jobs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[AppJob]:
-        """Every job's cell and directory (composed only where the user's own subdir names it), checked."""
+        """Every job's cell and directory (composed only where the user's own subdir names it), checked once per
+        distinct option set and override (option_sets.py)."""
         loader = self.hydra_context.config_loader
-        parser = OverridesParser.create(config_loader=loader)
-        spelling = ValueSpelling(parser)
+        sets = self.option_sets
+        spelling = ValueSpelling(sets)
         jobs = []
+        own_subdir = not numbered(self.config)
         for i, overrides in enumerate(job_overrides):
-            cell = cell_of(overrides, parser, spelling)
+            sets.check(overrides)
+            cell = cell_of(overrides, sets, spelling)
             compose = functools.partial(compose_job, loader, self.config, list(overrides), initial_job_idx + i, cell)
-            cfg = None if numbered(self.config) else compose()
+            cfg = compose() if own_subdir else None
             where = job_dir(self.sweep_dir, cfg, cell)
             jobs.append(AppJob(initial_job_idx + i, list(overrides), cell, CellStore(where.parent, where.name),
                                compose, cfg))
@@ -106,7 +110,12 @@ class AppSweep:
 
     def plan(self, jobs: list[AppJob], forced: set[str], views: Any = None) -> tuple[list[Entry], dict]:
         resources = self.launcher.resources
-        entries = [Entry(j.cell, j.store, lambda cell, j=j: config_part(j.cfg, resources)) for j in jobs]
+
+        def config_of(job: AppJob) -> dict[str, str]:
+            keys = self.option_sets.config_part(job.overrides)
+            return config_part(job.cfg, resources) if keys is None else keys
+
+        entries = [Entry(j.cell, j.store, lambda cell, j=j: config_of(j)) for j in jobs]
         return make_plan(entries, forced, self.executors, self.current, views=views)
 
     def replan(self, jobs: list[AppJob]) -> Replan:
@@ -119,15 +128,17 @@ class AppSweep:
         app's resource group (`hydra.launcher.resources`) where it has one."""
         keys = {k: v for k, v in self.launcher.job_resources.items() if v is not None}
         group = self.launcher.resources
-        option = OmegaConf.select(job.cfg, group) if group else None
-        return {**keys, **(OmegaConf.to_container(option, resolve=True) if OmegaConf.is_dict(option) else {})}
+        option = self.option_sets.option(job.overrides, group) if group else {}
+        if option is None:
+            chosen = OmegaConf.select(job.cfg, group)
+            option = OmegaConf.to_container(chosen, resolve=True) if OmegaConf.is_dict(chosen) else {}
+        return {**keys, **option}
 
     def run(self, jobs: list[AppJob], entries: list[Entry], views: dict) -> Sequence[JobReturn]:
         by_dir = {j.store.dir: j for j in jobs}
-        state = Singleton.get_state()
-        work_of = functools.partial(AppFunctionWork, self.hydra_context, self.config, task_function=self.task_function,
-                                    singleton_state=state, sys_path=list(sys.path), code=self.current.code,
-                                    resources=self.launcher.resources)
+        part = AppSweepPart(self.hydra_context, self.config, self.task_function, Singleton.get_state(),
+                            list(sys.path), self.current.code, self.launcher.resources)
+        shipped = Shipped(part, self.sweep_dir / SWEEP_PARTS)
 
         provenance = code_provenance(Path.cwd())
 
@@ -136,7 +147,8 @@ class AppSweep:
                 app_job = by_dir[entry.store.dir]
                 return CellJob(cell_dir=str(entry.store.dir), experiment=str(self.config.hydra.job.name),
                                cell=entry.cell.name, attempt=attempt, axes={}, overrides=app_job.overrides,
-                               work=work_of(app_job.overrides, app_job.idx, app_job.cell), project_dir=os.getcwd(),
+                               work=AppFunctionWork(shipped, app_job.overrides, app_job.idx, app_job.cell),
+                               project_dir=os.getcwd(),
                                executor=executor, provenance=provenance)
             return job
 
@@ -172,5 +184,6 @@ class AppSweep:
         if elsewhere:
             follow(self.console, entries, self.replan(jobs), self.executors)
         final = self.plan(jobs, set())[0]
-        return [job_return(j, e.state) for j, e in zip(jobs, final)]
+        sets = self.option_sets
+        return [job_return(j, e.state, changes_dir(sets.base(sets.split(j.overrides)[0]))) for j, e in zip(jobs, final)]
 

@@ -3,10 +3,11 @@ as hydra-submitit-launcher runs it on the node, so `HydraConfig.get()`, the job'
 callbacks behave as under any launcher.
 
 The sweep ships Hydra's context, its own config and the job's overrides, Hydra's singletons (the config store,
-registered resolvers) and its import path, pickled with cloudpickle: the app's function may be a closure or live
-in `__main__`. The return value is the job's figures: `{"value": ...}` when it reads back from JSON as itself,
-else pickled beside the summary (`value_file`). A function that raises fails the job; its exception is pickled
-beside the error record too, so the sweeper can re-raise it as Hydra's launchers do.
+registered resolvers) and its import path, pickled with cloudpickle once per sweep into `<sweep dir>/.sweep/`
+(each job's pickle names that file): the app's function may be a closure or live in `__main__`. The return
+value is the job's figures: `{"value": ...}` when it reads back from JSON as itself, else pickled beside the
+summary (`value_file`). A function that raises fails the job; its exception is pickled beside the error record
+too, so the sweeper can re-raise it as Hydra's launchers do.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import functools
 import json
 import sys
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from molgen_grid.grid.app.jobs import compose_job, config_part, task_config
 from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.fingerprint import files_part
-from molgen_grid.grid.store import write_pickle
+from molgen_grid.grid.store import load_pickle, write_pickle
 from molgen_grid.grid.task.base import Composed
 from molgen_grid.grid.task.contract import CellHandle
 from molgen_grid.grid.task.located import Located
@@ -35,6 +37,8 @@ from molgen_grid.grid.task.located import Located
 VALUE_FILE = "return_value.pkl"
 #: The file beside error.json that holds the exception the app's function raised.
 EXCEPTION_FILE = "exception.pkl"
+#: The folder of the sweep dir that holds the part every job of a sweep shares (Shipped).
+SWEEP_PARTS = ".sweep"
 
 
 def app_code(task_function: Callable, project: Path) -> dict[str, str]:
@@ -75,14 +79,12 @@ def exits_fail(task_function: Callable) -> Callable:
 
 
 @dataclass
-class AppFunctionWork:
-    """One job of an app's multirun, as its own process runs it."""
+class AppSweepPart:
+    """What every job of one sweep shares: Hydra's context, the sweep's config, the app's function, Hydra's
+    singletons and import path, the code part of the fingerprint, the resource group's name."""
 
     hydra_context: HydraContext
     sweep_config: DictConfig
-    overrides: list[str]
-    idx: int
-    cell: Cell
     task_function: Callable
     singleton_state: Any
     sys_path: list[str]
@@ -90,25 +92,63 @@ class AppFunctionWork:
     #: lives in `__main__` (cloudpickle), so what runs is what the sweep saw, and its file is not named here.
     code: dict[str, str] = field(default_factory=dict)
     resources: str | None = None
-    _cfg: DictConfig | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled with the function's own file names (located.py): a traceback names the app's file and line."""
         return {**self.__dict__, "task_function": Located(self.task_function)}
 
+
+class Shipped:
+    """The sweep's part, pickled once into a file in `folder` however many jobs carry it (each job's own pickle
+    names the file): pickling Hydra's context and config store for every job cost about 13 ms a job."""
+
+    def __init__(self, value: AppSweepPart, folder: Path) -> None:
+        self.value: AppSweepPart | None = value
+        self.folder = folder
+        self.path: Path | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.path is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path = self.folder / f"sweep-{uuid.uuid4().hex[:12]}.pkl"
+            write_pickle(self.path, self.value)
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.value, self.folder = state["path"], None, state["path"].parent
+
+    def get(self) -> AppSweepPart:
+        if self.value is None:
+            assert self.path is not None
+            self.value = load_pickle(self.path)
+        return self.value
+
+
+@dataclass
+class AppFunctionWork:
+    """One job of an app's multirun, as its own process runs it."""
+
+    sweep: Shipped
+    overrides: list[str]
+    idx: int
+    cell: Cell
+    _cfg: DictConfig | None = field(default=None, init=False, repr=False)
+
     def compose(self, cell_dir: Path) -> Composed:
-        sys.path[:0] = [p for p in self.sys_path if p not in sys.path]
+        part = self.sweep.get()
+        sys.path[:0] = [p for p in part.sys_path if p not in sys.path]
         setup_globals()
-        Singleton.set_state(self.singleton_state)
-        self._cfg = compose_job(self.hydra_context.config_loader, self.sweep_config, self.overrides, self.idx,
+        Singleton.set_state(part.singleton_state)
+        self._cfg = compose_job(part.hydra_context.config_loader, part.sweep_config, self.overrides, self.idx,
                                 self.cell)
-        fingerprint = {"config": config_part(self._cfg, self.resources), "code": self.code, "libraries": {}}
-        name = getattr(self.task_function, "__name__", "function")
+        fingerprint = {"config": config_part(self._cfg, part.resources), "code": part.code, "libraries": {}}
+        name = getattr(part.task_function, "__name__", "function")
         return Composed(OmegaConf.to_container(task_config(self._cfg), resolve=False), fingerprint,
                         f"the app's function {name}")
 
     def run(self, cell: CellHandle) -> Mapping[str, Any]:
-        ret = run_job(hydra_context=self.hydra_context, task_function=exits_fail(self.task_function),
+        part = self.sweep.get()
+        ret = run_job(hydra_context=part.hydra_context, task_function=exits_fail(part.task_function),
                       config=self._cfg, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         if ret.status != JobStatus.COMPLETED:
             raise ret._return_value
