@@ -63,6 +63,7 @@ class GridSpec:
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
         self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
+        self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def is_nested(self, group: str) -> bool:
         """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
@@ -187,12 +188,17 @@ class GridSpec:
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without
-        composing the cell."""
-        node = self.files.option(group, self.cell_choices(cell)[group])
+        composing the cell), read once per distinct option and overrides: thousands of cells share each, and a
+        status or dry run asks every cell's. A copy, so a caller's change stays its own."""
+        option = self.option_in(cell, group)
         prefix = group + "."
-        dotlist = [f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix)]
-        merged = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
-        return OmegaConf.to_container(merged, resolve=True)
+        dotlist = tuple(f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix))
+        memo = (group, option, dotlist)
+        if memo not in self._group_configs:
+            node = self.files.option(group, option)
+            merged = OmegaConf.merge(node, OmegaConf.from_dotlist(list(dotlist))) if dotlist else node
+            self._group_configs[memo] = OmegaConf.to_container(merged, resolve=True)
+        return dict(self._group_configs[memo])
 
     def compose(self, cell: Cell) -> DictConfig:
         """The full config of one cell: what the cell's own process does before it runs."""
