@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, canonical, make_cell
-from molgen_grid.grid.config_files import ConfigFiles
+from molgen_grid.grid.config_files import ConfigFiles, group_options
 from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
@@ -231,7 +231,7 @@ def study_folder(config_loader: ConfigLoader) -> str:
 
 def check_experiment(config_loader: ConfigLoader, name: str) -> None:
     """An experiment the study has, else one line naming the ones it has, in its own folder."""
-    experiments = config_loader.get_group_options("experiment")
+    experiments = group_options(config_loader, "experiment")
     if not experiments and name != DEFAULT_EXPERIMENT:
         raise InputError(f"unknown experiment {name!r}: this study has no experiment group (an experiment/ "
                          f"folder of named grids in {study_folder(config_loader)}); leave --experiment out")
@@ -244,7 +244,7 @@ def experiment_override(config_loader: ConfigLoader, config_name: str, name: str
     """The override that selects an experiment: `experiment=NAME` where the primary config's defaults list has
     an `experiment` entry, else `+experiment=NAME` (appended, as Hydra's own `+experiment=` does), so a study
     needs no entry to use `--experiment`; none for a study without experiments."""
-    if not config_loader.get_group_options("experiment"):
+    if not group_options(config_loader, "experiment"):
         return None
     primary = config_loader.repository.load_config(config_name)
     entries = primary.defaults_list if primary is not None and primary.defaults_list else []
