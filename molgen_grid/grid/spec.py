@@ -53,6 +53,8 @@ class GridSpec:
         #: The engine's settings (`grid:`, defaults filled in), as the command line left them.
         self.settings = read_settings(settings if settings is not None else self.base.get("grid"))
         self.not_identity: set[str] = set(self.settings.not_identity)
+        #: `grid.resources`, read once: an OmegaConf lookup costs more than the rest of a cell's resources.
+        self.resource_group: str | None = self.settings.resources
         self.choices: dict[str, str] = {
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
@@ -183,7 +185,7 @@ class GridSpec:
 
     def resources(self, cell: Cell) -> dict[str, Any]:
         """Where and how the cell runs: its option of the resource group (`grid.resources`), or this machine."""
-        group = self.settings.resources
+        group = self.resource_group
         return self.group_config(cell, group) if group is not None else {"executor": "local"}
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
