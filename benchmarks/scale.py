@@ -60,8 +60,10 @@ class Checkout:
     root: Path
 
     def env(self) -> dict[str, str]:
-        """This checkout's code wins (sbatch/run.sh puts it first on PYTHONPATH), run by this Python."""
-        return {**os.environ, "MOLGEN_PYTHON": sys.executable}
+        """This checkout's code wins (sbatch/run.sh puts it first on PYTHONPATH), run by this Python, its bytecode
+        cached as a user's is (PYTHONDONTWRITEBYTECODE would compile every module on every run)."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        return {**env, "MOLGEN_PYTHON": sys.executable}
 
     def front(self, results: Path) -> list[str]:
         return ["bash", str(self.root / "sbatch" / "run.sh"), f"grid.results_dir={results}"]

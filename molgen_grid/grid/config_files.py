@@ -4,22 +4,34 @@ key (config_keys.py), merged from the files its defaults list names, never one c
 The experiment's defaults list (Hydra's own, computed once) gives every file's place and package. A cell that
 chooses other options has the same list with those options in their groups' places; only where an option has a
 defaults list of its own (nested groups), whose entries then depend on the choice, Hydra computes the list again,
-once per distinct set of choices.
+once per distinct set of choices. Every file and every defaults list is read through one of Hydra's caching
+repositories, made as Hydra makes its own for a composition (with the search path the primary config sets), so
+each YAML file is parsed once, not once per list and again for its keys.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.default_element import ResultDefault
+from hydra._internal.config_repository import CachingConfigRepository
+from hydra._internal.defaults_list import create_defaults_list
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.config_source import ConfigResult
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.grid.config_keys import NOT_CELL_SECTIONS, flat_keys, merge_tree, without
 
-__all__ = ["ConfigFiles", "NOT_CELL_SECTIONS"]
+__all__ = ["ConfigFiles", "NOT_CELL_SECTIONS", "group_options"]
+
+
+def group_options(loader: ConfigLoader, group: str) -> list[str]:
+    """A group's options, as `loader.get_group_options(group)` lists them, from the loader's own repository:
+    Hydra's call deep-copies the whole repository each time (about 8 ms), and a plan asks for several groups."""
+    return loader.repository.get_group_options(group, ObjectType.CONFIG)
 
 
 def _group(default: ResultDefault) -> str:
@@ -55,15 +67,20 @@ class ConfigFiles:
         self._keys: dict[tuple, dict[str, str]] = {}
         self._file_keys: dict[tuple[str, str | None], FileKeys] = {}
 
+    @cached_property
+    def repository(self) -> CachingConfigRepository:
+        """The files as the experiment's composition reads them, each parsed once for every list and tree."""
+        return self.loader._parse_overrides_and_create_caching_repo(self.config_name, self.base_overrides)[1]
+
     def group_options(self, group: str) -> list[str]:
         if group not in self._options:
-            self._options[group] = self.loader.get_group_options(group)
+            self._options[group] = group_options(self.loader, group)
         return self._options[group]
 
     def result(self, path: str) -> ConfigResult | None:
         """One config file as Hydra loads it (`group/option` or the primary config's name), read once."""
         if path not in self._results:
-            self._results[path] = self.loader.repository.load_config(path)
+            self._results[path] = self.repository.load_config(path)
         return self._results[path]
 
     def config_file(self, path: str) -> DictConfig | None:
@@ -80,8 +97,10 @@ class ConfigFiles:
         key = tuple(sorted(swapped.items()))
         if key not in self._defaults:
             overrides = self.base_overrides + [f"{group}={option}" for group, option in key]
-            self._defaults[key] = [d for d in self.loader.compute_defaults_list(
-                self.config_name, overrides, RunMode.RUN).defaults if _is_cells(d)]
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            self._defaults[key] = [d for d in create_defaults_list(
+                self.repository, self.config_name, parsed, prepend_hydra=True, skip_missing=False).defaults
+                if _is_cells(d)]
         return self._defaults[key]
 
     def cell_defaults(self, chosen: Mapping[str, str]) -> list[ResultDefault]:
@@ -89,17 +108,24 @@ class ConfigFiles:
         experiment's): the experiment's list with them in place, or Hydra's own answer where an option, old or
         new, has a defaults list of its own (nested groups, which follow their parent's option)."""
         base = self.defaults()
-        paths = {_group(d): d.config_path for d in base if not d.primary}
+        paths, parents = self.base_places
         swapped = {g: o for g, o in chosen.items() if paths.get(g) != f"{g}/{o}"}
         if not swapped:
             return base
-        nested = any(g not in paths or self.has_defaults(f"{g}/{o}") for g, o in swapped.items()) or any(
-            d.parent in {paths.get(g) for g in swapped} for d in base)
+        nested = any(g not in paths or self.has_defaults(f"{g}/{o}") or paths[g] in parents
+                     for g, o in swapped.items())
         if nested:
             return self.defaults(chosen)
         return [ResultDefault(config_path=f"{_group(d)}/{swapped[_group(d)]}", parent=d.parent, package=d.package,
                               is_self=d.is_self)
                 if not d.primary and _group(d) in swapped else d for d in base]
+
+    @cached_property
+    def base_places(self) -> tuple[dict[str, str | None], set[str | None]]:
+        """The experiment's file of each group, and the files whose own defaults lists name others (asked per
+        distinct set of choices: thousands in a grid)."""
+        base = self.defaults()
+        return {_group(d): d.config_path for d in base if not d.primary}, {d.parent for d in base}
 
     def has_defaults(self, path: str) -> bool:
         result = self.result(path)

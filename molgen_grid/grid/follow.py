@@ -13,7 +13,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from molgen_grid.grid import poll
 from molgen_grid.grid.plan import Entry
@@ -52,6 +51,8 @@ def follow(console: Console, entries: list[Entry], replan: poll.Replan, executor
         return f"nothing to follow (no cell is queued or running); {census(entries)}"
     for line in before(entries):
         console.print(line, markup=False, highlight=False)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # --wait only
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     started = poll.now()
     with Progress(*columns, console=console, transient=False) as progress:

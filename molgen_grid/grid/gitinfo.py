@@ -8,7 +8,6 @@ say which code it was; a wheel's version says it.
 from __future__ import annotations
 
 import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,8 @@ def engine_provenance(project: Path, known: dict[str, object]) -> dict[str, Any]
     """The engine's installed version, and its commit when it runs from a checkout of its own (a wheel installed
     into a virtual environment inside some other repository must not record that repository's commit). `known`:
     `project`'s git provenance, taken as the engine's when the engine runs from that very checkout (git once)."""
+    from importlib import metadata  # only where a cell is launched: a status never needs it (10 ms)
+
     try:
         version: str | None = metadata.version("molgen_grid")
     except metadata.PackageNotFoundError:

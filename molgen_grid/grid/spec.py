@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, canonical, make_cell
-from molgen_grid.grid.config_files import ConfigFiles
+from molgen_grid.grid.config_files import ConfigFiles, group_options
 from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
@@ -53,6 +53,8 @@ class GridSpec:
         #: The engine's settings (`grid:`, defaults filled in), as the command line left them.
         self.settings = read_settings(settings if settings is not None else self.base.get("grid"))
         self.not_identity: set[str] = set(self.settings.not_identity)
+        #: `grid.resources`, read once: an OmegaConf lookup costs more than the rest of a cell's resources.
+        self.resource_group: str | None = self.settings.resources
         self.choices: dict[str, str] = {
             k: v for k, v in self.base.hydra.runtime.choices.items() if not k.startswith("hydra/") and v is not None
         }
@@ -63,6 +65,7 @@ class GridSpec:
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
         self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
+        self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def is_nested(self, group: str) -> bool:
         """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
@@ -182,17 +185,22 @@ class GridSpec:
 
     def resources(self, cell: Cell) -> dict[str, Any]:
         """Where and how the cell runs: its option of the resource group (`grid.resources`), or this machine."""
-        group = self.settings.resources
+        group = self.resource_group
         return self.group_config(cell, group) if group is not None else {"executor": "local"}
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without
-        composing the cell."""
-        node = self.files.option(group, self.cell_choices(cell)[group])
+        composing the cell), read once per distinct option and overrides: thousands of cells share each, and a
+        status or dry run asks every cell's. A copy, so a caller's change stays its own."""
+        option = self.option_in(cell, group)
         prefix = group + "."
-        dotlist = [f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix)]
-        merged = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
-        return OmegaConf.to_container(merged, resolve=True)
+        dotlist = tuple(f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix))
+        memo = (group, option, dotlist)
+        if memo not in self._group_configs:
+            node = self.files.option(group, option)
+            merged = OmegaConf.merge(node, OmegaConf.from_dotlist(list(dotlist))) if dotlist else node
+            self._group_configs[memo] = OmegaConf.to_container(merged, resolve=True)
+        return dict(self._group_configs[memo])
 
     def compose(self, cell: Cell) -> DictConfig:
         """The full config of one cell: what the cell's own process does before it runs."""
@@ -225,7 +233,7 @@ def study_folder(config_loader: ConfigLoader) -> str:
 
 def check_experiment(config_loader: ConfigLoader, name: str) -> None:
     """An experiment the study has, else one line naming the ones it has, in its own folder."""
-    experiments = config_loader.get_group_options("experiment")
+    experiments = group_options(config_loader, "experiment")
     if not experiments and name != DEFAULT_EXPERIMENT:
         raise InputError(f"unknown experiment {name!r}: this study has no experiment group (an experiment/ "
                          f"folder of named grids in {study_folder(config_loader)}); leave --experiment out")
@@ -238,7 +246,7 @@ def experiment_override(config_loader: ConfigLoader, config_name: str, name: str
     """The override that selects an experiment: `experiment=NAME` where the primary config's defaults list has
     an `experiment` entry, else `+experiment=NAME` (appended, as Hydra's own `+experiment=` does), so a study
     needs no entry to use `--experiment`; none for a study without experiments."""
-    if not config_loader.get_group_options("experiment"):
+    if not group_options(config_loader, "experiment"):
         return None
     primary = config_loader.repository.load_config(config_name)
     entries = primary.defaults_list if primary is not None and primary.defaults_list else []
