@@ -9,14 +9,13 @@ accepted and when; what the cell ran (its config) is left as recorded.
 from __future__ import annotations
 
 import getpass
-import os
 import time
 from typing import Any, Callable
 
 from molgen_grid.grid.fingerprint import PARTS, Current
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import STALE, Note
-from molgen_grid.grid.store import HISTORY, SUMMARY, atomic_write_json, folder
+from molgen_grid.grid.store import SUMMARY, atomic_write_json
 
 
 def fingerprint_now(entry: Entry, current: Current, recorded: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def accept_cell(entry: Entry, current: Current) -> str:
         recorded = summary.get("fingerprint") if isinstance(summary.get("fingerprint"), dict) else {}
         now = fingerprint_now(entry, current, recorded)
         parts = [part for part in PARTS if recorded.get(part) != now[part]]
-        kept = folder(folder(store.dir / HISTORY) / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.accepted")
+        kept = store.history_folder(".accepted")
         atomic_write_json(kept / SUMMARY, summary)
         accepted = {"at": time.time(), "by": getpass.getuser(), "parts": parts, "reason": why}
         atomic_write_json(store.path(SUMMARY), {**summary, "fingerprint": now,

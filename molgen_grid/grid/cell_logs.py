@@ -138,7 +138,7 @@ def followed(entry: Entry, attempt: dict, tail: Tail, replan: Callable[[], list[
     asked = time.monotonic()
     while not recorded(entry, attempt):
         time.sleep(POLL_S)
-        attempt = next((a for a in entry.store.attempts() if a.get("attempt") == attempt.get("attempt")), attempt)
+        attempt = entry.store.attempt(attempt.get("attempt")) or attempt
         tail(log_files(attempt))
         if time.monotonic() - asked >= state_every:
             asked = time.monotonic()

@@ -149,8 +149,7 @@ class Estimator:
             if cell is None:
                 continue
             self.group(cell).times.append(seconds)
-            launched = next((a for a in CellStore(self.root, name).attempts()
-                             if a.get("attempt") == summary.get("attempt")), {})
+            launched = CellStore(self.root, name).attempt(summary.get("attempt")) or {}
             if isinstance(launched.get(ESTIMATE_KEY), (int, float)):
                 self.pairs.append((launched[ESTIMATE_KEY], seconds))
         return self

@@ -34,6 +34,11 @@ class Entry:
     def runs(self) -> bool:
         return self.why is not None
 
+    @property
+    def given_up(self) -> bool:
+        """A failed cell that no longer runs: it used up its attempts (grid.retry.max_attempts)."""
+        return not self.runs and self.state.state == FAILED
+
     @functools.cached_property
     def config_part(self) -> dict[str, str]:
         """The config part of the cell's fingerprint, as its config files and overrides are now (computed only

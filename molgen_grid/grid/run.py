@@ -172,7 +172,7 @@ class Runner:
             todo.sort(key=self.order)
         outcome = self.outcome
         outcome.total = len(self.entries)
-        given_up = [e for e in self.entries if not e.runs and e.state.state == FAILED]
+        given_up = [e for e in self.entries if e.given_up]
         outcome.failed = len(given_up)
         outcome.done = sum(1 for e in self.entries if not e.runs and e.state.state not in IN_FLIGHT | {FAILED})
         outcome.in_flight = sum(1 for e in self.entries if not e.runs and e.state.state in IN_FLIGHT)

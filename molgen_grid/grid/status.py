@@ -130,7 +130,7 @@ def print_plan(console: Console, experiment: str, entries: list[Entry], notes: d
     if runs:  # plain text (names, reasons, requests), written as is: rich would render 10,000 lines one by one
         console.file.write("".join(f"  run  {e.cell.name}  ({'; '.join(filter(None, (e.why, notes.get(e.cell.name))))})"
                                    "\n" for e in runs))
-    given_up = [e for e in entries if not e.runs and e.state.state == "failed"]
+    given_up = [e for e in entries if e.given_up]
     if given_up:
         console.out("\n".join(f"  skip  {e.cell.name}  ({e.state.reason})" for e in given_up), highlight=False)
     left = Counter(e.state.state for e in entries if not e.runs)

@@ -330,6 +330,10 @@ class CellStore:
                 out.append(record)
         return [a for a in _fold(out) if not a.get("withdrawn")]
 
+
+    def attempt(self, attempt_id: object) -> dict | None:
+        """The launch recorded under this attempt id (as `attempts()` reads it), or None."""
+        return next((a for a in self.attempts() if a.get("attempt") == attempt_id), None)
     def is_locked(self) -> bool:
         """Whether a live process holds this cell's lock (see `is_held`)."""
         return is_held(self.path(LOCK))
@@ -362,13 +366,17 @@ class CellStore:
         except OSError:
             return []
 
+    def history_folder(self, suffix: str = "") -> Path:
+        """A new folder of history/ for what a rerun or an acceptance moves aside, named by when and by whom."""
+        return folder(folder(self.dir / HISTORY) / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}{suffix}")
+
     def retire_outcome(self) -> None:
         """Move a previous outcome (summary, error, the task's files) aside before a rerun, into one folder of
         history/: nothing complete is lost, and the new attempt starts from an empty directory."""
         previous = self.outcome_files()
         if not previous:
             return
-        kept = folder(folder(self.dir / HISTORY) / f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}")
+        kept = self.history_folder()
         for source in previous:
             os.replace(source, kept / source.name)
 

@@ -160,7 +160,7 @@ def wait(handle: submitit.Job) -> None:
 def outcome(store: CellStore, attempt: str) -> str | None:
     """How the cell's process ended, from what it recorded (a process that gives up, e.g. on a hang, exits at
     once and leaves submitit no result): None when it wrote its summary, else the reason it failed."""
-    mine = next((a for a in store.attempts() if a.get("attempt") == attempt), {})
+    mine = store.attempt(attempt) or {}
     summary, error = store.summary(), store.error()
     if summary is not None and summary.get("attempt") == attempt:
         return None
@@ -189,7 +189,7 @@ def stop(handle: submitit.Job) -> None:
 
 def record_interruption(store: CellStore, exc: BaseException, attempt: str) -> None:
     """The cell's process records its own interruption; if it was killed before it could, the sweep does."""
-    mine = next((a for a in store.attempts() if a.get("attempt") == attempt), {})
+    mine = store.attempt(attempt) or {}
     summary = store.summary()
     if (summary is None or summary.get("attempt") != attempt) and not belongs_to(store.error(), mine):
         atomic_write_json(store.path(ERROR), error_record(exc, attempt))

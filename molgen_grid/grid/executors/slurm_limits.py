@@ -43,8 +43,8 @@ class Limit:
         return max(0, self.jobs - self.queued)
 
     def wait_reason(self, waiting: int) -> str:
-        return f"{plural(waiting, 'cell')} {'waits' if waiting == 1 else 'wait'}: MaxSubmitJobs {self.jobs} ({self.where}; {self.queued} of the user's jobs " \
-               f"queued or running)"
+        return f"{plural(waiting, 'cell')} {'waits' if waiting == 1 else 'wait'}: MaxSubmitJobs {self.jobs} " \
+               f"({self.where}; {self.queued} of the user's jobs queued or running)"
 
 
 @dataclass
