@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, parse_cell_name
 from molgen_grid.grid.plan import Entry, existing
+from molgen_grid.grid.resources import executor_of
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import IN_FLIGHT, RUNNING
 from molgen_grid.grid.store import SUMMARY, CellStore, as_record, read_json
@@ -206,7 +207,7 @@ def of_study(spec: GridSpec, root: Path, executors: Mapping[str, Any]) -> Estima
 
     def option_of(cell: Cell) -> tuple[str, dict[str, Any], int]:
         resources = spec.resources(cell)
-        executor = executors.get(str(resources.get("executor", "local")))
+        executor = executors.get(executor_of(resources))
         parallelism = 1 if executor is None or executor.blocking else int(spec.settings.slurm.array_parallelism)
         label = f"{group}={spec.cell_choices(cell)[group]}" if group else "this machine"
         test_mode = dict(cell.extra).get(limit) if limit else None

@@ -11,6 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+#: The executor of a resource option that names none: this machine.
+LOCAL = "local"
+
+
+def executor_of(resources: dict[str, Any]) -> str:
+    """The name of the executor a cell's resources choose."""
+    return str(resources.get("executor", LOCAL))
+
 
 def _positive(value: Any, integer: bool) -> bool:
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):

@@ -19,10 +19,10 @@ from molgen_grid.grid.dotted import value_at
 from molgen_grid.grid.executors.base import Claim, Executor
 from molgen_grid.grid.figures import Figure, headline_of
 from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.resources import executor_of
 from molgen_grid.grid.state import FAILED, IN_FLIGHT
 from molgen_grid.words import plural
 
-LOCAL = "local"
 
 
 @dataclass
@@ -144,7 +144,7 @@ class Runner:
         study's."""
         by_executor: dict[str, dict[str, dict[str, Any]]] = {}
         for e in todo:
-            by_executor.setdefault(str(resources[e.cell.name].get("executor", LOCAL)), {})[self.label_of(e)] = \
+            by_executor.setdefault(executor_of(resources[e.cell.name]), {})[self.label_of(e)] = \
                 resources[e.cell.name]
         unknown = sorted(set(by_executor) - set(self.executors))
         if unknown:
@@ -184,7 +184,7 @@ class Runner:
             self.console.print(f"{e.cell.name}: [red]{e.state.reason}[/]", highlight=False)
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
-            by_executor.setdefault(resources[e.cell.name].get("executor", LOCAL), []).append(e)
+            by_executor.setdefault(executor_of(resources[e.cell.name]), []).append(e)
         events = self.events
         # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):

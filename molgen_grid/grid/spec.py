@@ -28,6 +28,7 @@ from molgen_grid.grid.config_files import ConfigFiles, group_options
 from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
+from molgen_grid.grid.resources import LOCAL
 from molgen_grid.grid.settings import read_settings
 
 #: The grid of a study that has no `experiment` group, and the experiment `--experiment` names by default.
@@ -186,7 +187,7 @@ class GridSpec:
     def resources(self, cell: Cell) -> dict[str, Any]:
         """Where and how the cell runs: its option of the resource group (`grid.resources`), or this machine."""
         group = self.resource_group
-        return self.group_config(cell, group) if group is not None else {"executor": "local"}
+        return self.group_config(cell, group) if group is not None else {"executor": LOCAL}
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without

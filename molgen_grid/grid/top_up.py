@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from molgen_grid.grid.follow import MOVING
 from molgen_grid.grid.plan import Entry
+from molgen_grid.grid.resources import executor_of
 
 
 @dataclass
@@ -44,7 +45,7 @@ def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of:
     for e in entries:
         if e.runs:
             resources = resources_of(e)
-            wanted.setdefault(str(resources.get("executor", "local")), []).append(resources)
+            wanted.setdefault(executor_of(resources), []).append(resources)
     lines: list[str] = []
     for name, options in wanted.items():
         executor = executors.get(name)

@@ -63,6 +63,10 @@ class Executor(Protocol):
         """Stop these cells' jobs (cancel.Stop each, its cancellation already recorded): say where each ran, and
         set `problem` on one it could not stop. `whole_grid`: no cell was named."""
 
+    def request(self, entry: Any, option: dict[str, Any], claimed: str | None = None) -> tuple[dict, str | None]:
+        """What the cell's next attempt asks for (its option, or more after a failure the scheduler reported) and
+        what grew and why (None: nothing grew)."""
+
     def check(self, options: dict[str, dict[str, Any]]) -> None:
         """Refuse (InputError, one line) what cannot be launched at all, before anything is claimed. `options`:
         each resource option its cells chose (`group=option`) and what it asks for."""

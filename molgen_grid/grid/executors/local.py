@@ -90,6 +90,10 @@ class LocalExecutor:
         """Stop these cells' processes (cancel.py); the whole grid: the sweeps that run them too."""
         stop_cells(stops, whole_grid)
 
+    def request(self, entry: Any, option: dict[str, Any], claimed: str | None = None) -> tuple[dict, str | None]:
+        """This machine's cells ask for what their option says, however the last attempt ended."""
+        return option, None
+
     def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
         """This machine has no submission limit: every cell may run (cells wait for a device, not for room)."""
         return [True] * len(options), []
