@@ -56,6 +56,8 @@ class GridSpec:
         self.files = ConfigFiles(config_loader, config_name, self.base_overrides, self.not_identity)
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
+        #: A group's config by its option and the cell's overrides of its keys: a 10,000-cell grid has a few.
+        self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def is_nested(self, group: str) -> bool:
         """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
@@ -161,11 +163,15 @@ class GridSpec:
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without
         composing the cell."""
-        node = self.files.option(group, self.cell_choices(cell)[group])
+        option = self.cell_choices(cell)[group]
         prefix = group + "."
-        dotlist = [f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix)]
-        merged = OmegaConf.merge(node, OmegaConf.from_dotlist(dotlist)) if dotlist else node
-        return OmegaConf.to_container(merged, resolve=True)
+        dotlist = tuple(f"{k[len(prefix):]}={v}" for k, v in cell.extra + cell.run if k.startswith(prefix))
+        memo = (group, option, dotlist)
+        if memo not in self._group_configs:
+            node = self.files.option(group, option)
+            merged = OmegaConf.merge(node, OmegaConf.from_dotlist(list(dotlist))) if dotlist else node
+            self._group_configs[memo] = OmegaConf.to_container(merged, resolve=True)
+        return dict(self._group_configs[memo])  # its callers build new dicts from it, never change nested ones
 
     def compose(self, cell: Cell) -> DictConfig:
         """The full config of one cell: what the cell's own process does before it runs."""
