@@ -49,6 +49,14 @@ def last_jobs(study: Study) -> list[str | None]:
             if d.is_dir() and not d.name.startswith(".")]
 
 
+def started(study: Study) -> bool:
+    """Whether a job of a cut-short array (its cell's attempt has no job id) has begun: its worker recorded the
+    start and holds the cell's lock."""
+    root = study.results / "default"
+    lasts = [(attempts(d) or [{}])[-1] for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    return any(last.get("started_at") and not last.get("job_id") for last in lasts)
+
+
 #: Cells that wait for a file that never comes: they stay queued or running while the jobs are counted.
 def grid(study: Study, cells: int, partitions: str = "h100") -> list[str]:
     per_partition = cells // len(partitions.split(","))
@@ -81,6 +89,9 @@ def test_a_submission_stopped_at_any_point_sends_each_cell_once(tmp_path: Path, 
     cells = grid(study, 1000, partitions)
     try:
         interrupted_at(study, tmp_path, cells, "Executor.map_array", when, call)
+        if (when, call) == ("after", 1):  # a task of the cut-short array runs (holds its cell's lock) when adopted
+            # (with two arrays, the first one's tasks take every CPU of the test cluster: the second's wait)
+            wait_until(lambda: started(study), "no task of the cut-short array started", timeout=120)
         again = study.cli(*cells, timeout=300)
         assert "experiment default: 1000 cells" in again.stdout, again.stdout
         arrays = tasks_on_the_cluster(study)

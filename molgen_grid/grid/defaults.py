@@ -21,17 +21,24 @@ class Defaults:
         self.files = files
         self.reader = reader
         self._is_default: dict[tuple[str, str, str | None], bool] = {}
+        #: A key's value by the option of its group a cell chose (read once, not once per cell).
+        self._values: dict[tuple[str, str | None], Any] = {}
         #: Groups the grid being planned sets to several options (see `applies`).
         self.swept: set[str] = set()
 
     def value_of(self, key: str, choices: dict[str, str]) -> Any:
-        """The value `key` has in a cell with these group choices and no override of it (ABSENT: none)."""
+        """The value `key` has in a cell with these group choices and no override of it (ABSENT: none); the same
+        object for every cell that chose the same option (read, never changed)."""
         group, _, rest = key.partition(".")
-        if rest and group in choices and choices[group] != self.choices.get(group):
-            value = OmegaConf.select(self.files.option(group, choices[group]), rest, default=ABSENT)
-        else:
-            value = OmegaConf.select(self.base, key, default=ABSENT)
-        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        chosen = choices[group] if rest and group in choices and choices[group] != self.choices.get(group) else None
+        memo = (key, chosen)
+        if memo not in self._values:
+            if chosen is not None:
+                value = OmegaConf.select(self.files.option(group, chosen), rest, default=ABSENT)
+            else:
+                value = OmegaConf.select(self.base, key, default=ABSENT)
+            self._values[memo] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        return self._values[memo]
 
     def is_default(self, key: str, value: str, choices: dict[str, str]) -> bool:
         memo = (key, value, choices.get(key.partition(".")[0]))

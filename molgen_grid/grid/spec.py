@@ -66,6 +66,7 @@ class GridSpec:
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
         self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
+        #: A group's config by its option and the cell's overrides of its keys: a 10,000-cell grid has a few.
         self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
 
     def is_nested(self, group: str) -> bool:
@@ -201,7 +202,7 @@ class GridSpec:
             node = self.files.option(group, option)
             merged = OmegaConf.merge(node, OmegaConf.from_dotlist(list(dotlist))) if dotlist else node
             self._group_configs[memo] = OmegaConf.to_container(merged, resolve=True)
-        return dict(self._group_configs[memo])
+        return dict(self._group_configs[memo])  # its callers build new dicts from it, never change nested ones
 
     def compose(self, cell: Cell) -> DictConfig:
         """The full config of one cell: what the cell's own process does before it runs."""

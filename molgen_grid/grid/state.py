@@ -212,9 +212,11 @@ def _state(store: CellStore, stale: Callable[[dict], str | None], views: Mapping
     error = store.error()
     recorded = error if belongs_to(error, last) else None
     if locked():
-        seen = view.job_state(last, recorded) if view is not None and job_id is not None else None
+        seen = view.job_state(last, recorded) if view is not None else None
         if seen is not None and seen.state == HELD:  # a suspended job's process still holds the lock
             return seen
+        # a job that began before its id was recorded (its sweep cut short after sbatch): the view found it
+        job_id = job_id or (seen.job_id if seen is not None else None)
         if last.get("started_at"):
             return CellState(RUNNING, None, job_id, last["started_at"])
         return CellState(QUEUED, "waiting for its device", job_id, last.get("when"))

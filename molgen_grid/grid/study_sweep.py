@@ -164,13 +164,15 @@ class StudySweep:
         hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
         base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
 
+        work_of = CommandWork if spec.settings.command is not None else FunctionWork  # read once, not per cell
+
         def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
             def job(entry: Entry, attempt: str) -> CellJob:
                 study = StudyConfig(conf_dir=conf_dir, config_name=spec.config_name, base_overrides=base_overrides,
                                     overrides=entry.cell.overrides, run_overrides=entry.cell.run_overrides,
                                     project_dir=str(self.cwd), cell=entry.cell, experiment=spec.experiment,
                                     hydra_overrides=hydra_overrides)
-                work: CellWork = CommandWork(study) if spec.settings.command is not None else FunctionWork(study)
+                work: CellWork = work_of(study)
                 return CellJob(cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
                                attempt=attempt, axes=dict(entry.cell.axes), overrides=entry.cell.overrides,
                                work=work, project_dir=str(self.cwd), executor=executor, provenance=provenance)

@@ -328,10 +328,12 @@ class SlurmExecutor:
         # submitit's job pickles are loaded on the node: written with no write bit for others, whatever the umask
         with contextlib.redirect_stderr(io.StringIO()), owner_writable_only():  # and sbatch's refusal said once
             handles = executor.map_array(CellRunner(), [c.job for c in chunk])
-        for claim, handle in zip(chunk, handles):
+        logs = submitit.core.utils.JobPaths(submission, job_id="%A_%a")  # submitit's names, formatted once
+        array, template = str(handles[0].job_id).split("_")[0], (str(logs.stdout), str(logs.stderr))
+        for index, (claim, handle) in enumerate(zip(chunk, handles)):
+            log, err_log = (t.replace("%A", array).replace("%a", str(index)) for t in template)
             claim.entry.store.append_attempt({"update": True, "attempt": claim.job.attempt,
-                                              "job_id": str(handle.job_id), "log": str(handle.paths.stdout),
-                                              "err_log": str(handle.paths.stderr)})
+                                              "job_id": str(handle.job_id), "log": log, "err_log": err_log})
         events.submitted(resources.partition or "the default partition", str(handles[0].job_id).split("_")[0],
                          chunk)
 
