@@ -7,13 +7,13 @@ the option files it selects (read once each). Composing every cell would cost ab
 status must answer in about a second, and a cell's own process composes its config when it runs.
 
 GridSpec ties the jobs together: the config files (config_files.py), the overrides (overrides.py), the values a
-cell holds where it says nothing (defaults.py); it names cells and reads their resources (forced.py: `--force`).
+cell holds where it says nothing (defaults.py), the cells' names (naming.py); it reads their resources (forced.py:
+`--force`).
 One configuration gets one name, and keys that only say how a cell is run (`grid.not_identity`: time limits,
 memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
@@ -23,10 +23,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
-from molgen_grid.grid.cells import Cell, canonical, make_cell
+from molgen_grid.grid.cells import Cell, canonical
 from molgen_grid.grid.config_files import ConfigFiles, group_options
 from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
 from molgen_grid.grid.defaults import Defaults
+from molgen_grid.grid.naming import CellNamer
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
 from molgen_grid.grid.resources import LOCAL
 from molgen_grid.grid.settings import read_settings
@@ -68,6 +69,7 @@ class GridSpec:
         self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
         #: A group's config by its option and the cell's overrides of its keys: a 10,000-cell grid has a few.
         self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
+        self.namer = CellNamer(self)
 
     def is_nested(self, group: str) -> bool:
         """A group an option of another group chooses (`db/engine`, from `db/mysql.yaml`'s own defaults): it
@@ -117,45 +119,12 @@ class GridSpec:
         return self._override_keys[memo]
 
     def cell(self, overrides: Sequence[str]) -> Cell:
-        """The cell that these overrides select (the experiment's defaults filling the rest)."""
-        parsed = list(filter(None, map(self.overrides.parse, overrides)))
-        choices = dict(self.choices)
-        choices.update([(k, v) for k, v, is_group, _ in parsed if is_group])
-        extra: dict[str, str] = {}
-        run: dict[str, str] = {}
-        added: set[str] = set()
-        for key, value, is_group, adds in parsed:
-            if key in self.axis_set:
-                continue
-            if key in self.not_identity:
-                run[key] = value
-                continue
-            if not adds and not self.defaults.applies(key, choices):
-                continue
-            default = self.option_of(key, choices) == value if is_group else \
-                self.defaults.is_default(key, value, choices)
-            if default:
-                extra.pop(key, None)
-                continue
-            extra[key] = value
-            if adds and self.defaults.value_of(key, choices) is ABSENT:
-                added.add(key)
-        return make_cell([(a, choices[a]) for a in self.axes], extra, run, frozenset(added))
+        """The cell that these overrides select (the experiment's defaults filling the rest): naming.py."""
+        return self.namer.cell(overrides)
 
     def cells(self, job_overrides: Iterable[Sequence[str]]) -> list[Cell]:
-        """Distinct cells in sweep order (two spellings of one cell are one cell)."""
-        jobs = [list(overrides) for overrides in job_overrides]
-        options: dict[str, set[str]] = {}
-        distinct = dict.fromkeys(chain.from_iterable(jobs))  # each override read once, in sweep order
-        for key, value, is_group, _ in filter(None, map(self.overrides.parse, distinct)):
-            if is_group:
-                options.setdefault(key, set()).add(value)
-        self.defaults.swept = {group for group, chosen in options.items() if len(chosen) > 1}
-        seen: dict[str, Cell] = {}
-        for overrides in jobs:
-            c = self.cell(overrides)
-            seen.setdefault(c.name, c)
-        return list(seen.values())
+        """Distinct cells in sweep order (two spellings of one cell are one cell): naming.py."""
+        return self.namer.cells(job_overrides)
 
     def cell_choices(self, cell: Cell) -> dict[str, str]:
         """The option of every group in this cell (its axes' and any other group it chose)."""
