@@ -158,26 +158,8 @@ class StudySweep:
         """Claim and launch what needs running. `settings_given`: the engine settings the command line set
         (`grid.versions=...`), which each cell's process composes too, so that it reads what the plan read."""
         spec, root, entries, executors, current = plan.spec, plan.root, plan.entries, plan.executors, plan.current
-        provenance = code_provenance(self.cwd)
         sources = [s for s in self.config.hydra.runtime.config_sources if s.provider == "main"]
-        conf_dir = str(sources[0].path).removeprefix("file://")
-        hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
-        base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
-
-        work_of = CommandWork if spec.settings.command is not None else FunctionWork  # read once, not per cell
-
-        def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
-            def job(entry: Entry, attempt: str) -> CellJob:
-                study = StudyConfig(conf_dir=conf_dir, config_name=spec.config_name, base_overrides=base_overrides,
-                                    overrides=entry.cell.overrides, run_overrides=entry.cell.run_overrides,
-                                    project_dir=str(self.cwd), cell=entry.cell, experiment=spec.experiment,
-                                    hydra_overrides=hydra_overrides)
-                work: CellWork = work_of(study)
-                return CellJob(cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
-                               attempt=attempt, axes=dict(entry.cell.axes), overrides=entry.cell.overrides,
-                               work=work, project_dir=str(self.cwd), executor=executor, provenance=provenance)
-            return job
-
+        make_job = cell_jobs(spec, self.cwd, str(sources[0].path).removeprefix("file://"), settings_given)
         estimator = of_study(spec, root, executors).read(entries)
 
         def claimer(name: str) -> Claimer:
@@ -213,6 +195,30 @@ class StudySweep:
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()
         say(self.console, [accuracy] if accuracy else [])
         self.console.print(f"sweep {spec.experiment}: {ended}")
+
+
+def cell_jobs(spec: GridSpec, cwd: Path, conf_dir: str,
+              settings_given: list[str]) -> Callable[[str], Callable[[Entry, str], CellJob]]:
+    """For each executor, what its claims launch: a cell's job, which composes the cell's config in its own
+    process from the study's config folder and the sweep's overrides (`settings_given`: the engine settings the
+    command line set)."""
+    provenance = code_provenance(cwd)
+    hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
+    base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
+    work_of = CommandWork if spec.settings.command is not None else FunctionWork  # read once, not per cell
+
+    def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
+        def job(entry: Entry, attempt: str) -> CellJob:
+            study = StudyConfig(conf_dir=conf_dir, config_name=spec.config_name, base_overrides=base_overrides,
+                                overrides=entry.cell.overrides, run_overrides=entry.cell.run_overrides,
+                                project_dir=str(cwd), cell=entry.cell, experiment=spec.experiment,
+                                hydra_overrides=hydra_overrides)
+            work: CellWork = work_of(study)
+            return CellJob(cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
+                           attempt=attempt, axes=dict(entry.cell.axes), overrides=entry.cell.overrides,
+                           work=work, project_dir=str(cwd), executor=executor, provenance=provenance)
+        return job
+    return make_job
 
 
 def interleaved(spec: GridSpec, key: str) -> Callable[[Entry], tuple[int, float, str]]:
