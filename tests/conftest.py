@@ -23,6 +23,10 @@ from molgen_grid.grid.store import CellStore
 # Idle OpenMP threads sleep instead of spinning (read when torch loads, here and in every cell's process): with
 # pytest-xdist workers on a small machine, spinning threads of one test's torch starve the others'.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Three workers on two cores: a test that runs the model in its own process does so on one thread, as two
+    # threads each would keep the cores oversubscribed (a cell's process still takes the CPUs it is given).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 #: The smallest real cell: the embedded model, one molecule, a few tokens, one timed repeat.
 FAST = ["sample_size=1", "batch_size=1", "max_new_tokens=12", "warmup=0", "repeats=1"]
