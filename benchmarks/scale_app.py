@@ -76,9 +76,11 @@ def app_env(tree: Checkout, paths: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def all_done(app: Path, jobs: int, tree: Checkout) -> None:
-    """Every job of the sweep done: one run for real, the rest's summaries written from its summary."""
+    """Every job of the sweep done: one run for real, the rest's summaries written from its summary. That run
+    (not timed) takes a device lock of its own: the machine's CPU lock may be held by other work for minutes."""
     lrs, seeds = SHAPES[jobs]
-    tree.run([sys.executable, "app.py", "-m", "lr=0", "seed=0"], app, app_env(tree))
+    env = {**app_env(tree), "MOLGEN_GRID_DEVICE_LOCKS": str(app / "device-locks")}
+    tree.run([sys.executable, "app.py", "-m", "lr=0", "seed=0"], app, env)
     first = json.loads((app / "multirun" / "lr=0,seed=0" / "summary.json").read_text())
     for lr in range(lrs):
         for seed in range(seeds):
@@ -123,8 +125,10 @@ def app_plans(work: Path, trees: list[Checkout], sizes: list[int], baseline_jobs
     the best timings by tree, jobs and action."""
     emit(f"app: a plain Hydra app's multirun (lr x seed), whole command, best of {runs}; the baseline composes "
          f"every job, so it runs up to {baseline_jobs:,} jobs")
-    emit(f"  {'':>8} {'':<12}" + "".join(f"{t.label:<21}" for t in trees) + "change/baseline")
-    emit(f"  {'jobs':>8} {'action':<12}" + f"{'wall s':>8} {'cpu s':>8}    " * len(trees) + f"{'wall':>6} {'cpu':>6}")
+    ratio = len(trees) > 1
+    emit(f"  {'':>8} {'':<12}" + "".join(f"{t.label:<21}" for t in trees) + ("change/baseline" if ratio else ""))
+    emit(f"  {'jobs':>8} {'action':<12}" + f"{'wall s':>8} {'cpu s':>8}    " * len(trees)
+         + (f"{'wall':>6} {'cpu':>6}" if ratio else ""))
     figures: dict[tuple[str, int, str], Timing] = {}
     for jobs in sizes:
         timed = [tree for tree in trees if tree is trees[-1] or jobs <= baseline_jobs]
