@@ -130,8 +130,6 @@ def plan_grid(size: int) -> list[str]:
     """The overrides of the plans' grid of `size` cells."""
     if size in PLAN_GRIDS:
         return PLAN_GRIDS[size]
-    if size % PER_BATCH:
-        sys.exit(f"--sizes {size}: choose one of {', '.join(map(str, PLAN_GRIDS))} or a multiple of {PER_BATCH}")
     return AXES + ["logit_processor=glob(*)", "gpu=local,h100,a100,rtx3070",
                    f"batch_size=range(1,{size // PER_BATCH + 1})"]
 
@@ -200,12 +198,12 @@ def plans(sizes: list[int], trees: list[Checkout], work: Path, runs: int) -> Non
             first = best
 
 
-def numbers(text: str, flag: str) -> list[int]:
-    """A comma-separated list of sizes, or one line saying which flag is wrong."""
+def numbers(parser: argparse.ArgumentParser, text: str, flag: str) -> list[int]:
+    """A comma-separated list of sizes, or one line saying which flag is wrong (exit status 2)."""
     try:
         return [int(s) for s in text.split(",")]
     except ValueError:
-        sys.exit(f"{flag} {text}: give whole numbers separated by commas, e.g. {flag} 1000,10000")
+        parser.error(f"{flag} {text}: give whole numbers separated by commas, e.g. {flag} 1000,10000")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -235,11 +233,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.sections = args.sections.split(",")
     if unknown := sorted(set(args.sections) - set(SECTIONS)):
-        sys.exit(f"--sections {','.join(unknown)}: choose among {','.join(SECTIONS)}")
-    args.sizes = numbers(args.sizes, "--sizes")
-    args.app_sizes = numbers(args.app_sizes, "--app-sizes")
+        parser.error(f"--sections {','.join(unknown)}: choose among {','.join(SECTIONS)}")
+    args.sizes = numbers(parser, args.sizes, "--sizes")
+    if odd := [size for size in args.sizes if size not in PLAN_GRIDS and size % PER_BATCH]:
+        parser.error(f"--sizes {odd[0]}: choose one of {', '.join(map(str, PLAN_GRIDS))} or a multiple of {PER_BATCH}")
+    args.app_sizes = numbers(parser, args.app_sizes, "--app-sizes")
     if unknown := sorted(set(args.app_sizes) - set(scale_app.SHAPES)):
-        sys.exit(f"--app-sizes {unknown[0]}: choose among {', '.join(map(str, scale_app.SHAPES))}")
+        parser.error(f"--app-sizes {unknown[0]}: choose among {', '.join(map(str, scale_app.SHAPES))}")
     return args
 
 
