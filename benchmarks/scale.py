@@ -173,14 +173,24 @@ def plan_size(size: int, trees: list[Checkout], work: Path, runs: int) -> dict[t
     return best
 
 
+def table_header(trees: list[Checkout], count: str, action_width: int, columns: str) -> list[str]:
+    """A section's two header lines: each checkout's label over its `columns`, then change / baseline where a
+    baseline runs beside the change; `count` heads the first column (cells, jobs)."""
+    ratio = len(trees) > 1
+    width = len(columns)
+    return [f"  {'':>8} {'':<{action_width}}" + "".join(f"{t.label:<{width}}" for t in trees)
+            + ("change/baseline" if ratio else ""),
+            f"  {count:>8} {'action':<{action_width}}" + columns * len(trees)
+            + (f"{'wall':>6} {'cpu':>6}" if ratio else "")]
+
+
 def plans(sizes: list[int], trees: list[Checkout], work: Path, runs: int) -> None:
     """One line per size and action: each checkout's seconds and microseconds per cell, and the ratios."""
     print(f"plans: whole command, best of {runs}, a third of the cells done with a stale fingerprint; us/cell: "
           f"the time beyond the {sizes[0]:,}-cell grid's per cell beyond it, wall/cpu")
     ratio = len(trees) > 1
-    print(f"  {'':>8} {'':<14}" + "".join(f"{t.label:<29}" for t in trees) + ("change/baseline" if ratio else ""))
-    print(f"  {'cells':>8} {'action':<14}" + f"{'wall s':>7} {'cpu s':>7} {'us/cell':>11}  " * len(trees)
-          + (f"{'wall':>6} {'cpu':>6}" if ratio else ""))
+    for line in table_header(trees, "cells", 14, f"{'wall s':>7} {'cpu s':>7} {'us/cell':>11}  "):
+        print(line)
     first: dict[tuple[str, str], Timing] = {}
     for size in sizes:
         best = plan_size(size, trees, work, runs)
@@ -254,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
             if "plans" in args.sections:
                 plans(args.sizes, trees, work, args.runs)
             if "app" in args.sections:
-                scale_app.app_plans(work / "app", trees, args.app_sizes, args.app_baseline_jobs, args.runs)
+                scale_app.app_plans(work / "app", trees, args.app_sizes, args.app_baseline_jobs, args.runs,
+                                    table_header)
                 if slurm:
                     scale_app.app_submission(work / "app", trees[-1], args.app_submit_jobs, args.submitit)
             if "submit" in args.sections and slurm:

@@ -119,16 +119,15 @@ def app_size(work: Path, trees: list[Checkout], jobs: int, runs: int) -> dict[tu
 
 
 def app_plans(work: Path, trees: list[Checkout], sizes: list[int], baseline_jobs: int, runs: int,
+              header: Callable[[list[Checkout], str, int, str], list[str]],
               emit: Callable[[str], None] = print) -> dict[tuple[str, int, str], Timing]:
     """Status, dry run and skip check of the plain app's multirun at each size by each tree (the change, last,
-    at every size; the others up to `baseline_jobs`): one line per size and action, change / baseline beside;
-    the best timings by tree, jobs and action."""
+    at every size; the others up to `baseline_jobs`): one line per size and action, change / baseline beside
+    (`header`: scale.py's table header); the best timings by tree, jobs and action."""
     emit(f"app: a plain Hydra app's multirun (lr x seed), whole command, best of {runs}; the baseline composes "
          f"every job, so it runs up to {baseline_jobs:,} jobs")
-    ratio = len(trees) > 1
-    emit(f"  {'':>8} {'':<12}" + "".join(f"{t.label:<21}" for t in trees) + ("change/baseline" if ratio else ""))
-    emit(f"  {'jobs':>8} {'action':<12}" + f"{'wall s':>8} {'cpu s':>8}    " * len(trees)
-         + (f"{'wall':>6} {'cpu':>6}" if ratio else ""))
+    for line in header(trees, "jobs", 12, f"{'wall s':>8} {'cpu s':>8}    "):
+        emit(line)
     figures: dict[tuple[str, int, str], Timing] = {}
     for jobs in sizes:
         timed = [tree for tree in trees if tree is trees[-1] or jobs <= baseline_jobs]
