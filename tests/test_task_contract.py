@@ -380,3 +380,23 @@ def test_only_source_files_of_a_pinned_folder_are_its_code(tmp_path: Path) -> No
     assert {c["state"] for c in study.status("--experiment", "v1")["cells"]} == {"done"}
     (folder / "helpers.py").write_text("K = 1\n")
     assert {c["reason"] for c in study.status("--experiment", "v1")["cells"]} == {"code: experiments/v1/helpers.py"}
+
+
+def test_in_a_git_checkout_the_files_git_tracks_are_a_pinned_folders_code(tmp_path: Path) -> None:
+    """A pinned folder inside a git checkout: its tracked files (any suffix, in subfolders too) are its code, a
+    file git does not track is not."""
+    from molgen_grid.grid.fingerprint import source_files
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    folder = tmp_path / "experiments" / "one"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("kernel.cu", "sub/table.dat", "scratch.dat"):
+        (folder / name).write_text(name)
+    git("init", "-q")
+    git("add", "experiments/one/kernel.cu", "experiments/one/sub/table.dat")
+    git("commit", "-q", "-m", "pinned")
+    assert sorted(p.relative_to(folder).as_posix() for p in source_files(folder.resolve())) == \
+        ["kernel.cu", "sub/table.dat"]

@@ -177,16 +177,12 @@ def _tracked(folder: Path) -> set[Path] | None:
     import subprocess
 
     try:
-        done = subprocess.run(["git", "ls-files", "-z", "--full-name", "."], cwd=folder, capture_output=True,
-                              timeout=30)
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True,
-                             timeout=30)
+        done = subprocess.run(["git", "ls-files", "-z", "."], cwd=folder, capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if done.returncode or top.returncode:
+    if done.returncode:
         return None
-    root = Path(top.stdout.strip()).resolve()
-    return {root / name for name in done.stdout.decode().split("\0") if name}
+    return {folder / name for name in done.stdout.decode().split("\0") if name}  # names relative to `folder`
 
 
 def _editor_or_hidden(relative: Path) -> bool:
