@@ -154,7 +154,7 @@ def runs_on(resources: dict[str, Any]) -> str:
 
 def resource_place(spec: GridSpec) -> Callable[[Cell], str]:
     """Where a study's cell runs, as the counts name it: its option of the resource group and that option's
-    executor and partition (`gpu=h100 (slurm, h100)`), read once per option; `this machine` without a group."""
+    executor and partition (`where=fast (slurm, fast)`), read once per option; `this machine` without a group."""
     group = spec.settings.resources
     known: dict[tuple, str] = {}
 
