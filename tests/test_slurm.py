@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import ROOT, Light, attempts, started, wait_until
-from slurm_cluster import SLURM_DIR, last_job, sacct, sacct_final, wait_for_state
+from slurm_cluster import SLURM_DIR, last_job, sacct_final, wait_for_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
@@ -141,7 +141,9 @@ def test_an_option_without_a_partition_or_with_null_fields_runs_in_the_default_p
     assert "to the default partition: 1 cell" in first.stdout, first.stdout
     (name,) = wait_for_state(light, grid, {"done"})
     job = last_job(light, name)
-    rows = wait_until(lambda: [row for row in sacct(job) if row[1]], "the job's partition never reached sacct", 60)
+    # the cell is done a moment before its job ends: read accounting once it has recorded the end
+    rows = wait_until(lambda: [row for row in sacct_final(job) if row[1]], "the job's partition never reached sacct",
+                      60)
     assert rows == [[job, default_partition(), "COMPLETED"]]
 
 
