@@ -60,6 +60,7 @@ class ConfigFiles:
         self.config_name = config_name
         self.base_overrides = base_overrides
         self.not_identity = not_identity
+        self.parser = OverridesParser.create()  # one parser for every distinct set of choices
         self._options: dict[str, list[str]] = {}
         self._results: dict[str, ConfigResult | None] = {}
         self._trees: dict[tuple[str, str | None], dict] = {}
@@ -97,7 +98,7 @@ class ConfigFiles:
         key = tuple(sorted(swapped.items()))
         if key not in self._defaults:
             overrides = self.base_overrides + [f"{group}={option}" for group, option in key]
-            parsed = OverridesParser.create().parse_overrides(overrides)
+            parsed = self.parser.parse_overrides(overrides)
             self._defaults[key] = [d for d in create_defaults_list(
                 self.repository, self.config_name, parsed, prepend_hydra=True, skip_missing=False).defaults
                 if _is_cells(d)]

@@ -209,7 +209,7 @@ def of_study(spec: GridSpec, root: Path, executors: Mapping[str, Any]) -> Estima
         resources = spec.resources(cell)
         executor = executors.get(executor_of(resources))
         parallelism = 1 if executor is None or executor.blocking else int(spec.settings.slurm.array_parallelism)
-        label = f"{group}={spec.cell_choices(cell)[group]}" if group else "this machine"
+        label = f"{group}={spec.option_in(cell, group)}" if group else "this machine"
         test_mode = dict(cell.extra).get(limit) if limit else None
         return label + (f" ({limit}={test_mode})" if test_mode else ""), resources, parallelism
 

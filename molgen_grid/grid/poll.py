@@ -51,7 +51,7 @@ def files_of(entry: Entry) -> tuple:
     out = []
     for name in TELLING:
         try:
-            st = os.stat(entry.store.path(name))
+            st = os.stat(f"{entry.store.where}/{name}")  # no Path per file: every poll, every cell
         except OSError:
             out.append(None)
         else:
@@ -117,14 +117,18 @@ class Poller:
 
     def job(self, views: Mapping[str, JobView], name: str) -> tuple | None:
         """The cell's job as its executor's view tells it now (its state word, reason and id)."""
-        last = (self.attempts.get(name) or [{}])[-1]
+        last = self.last(name)
         view = views.get(last.get("executor", ""))
         if view is None or not last:
             return None
         seen = view.job_state(last, None)
         return seen.state, seen.reason, seen.job_id
 
+    def last(self, name: str) -> dict:
+        """The cell's last attempt as last seen ({} before any)."""
+        return (self.attempts.get(name) or [{}])[-1]
+
     def here(self, name: str) -> bool:
         """Whether the cell's last attempt runs on this machine (its executor blocks while it runs)."""
-        last = (self.attempts.get(name) or [{}])[-1]
+        last = self.last(name)
         return bool(getattr(self.executors.get(last.get("executor", "")), "blocking", False))

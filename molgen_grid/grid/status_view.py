@@ -164,7 +164,7 @@ def resource_place(spec: GridSpec) -> Callable[[Cell], str]:
         own = tuple(kv for kv in cell.extra + cell.run if kv[0].partition(".")[0] == group)
         key = (dict(cell.axes).get(group), own)
         if key not in known:
-            known[key] = f"{group}={spec.cell_choices(cell)[group]} ({runs_on(spec.resources(cell))})"
+            known[key] = f"{group}={spec.option_in(cell, group)} ({runs_on(spec.resources(cell))})"
         return known[key]
 
     return place

@@ -330,10 +330,10 @@ class CellStore:
                 out.append(record)
         return [a for a in _fold(out) if not a.get("withdrawn")]
 
-
     def attempt(self, attempt_id: object) -> dict | None:
         """The launch recorded under this attempt id (as `attempts()` reads it), or None."""
         return next((a for a in self.attempts() if a.get("attempt") == attempt_id), None)
+
     def is_locked(self) -> bool:
         """Whether a live process holds this cell's lock (see `is_held`)."""
         return is_held(self.path(LOCK))

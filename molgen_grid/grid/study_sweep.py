@@ -175,7 +175,7 @@ class StudySweep:
             return Runner(
                 f"experiment {spec.experiment}", "cell", entries, executors, claimer, self.console,
                 resources_of=lambda e: spec.resources(e.cell),
-                label_of=lambda e: f"{group}={spec.cell_choices(e.cell)[group]}" if group else "this machine",
+                label_of=lambda e: f"{group}={spec.option_in(e.cell, group)}" if group else "this machine",
                 where=str(group), executors_from="grid.executors",
                 events=ConsoleEvents(self.console, headline(settings), settings.report.warnings,
                                      left=estimator.finished),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from molgen_grid.grid.follow import MOVING
+from molgen_grid.grid.follow import moving as in_flight
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.resources import executor_of
 
@@ -28,7 +28,7 @@ class TopUp:
     def __call__(self, entries: list[Entry]) -> bool:
         """Submit more when cells wait and some of the grid's jobs ended since the last poll (at the first poll:
         since the run, however fast they ended); whether it did."""
-        moving = sum(1 for e in entries if e.state.state in MOVING)
+        moving = len(in_flight(entries))
         freed = self.moving is None or moving < self.moving
         self.moving = moving
         if not self.waiting or not freed:

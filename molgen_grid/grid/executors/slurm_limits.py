@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from molgen_grid.grid.executors.slurm_status import QUERY_TIMEOUT_S
 from molgen_grid.words import plural
 
-QUERY_TIMEOUT_S = 20
 #: The QOS a job runs under when neither it nor its association names one.
 DEFAULT_QOS = "normal"
 
