@@ -241,6 +241,12 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     return DoneGrid(tool, printed.read_text())
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--every-molecule", action="store_true",
+                     help="the checks over the default (cdk2) molecules take all 47, not a spread sample of 8 "
+                          "(several minutes more)")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """tests/run.sh runs the suite on pytest-xdist workers (`--dist loadgroup`); the tests of the Slurm test

@@ -21,6 +21,18 @@ def compose(*overrides: str, **choices: str) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "grid"])
 
 
+#: The sample of the default molecules that the exhaustive checks take unless `--every-molecule`: every sixth in
+#: the file's order (8 of 47, short and long), as each whole generation costs about a second on one thread.
+SAMPLE_STRIDE = 6
+
+
+@pytest.fixture(scope="session")
+def molecule_rows(request: pytest.FixtureRequest) -> slice:
+    """Which of the default molecules a check over all of them takes: all with `--every-molecule`, else every
+    SAMPLE_STRIDE-th."""
+    return slice(None) if request.config.getoption("--every-molecule") else slice(None, None, SAMPLE_STRIDE)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread() -> None:
     """Torch runs on one thread here: these tests check behaviour, not speed, and torch's spinning worker

@@ -15,32 +15,35 @@ from .conftest import compose, run_cell
 SMALL = ["sample_size=2", "batch_size=1", "max_new_tokens=40", "warmup=0"]
 
 
-#: The default molecules in this many parts, one test each (about 35 s each alone), so test workers share them.
+#: The molecules checked (`molecule_rows`) in this many parts, one test each, so test workers share them.
 PARTS = 3
 
 
-def greedy_texts(decoding: str, part: int) -> list[str]:
-    """One pass at batch 1 over every PARTS-th default (cdk2) molecule from `part`, with the default processor,
-    as a cell runs it."""
+def greedy_texts(decoding: str, rows: slice, part: int) -> list[str]:
+    """One pass at batch 1 over every PARTS-th of the default (cdk2) molecules in `rows`, from `part`, with the
+    default processor, as a cell runs it."""
     import torch
 
     from molgen_grid.bench.cell import generation_rows, load_generator
     from molgen_grid.bench.passes import run_pass
 
     cfg = compose("sample_size=null", "batch_size=1", decoding=decoding)
-    _, rows = generation_rows(cfg)
-    loaded = load_generator(cfg, torch.device("cpu"), rows[part::PARTS])
+    _, all_rows = generation_rows(cfg)
+    assert len(all_rows) == 47
+    loaded = load_generator(cfg, torch.device("cpu"), all_rows[rows][part::PARTS])
     return run_pass(loaded.generator, loaded.workload.batches, cfg, 1).texts
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("part", range(PARTS))
-def test_greedy_assisted_decoding_writes_the_tokens_of_greedy_standard_on_every_default_molecule(part: int) -> None:
+def test_greedy_assisted_decoding_writes_the_tokens_of_greedy_standard_on_the_default_molecules(
+        molecule_rows: slice, part: int) -> None:
     """Whole generations (up to each template's end), the default processor (python): a draft changes how many
-    forwards the model runs, never what it writes. The parts together cover all 47 molecules."""
-    standard = greedy_texts("standard", part)
-    assert len(standard) == len(range(part, 47, PARTS)) and all(standard)
-    assert greedy_texts("assisted", part) == standard
+    forwards the model runs, never what it writes. The parts together cover the sample of the 47 molecules
+    (`--every-molecule`: all of them)."""
+    standard = greedy_texts("standard", molecule_rows, part)
+    assert len(standard) == len(range(47)[molecule_rows][part::PARTS]) and all(standard)
+    assert greedy_texts("assisted", molecule_rows, part) == standard
 
 
 def test_the_embedded_draft_is_small_and_shares_the_model_vocabulary() -> None:
