@@ -115,7 +115,7 @@ def full_plan(minutes: float, seconds_per_step: float = SECONDS_PER_STEP) -> Pla
 
 def quick_plan() -> Plan:
     """A few steps on a handful of molecules, for tests: seconds, the same code path."""
-    return Plan(steps=4, tokens_per_batch=2048, peak_lr=2e-3, warmup_steps=2, final_lr_fraction=0.1,
+    return Plan(steps=4, tokens_per_batch=512, peak_lr=2e-3, warmup_steps=2, final_lr_fraction=0.1,
                 weight_decay=0.1, grad_clip=1.0, validation_points=2, conformers_per_smiles=1, mmff=True,
                 molecules_per_source=3, evaluation_molecules=2, evaluation_max_new_tokens=16)
 
