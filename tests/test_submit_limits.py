@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from conftest import Light, attempts
-from slurm_cluster import submissions
+from slurm_cluster import logged, submissions
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
@@ -43,8 +44,16 @@ def test_a_grid_beyond_max_submit_jobs_goes_out_up_to_it_and_wait_tops_up(light:
     reason = f"2 cells wait: MaxSubmitJobs {LIMIT} (QOS {limited_qos}; 0 of the user's jobs queued or running)"
     planned = light.cli(*cells, "--dry-run").stdout
     assert reason in planned, planned
+    env, log = logged(light.cwd, "scontrol", "sacctmgr")
+    light.extra_env = env
     done = light.cli(*cells, "--wait", timeout=300)
+    light.extra_env = {}
     out = done.stdout
+    # the run checked the cluster and read the limits and MaxArraySize once, and said its opening line once: a
+    # top-up only counts the user's queued jobs again and submits
+    calls = Counter(" ".join(line.split()[:4]) for line in log.read_text().splitlines())
+    assert calls == {"scontrol ping": 1, "scontrol show config": 1, "sacctmgr -n -P show": 2}, log.read_text()
+    assert sum(" to run, " in line for line in out.splitlines()) == 1, out
     assert reason in out, out
     assert "2 waiting for room to submit" not in out.splitlines()[-1]
     assert light.states(*cells) == dict.fromkeys(light.states(*cells), "done") and len(light.states(*cells)) == 4

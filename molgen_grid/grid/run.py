@@ -167,9 +167,7 @@ class Runner:
 
     def __call__(self) -> SweepOutcome:
         self.adopt()
-        todo = [e for e in self.entries if e.runs]
-        if self.order is not None:
-            todo.sort(key=self.order)
+        todo = self._todo()
         outcome = self.outcome
         outcome.total = len(self.entries)
         given_up = [e for e in self.entries if e.given_up]
@@ -182,24 +180,43 @@ class Runner:
                            f"{outcome.done} done, {outcome.in_flight} queued or running", highlight=False)
         for e in given_up:
             self.console.print(f"{e.cell.name}: [red]{e.state.reason}[/]", highlight=False)
+        self._launch_todo(todo, resources)
+        return outcome
+
+    def submit_more(self) -> int:
+        """A top-up while following (top_up.py): what the plan now runs goes out as the scheduler's limits let
+        it, with no adoption, checks or header, which the run already made for these cells; how many cells
+        still wait for room."""
+        todo = self._todo()
+        self._launch_todo(todo, {e.cell.name: self.resources_of(e) for e in todo})
+        return self.outcome.waiting
+
+    def _todo(self) -> list[Entry]:
+        todo = [e for e in self.entries if e.runs]
+        if self.order is not None:
+            todo.sort(key=self.order)
+        return todo
+
+    def _launch_todo(self, todo: list[Entry], resources: dict[str, dict[str, Any]]) -> None:
+        """Scheduled cells first, claimed and submitted at once (they queue on the cluster while the local ones
+        run here), then the local ones one after another; `--fail-fast` stops at this run's first failure."""
+        outcome, events = self.outcome, self.events
+        failed_before = outcome.failed
         by_executor: dict[str, list[Entry]] = {}
         for e in todo:
             by_executor.setdefault(executor_of(resources[e.cell.name]), []).append(e)
-        events = self.events
-        # Scheduled cells first: they queue on the cluster while the local ones run here.
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
             executor, members = self.executors[name], by_executor[name]
             claim = self.claimers(name)
             if executor.blocking:
                 for index, e in enumerate(members, 1):
-                    if self.fail_fast and outcome.failed > len(given_up):
+                    if self.fail_fast and outcome.failed > failed_before:
                         break
                     events.counters[e.cell.name] = f"[{index}/{len(members)}]"
                     self._launch(executor, [claim(e, resources[e.cell.name])], events)
-            elif not (self.fail_fast and outcome.failed > len(given_up)):
+            elif not (self.fail_fast and outcome.failed > failed_before):
                 members = self._admitted(executor, members, resources)
                 self._launch(executor, [claim(e, resources[e.cell.name]) for e in members], events)
-        return outcome
 
     def _admitted(self, executor: Executor, members: list[Entry], resources: dict[str, dict[str, Any]]) -> list[Entry]:
         """The cells the scheduler's limits let go out now, never claimed beyond them: the rest stay missing, the

@@ -189,7 +189,7 @@ class StudySweep:
             launched = any(e.runs for e in entries)  # else the plan is the grid as it is now
             ended = follow(self.console, entries, plan.replan, executors, None if launched else plan.views,
                            lambda now: time_left(spec, root, executors, now),
-                           TopUp(lambda now: runner_of(now)().waiting, outcome.waiting))
+                           TopUp(lambda now: runner_of(now).submit_more(), outcome.waiting))
         else:
             ended = outcome.line()
         accuracy = of_study(spec, root, executors).scan(entries).accuracy()

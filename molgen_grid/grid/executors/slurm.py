@@ -22,6 +22,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -271,11 +272,21 @@ class SlurmExecutor:
 
     def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
         """Which of these cells (each its resources, in launch order) the user's MaxSubmitJobs lets go out now
-        (slurm_limits.py, read once), and the lines that say why the rest wait."""
+        (slurm_limits.py), and the lines that say why the rest wait."""
         def text(value: Any) -> str | None:
             return None if value is None else str(value)
 
-        return SubmitLimits.read().admit([(text(o.get("account")), text(o.get("qos"))) for o in options])
+        return self.limits.with_queued().admit([(text(o.get("account")), text(o.get("qos"))) for o in options])
+
+    @cached_property
+    def limits(self) -> SubmitLimits:
+        """The user's MaxSubmitJobs, read once a sweep (a top-up while following reads only the queue again)."""
+        return SubmitLimits.read()
+
+    @cached_property
+    def max_array_size(self) -> int:
+        """The cluster's MaxArraySize, read once a sweep."""
+        return max_array_size()
 
     def cancel(self, stops: list[Any], whole_grid: bool) -> None:
         """Cancel these cells' jobs (cancel.py): one scancel per array."""
@@ -291,7 +302,7 @@ class SlurmExecutor:
         for claim in claims:
             claim.resources, grown[claim.job.attempt] = self.request(claim.entry, claim.resources, claim.job.attempt)
             groups.setdefault(Resources.of(claim.resources), []).append(claim)
-        limit = max(1, max_array_size() - 1)
+        limit = max(1, self.max_array_size - 1)
         chunks = [(resources, chunk) for resources, members in groups.items() for chunk in _chunks(members, limit)]
         sent = 0
         try:

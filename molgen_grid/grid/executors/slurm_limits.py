@@ -1,19 +1,21 @@
-"""How many more jobs the cluster lets this user queue, read once per submission, so a grid larger than that
-goes out up to the limit instead of being refused part way by sbatch.
+"""How many more jobs the cluster lets this user queue, so a grid larger than that goes out up to the limit
+instead of being refused part way by sbatch.
 
 Slurm counts every array task as one job against MaxSubmitJobs, set on the user's association
 (`sacctmgr show assoc`) or on the QOS the job runs under (`sacctmgr show qos`, MaxSubmitJobsPerUser): the
 tighter one binds, less the user's jobs already queued or running there (squeue, one line per array task). As
-scalableminds' cluster_tools does, the limits are read before sbatch runs, never guessed from its refusal. Two
-sacctmgr calls and one squeue call, only when Slurm cells are about to go out (a local run reads nothing); when
-sacctmgr is absent or refuses, there is no limit and that is said once.
+scalableminds' cluster_tools does, the limits are read before sbatch runs, never guessed from its refusal: the
+limits with two sacctmgr calls once a sweep, only when Slurm cells are about to go out (a local run reads
+nothing), and the user's jobs that count against them with one squeue call before each submission (a top-up
+while following comes after jobs ended). When sacctmgr is absent or refuses, there is no limit and that is said
+once.
 """
 from __future__ import annotations
 
 import getpass
 import subprocess
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from molgen_grid.grid.executors.slurm_status import QUERY_TIMEOUT_S
@@ -49,7 +51,7 @@ class Limit:
 
 @dataclass
 class SubmitLimits:
-    """The user's submission limits, read once; `limit(account, qos)` for the jobs of one resource group."""
+    """The user's submission limits (`read` once a sweep) and the jobs counted against them (`with_queued`)."""
 
     #: {account: (MaxSubmitJobs or None, default QOS or None)} of the user's associations, and the default account.
     associations: dict[str, tuple[int | None, str | None]] = field(default_factory=dict)
@@ -77,13 +79,17 @@ class SubmitLimits:
         limits = cls(default_account=rows[0][0] if rows else None,
                      associations={row[1]: (_number(row[2]), row[3] or None) for row in rows if len(row) == 4},
                      qos_limits={row[0]: n for row in qos if len(row) == 2 and (n := _number(row[1])) is not None})
-        if any(jobs is not None for jobs, _ in limits.associations.values()) or limits.qos_limits:
-            try:
-                lines = run(["squeue", "-h", "-r", "-u", user, "-o", "%a|%q"]).splitlines()
-            except (OSError, subprocess.SubprocessError):
-                lines = []
-            limits.queued = Counter(tuple(line.split("|", 1)) for line in lines if "|" in line)
         return limits
+
+    def with_queued(self, run: Run = query) -> "SubmitLimits":
+        """These limits with the user's jobs that count against them now (none asked where no limit is set)."""
+        if self.unknown or not (any(jobs is not None for jobs, _ in self.associations.values()) or self.qos_limits):
+            return self
+        try:
+            lines = run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%a|%q"]).splitlines()
+        except (OSError, subprocess.SubprocessError):
+            lines = []
+        return replace(self, queued=Counter(tuple(line.split("|", 1)) for line in lines if "|" in line))
 
     def applicable(self, account: str | None, qos: str | None) -> list[Limit]:
         """The MaxSubmitJobs that bind jobs asking for this account and QOS (None: the defaults)."""
