@@ -1,5 +1,6 @@
-"""README is true to the letter: every `console` block is run, in order, in a project of its own, and each line it
-shows must come out, in that order, up to figures, ids and times (digits, and the width of tables).
+"""README is true to the letter: every `console` block is run, in order, and each line it shows must come out, in
+that order, up to figures, ids and times (digits, and the width of tables). The Slurm test cluster's block runs in
+a project of its own, on the test worker of the cluster's tests; the other blocks, in order, in another.
 
 The commands are typed as README types them (`bash sbatch/run.sh ...`); the project is a copy of sbatch/ and
 pyproject.toml using this checkout's venv (MOLGEN_VENV), so results land in the copy. Lines of the output that
@@ -52,16 +53,28 @@ def normal(line: str) -> str:
     return " ".join(BOX_RUN.sub(r"\1", NUMBER.sub("#", line)).split())
 
 
-def steps(text: str) -> list[tuple[str, list[str]]]:
-    """(command, the output lines README shows for it) for every command of every console block."""
-    out: list[tuple[str, list[str]]] = []
+def blocks(text: str) -> list[list[tuple[str, list[str]]]]:
+    """Each console block's commands, each with the output lines README shows for it."""
+    out: list[list[tuple[str, list[str]]]] = []
     for block in BLOCK.findall(text):
+        out.append([])
         for line in block.splitlines():
             if line.startswith("$ "):
-                out.append((line[2:], []))
+                out[-1].append((line[2:], []))
             elif line.strip() and line.strip() != "...":
-                out[-1][1].append(line)
+                out[-1][-1][1].append(line)
     return out
+
+
+def steps(text: str) -> list[tuple[str, list[str]]]:
+    """(command, the output lines README shows for it) for every command of every console block."""
+    return [step for block in blocks(text) for step in block]
+
+
+def on_the_cluster(block: list[tuple[str, list[str]]]) -> bool:
+    """Whether a block is the one that starts the Slurm test cluster and runs cells there (its cells are its
+    own: no other block reads them)."""
+    return any("test-cluster.sh" in command for command, _ in block)
 
 
 def first_missing(shown: list[str], output: str) -> str | None:
@@ -97,19 +110,33 @@ def test_a_small_conf_changes_only_the_small_settings(tmp_path: Path) -> None:
     assert changed == SMALL
 
 
-@pytest.mark.slow
-@pytest.mark.slurm
-def test_every_console_block_of_the_readme(tmp_path: Path, cluster: None) -> None:
+def run_in_order(tmp_path: Path, commands: list[tuple[str, list[str]]]) -> None:
+    """The commands, in order, in a project of their own: each exits 0 and prints the lines README shows."""
+    assert commands
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(ROOT / "sbatch", project / "sbatch")
     shutil.copy2(ROOT / "pyproject.toml", project / "pyproject.toml")
     env = {**os.environ, "MOLGEN_VENV": str(Path(sys.executable).parent.parent), "COLUMNS": "200",
            "PYTHONUNBUFFERED": "1", "MOLGEN_GRID_CONF": str(small_conf(tmp_path))}
-    for command, shown in steps((ROOT / "README.md").read_text()):
+    for command, shown in commands:
         done = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
                               timeout=900)
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"$ {command}\n{output}"
         missing = first_missing(shown, output)
         assert missing is None, f"$ {command}\nREADME shows:\n  {missing}\nit printed:\n{output}"
+
+
+@pytest.mark.slow
+def test_every_console_block_that_runs_on_this_machine(tmp_path: Path) -> None:
+    """Every block but the Slurm cluster's, in order (a test worker of its own, beside the cluster's tests)."""
+    run_in_order(tmp_path, [step for block in blocks((ROOT / "README.md").read_text())
+                            if not on_the_cluster(block) for step in block])
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_the_console_block_of_the_slurm_test_cluster(tmp_path: Path, cluster: None) -> None:
+    run_in_order(tmp_path, [step for block in blocks((ROOT / "README.md").read_text())
+                            if on_the_cluster(block) for step in block])
