@@ -206,7 +206,8 @@ class Runner:
         for e in todo:
             by_executor.setdefault(executor_of(resources[e.cell.name]), []).append(e)
         for name in sorted(by_executor, key=lambda n: self.executors[n].blocking):
-            executor, members = self.executors[name], by_executor[name]
+            executor = self.executors[name]
+            members = self._admitted(executor, by_executor[name], resources)
             claim = self.claimers(name)
             if executor.blocking:
                 for index, e in enumerate(members, 1):
@@ -215,7 +216,6 @@ class Runner:
                     events.counters[e.cell.name] = f"[{index}/{len(members)}]"
                     self._launch(executor, [claim(e, resources[e.cell.name])], events)
             elif not (self.fail_fast and outcome.failed > failed_before):
-                members = self._admitted(executor, members, resources)
                 self._launch(executor, [claim(e, resources[e.cell.name]) for e in members], events)
 
     def _admitted(self, executor: Executor, members: list[Entry], resources: dict[str, dict[str, Any]]) -> list[Entry]:

@@ -49,6 +49,6 @@ def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of:
     lines: list[str] = []
     for name, options in wanted.items():
         executor = executors.get(name)
-        if executor is not None and not executor.blocking:
+        if executor is not None:
             lines += executor.admit(options)[1]
     return lines

@@ -54,7 +54,7 @@ class Executor(Protocol):
 
     def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
         """Which of these cells (each its resources, in launch order) may go out now under the scheduler's
-        limits, and a line for each limit that holds the rest back; asked only of a non-blocking executor."""
+        limits, and a line for each limit that holds the rest back (this machine's executor has none)."""
 
     def view(self, attempts: list[dict]) -> JobView:
         """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""
