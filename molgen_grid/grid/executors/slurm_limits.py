@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -66,12 +67,13 @@ class SubmitLimits:
     @classmethod
     def read(cls, run: Run = query) -> "SubmitLimits":
         user = getpass.getuser()
+        asked = [["sacctmgr", "-n", "-P", "show", "user", user, "withassoc",
+                  "format=defaultaccount,account,maxsubmit,defaultqos"],
+                 ["sacctmgr", "-n", "-P", "show", "qos", "format=name,maxsubmitjobsperuser"]]
         try:
-            rows = [line.split("|") for line in run(["sacctmgr", "-n", "-P", "show", "user", user, "withassoc",
-                                                     "format=defaultaccount,account,maxsubmit,defaultqos"])
-                    .splitlines() if line.strip()]
-            qos = [line.split("|") for line in run(["sacctmgr", "-n", "-P", "show", "qos",
-                                                    "format=name,maxsubmitjobsperuser"]).splitlines() if line.strip()]
+            with ThreadPoolExecutor(len(asked)) as pool:  # each waits on slurmdbd (a few tenths of a second)
+                rows, qos = ([line.split("|") for line in out.splitlines() if line.strip()]
+                             for out in pool.map(run, asked))
         except (OSError, subprocess.SubprocessError) as exc:
             said = getattr(exc, "stderr", None) or str(exc)
             return cls(unknown=f"no submission limit known (sacctmgr: {said.strip().splitlines()[-1]}): "
