@@ -16,7 +16,7 @@ from rich.console import Console
 
 from molgen_grid.grid import poll
 from molgen_grid.grid.plan import Entry
-from molgen_grid.grid.state import HELD, IN_FLIGHT, STATES, JobView
+from molgen_grid.grid.state import HELD, IN_FLIGHT, JobView, counts_line
 from molgen_grid.words import plural
 
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ MOVING = IN_FLIGHT - {HELD}
 
 def census(entries: list[Entry]) -> str:
     """`4 cells: 3 done, 1 failed`: every cell once, by state, in the states' order."""
-    counts = Counter(e.state.state for e in entries)
-    return f"{plural(len(entries), 'cell')}: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+    return f"{plural(len(entries), 'cell')}: " + counts_line(Counter(e.state.state for e in entries))
 
 
 def moving(entries: list[Entry]) -> set[str]:

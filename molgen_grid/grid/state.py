@@ -62,6 +62,11 @@ class JobView(Protocol):
         error record written after that attempt began, if any."""
 
 
+def counts_line(counts: Mapping[str, int], states: tuple[str, ...] = STATES) -> str:
+    """`3 done, 1 failed`: the count of each of `states` present, in that order (DESIGN.md's, by default)."""
+    return ", ".join(f"{counts[s]} {s}" for s in states if counts.get(s))
+
+
 def boot_id() -> str | None:
     """This boot of this machine: a pid recorded before a reboot names another process after it."""
     try:

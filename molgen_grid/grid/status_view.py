@@ -21,7 +21,7 @@ from molgen_grid.grid.cells import Cell
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.spec import GridSpec
 from molgen_grid.grid.state import CANCELLED, DONE, FAILED, HELD, INTERRUPTED, MISSING, QUEUED, REQUEUED, \
-    RUNNING, STALE, STATES, UNSUPPORTED
+    RUNNING, STALE, STATES, UNSUPPORTED, counts_line
 from molgen_grid.words import plural
 
 #: The cells listed by a plain status, in this order: what failed (grouped by reason), what waits on a person
@@ -51,25 +51,19 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def counts_text(entries: list[Entry]) -> str:
-    """`2 failed, 3584 stale, 7166 missing`: the states in the order of cell states (DESIGN.md)."""
-    found = Counter(e.state.state for e in entries)
-    return ", ".join(f"{found[s]} {s}" for s in sorted(found, key=lambda s: (STATES.index(s), s)))
-
-
-def counts_table(entries: list[Entry], where: Callable[[Entry], str]) -> Table:
-    """Cells per place they run (`where`) and state: a row per place, a column per state present."""
+def counts_table(entries: list[Entry], where: Callable[[Entry], str], total: Counter) -> Table:
+    """Cells per place they run (`where`) and state: a row per place, a column per state present; `total`: the
+    grid's count of each state."""
     by_place: defaultdict[str, Counter] = defaultdict(Counter)
     for e in entries:
         by_place[where(e)][e.state.state] += 1
-    present = [s for s in STATES if any(s in c for c in by_place.values())]
+    present = [s for s in STATES if total[s]]
     table = Table("where", *present, "total")
     for column in table.columns[1:]:
         column.justify = "right"
     for place, found in by_place.items():
         table.add_row(place, *(str(found[s]) if found[s] else "" for s in present), str(sum(found.values())))
     if len(by_place) > 1:
-        total = Counter(e.state.state for e in entries)
         table.add_row("all", *(str(total[s]) for s in present), str(len(entries)), style="bold")
     return table
 
@@ -129,11 +123,12 @@ def show_status(console: Console, title: str, entries: list[Entry], labels: list
     or the grid is small, else those that need attention) and what was left unlisted. `labels`: each cell as
     shown; `more`: a column's header and its value of a listed cell (an app's stored value), computed only for
     the cells listed; `every_flag`: what asks for every cell (`--all`, an app's `hydra.launcher.all=true`)."""
-    console.print(f"{title}: {plural(len(entries), noun)}" + (f": {counts_text(entries)}" if entries else ""),
+    total = Counter(e.state.state for e in entries)
+    console.print(f"{title}: {plural(len(entries), noun)}" + (f": {counts_line(total)}" if entries else ""),
                   markup=False, highlight=False)
     if not entries:
         return
-    console.print(counts_table(entries, where), markup=False, highlight=False)
+    console.print(counts_table(entries, where, total), markup=False, highlight=False)
     every = every or len(entries) <= LIST_EVERY_CELL_UP_TO
     order = listed(entries, every)
     if not every:
@@ -141,10 +136,9 @@ def show_status(console: Console, title: str, entries: list[Entry], labels: list
     if order:
         print_cells(console, entries, order, labels, noun, more)
     if not every:
-        left = Counter(e.state.state for e in entries if e.state.state not in ATTENTION)
+        left = counts_line(total, COUNTED)
         if left:
-            console.print(f"not listed: {', '.join(f'{left[s]} {s}' for s in COUNTED if left[s])} "
-                          f"({every_flag} lists every {noun})", highlight=False)
+            console.print(f"not listed: {left} ({every_flag} lists every {noun})", highlight=False)
 
 
 def runs_on(resources: dict[str, Any]) -> str:
