@@ -192,8 +192,9 @@ class StudySweep:
                            TopUp(lambda now: runner_of(now).submit_more(), outcome.waiting))
         else:
             ended = outcome.line()
-        accuracy = of_study(spec, root, executors).scan(entries).accuracy()
-        say(self.console, [accuracy] if accuracy else [])
+        if outcome.ran or self.launcher.wait:  # else no cell finished in this command: nothing new to say
+            accuracy = of_study(spec, root, executors).scan(entries).accuracy()
+            say(self.console, [accuracy] if accuracy else [])
         self.console.print(f"sweep {spec.experiment}: {ended}")
 
 
