@@ -122,3 +122,24 @@ def test_following_local_cells_never_asks_slurm(light: Light, monkeypatch: pytes
     assert out.rstrip().splitlines()[-1] == "watched experiment default: 1 cell: 1 done", out
     assert fake.pauses == [5.0, 5.0] and per_poll(log) == [Counter()] * 3  # no Slurm call at all
     assert reads == [cell.name] * 3  # a cell running here is read at every poll: the plan, then 2 polls
+
+
+def test_a_top_up_that_found_no_room_tries_again_at_the_next_poll() -> None:
+    """The grid's jobs ended (none in flight) but still held the room when the top-up asked (a job leaves the
+    queue a moment after its cell reads done, or the user's other jobs hold it): with nothing of the grid left to
+    end, the next polls must try again, else `--wait` waits forever."""
+    from types import SimpleNamespace
+
+    from molgen_grid.grid.top_up import TopUp
+
+    rooms = iter([0, 0, 2])  # how many cells the limit lets out at each try
+    tries: list[int] = []
+
+    def submit(entries: list) -> int:
+        tries.append(top_up.waiting)
+        return top_up.waiting - next(rooms)
+
+    ended = [SimpleNamespace(cell=SimpleNamespace(name=n), state=SimpleNamespace(state="done")) for n in "ab"]
+    top_up = TopUp(submit, waiting=2, moving=2)
+    assert [top_up(ended) for _ in range(3)] == [True, True, True] and top_up.waiting == 0 and tries == [2, 2, 2]
+    assert top_up(ended) is False  # nothing waits: nothing asked
