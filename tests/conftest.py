@@ -241,6 +241,28 @@ def done_grid(tmp_path_factory: pytest.TempPathFactory) -> DoneGrid:
     return DoneGrid(tool, printed.read_text())
 
 
+#: The MaxSubmitJobsPerUser of the `limited_qos` fixture's QOS.
+QOS_LIMIT = 2
+
+
+@pytest.fixture
+def limited_qos() -> Iterator[str]:
+    """A QOS on the Slurm test cluster that lets a user queue at most QOS_LIMIT jobs, allowed to this user's
+    associations, gone after: only the cells that ask for it are limited."""
+    def sacctmgr(*args: str) -> None:
+        subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True, check=True, timeout=60)
+
+    name = f"gridtest{os.getpid()}"
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    sacctmgr("add", "qos", name, f"MaxSubmitJobsPerUser={QOS_LIMIT}")
+    try:
+        sacctmgr("modify", "user", user, "set", f"qos+={name}")
+        yield name
+    finally:
+        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", f"qos-={name}"], capture_output=True)
+        subprocess.run(["sacctmgr", "-i", "delete", "qos", name], capture_output=True)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--every-molecule", action="store_true",
                      help="the checks over the default (cdk2) molecules take all 47, not a spread sample of 8 "

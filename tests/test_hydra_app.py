@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from hydra.test_utils.launcher_common_tests import (BatchedSweeperTestSuite, IntegrationTestSuite,
                                                     LauncherTestSuite)
-from conftest import Light, attempts
+from conftest import QOS_LIMIT, Light, attempts
 from slurm_cluster import sacct_final
 
 #: The in-process suites compose with whatever `version_base` an earlier test left behind (Hydra's
@@ -274,6 +274,22 @@ def test_example_on_the_slurm_test_cluster(tmp_path: Path) -> None:
     assert "to h100: 1 job" in out, out
     (job,) = app.status("optim=sgd", "seed=1", "hydra.launcher.resources=null").values()
     assert job["state"] == "done" and sacct_final(job["job_id"])[0][1:] == ["h100", "COMPLETED"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_an_app_sweep_beyond_max_submit_jobs_waits_and_tops_up(tmp_path: Path, cluster: None,
+                                                               limited_qos: str) -> None:
+    """As a study's grid does (test_submit_limits.py): the jobs beyond the user's MaxSubmitJobs stay missing with
+    the reason, and hydra.launcher.wait=true submits them as the first ones end."""
+    app = App(tmp_path)
+    grid = ["model=small,wide", "optim=sgd,adam", "where=a100", f"+where.qos={limited_qos}"]
+    out = app.run(*grid, "hydra.launcher.wait=true")
+    assert f"2 cells wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}" in out, out
+    assert set(app.states(*grid).values()) == {"done"}, out
+    arrays = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("submitted array")]
+    assert sum(arrays) == 4 and max(arrays) <= QOS_LIMIT and len(arrays) >= 2, out
+    assert all(len(attempts(app.dir / "multirun" / "train" / job)) == 1 for job in app.states(*grid)), out
 
 
 FAILING_APP = """\

@@ -9,39 +9,18 @@ import os
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import Light, attempts
+from conftest import QOS_LIMIT, Light, attempts
 from slurm_cluster import logged, submissions
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("cluster")]
 
-LIMIT = 2
-
-
-def sacctmgr(*args: str) -> None:
-    subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True, check=True, timeout=60)
-
-
-@pytest.fixture
-def limited_qos() -> Iterator[str]:
-    """A QOS that lets a user queue at most LIMIT jobs, allowed to this user's associations, gone after."""
-    name = f"gridtest{os.getpid()}"
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-    sacctmgr("add", "qos", name, f"MaxSubmitJobsPerUser={LIMIT}")
-    try:
-        sacctmgr("modify", "user", user, "set", f"qos+={name}")
-        yield name
-    finally:
-        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", f"qos-={name}"], capture_output=True)
-        subprocess.run(["sacctmgr", "-i", "delete", "qos", name], capture_output=True)
-
 
 def test_a_grid_beyond_max_submit_jobs_goes_out_up_to_it_and_wait_tops_up(light: Light, limited_qos: str) -> None:
     cells = ["where=h100", "variant=a,b", "count=1,2", f"+where.qos={limited_qos}"]
-    reason = f"2 cells wait: MaxSubmitJobs {LIMIT} (QOS {limited_qos}; 0 of the user's jobs queued or running)"
+    reason = f"2 cells wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}; 0 of the user's jobs queued or running)"
     planned = light.cli(*cells, "--dry-run").stdout
     assert reason in planned, planned
     env, log = logged(light.cwd, "scontrol", "sacctmgr")
@@ -62,7 +41,7 @@ def test_a_grid_beyond_max_submit_jobs_goes_out_up_to_it_and_wait_tops_up(light:
     runs = [len(attempts(d)) for d in light.cell_dirs() if not d.name.startswith(".")]
     assert runs == [1, 1, 1, 1], runs
     arrays = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("submitted array")]
-    assert sum(arrays) == 4 and max(arrays) <= LIMIT and len(arrays) >= 2, out
+    assert sum(arrays) == 4 and max(arrays) <= QOS_LIMIT and len(arrays) >= 2, out
     assert len(submissions(light.cwd)) == len(arrays) and "sbatch refused" not in out, out
 
 
@@ -74,7 +53,7 @@ def test_status_says_why_cells_wait_and_a_plain_run_leaves_them_missing(light: L
         states = sorted(light.states(*cells).values())
         assert states.count("missing") == 1 and len(states) == 3, states
         shown = light.cli(*cells, "--status").stdout
-        assert f"1 cell waits: MaxSubmitJobs {LIMIT} (QOS {limited_qos}; 2 of the user's jobs" in shown, shown
+        assert f"1 cell waits: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}; 2 of the user's jobs" in shown, shown
     finally:
         for job in submissions(light.cwd):
             subprocess.run(["scancel", job], check=False)

@@ -39,6 +39,7 @@ from molgen_grid.grid.settings import GridSettings
 from molgen_grid.grid.store import CellStore
 from molgen_grid.grid.task.hydra_app import SWEEP_PARTS, AppFunctionWork, AppSweepPart, Shipped, \
     app_code
+from molgen_grid.grid.top_up import TopUp
 from molgen_grid.grid.worker import CellJob
 from molgen_grid.words import plural
 
@@ -158,11 +159,15 @@ class AppSweep:
                            make_job(name), {e.cell.name for e in entries if e.why == "forced"})
 
         group = self.launcher.resources
-        runner = Runner(f"sweep {self.sweep_dir}", "job", entries, self.executors, claimer, self.console,
-                        resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
-                        label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
-                        executors_from="the engine's executors",
-                        events=ConsoleEvents(self.console, None, noun="job"), fail_fast=self.launcher.fail_fast)
+
+        def runner_of(now: list[Entry]) -> Runner:
+            return Runner(f"sweep {self.sweep_dir}", "job", now, self.executors, claimer, self.console,
+                          resources_of=lambda e: self.resources_of(by_dir[e.store.dir]),
+                          label_of=lambda e: f"job {e.cell.name}", where=group or "hydra.launcher",
+                          executors_from="the engine's executors",
+                          events=ConsoleEvents(self.console, None, noun="job"), fail_fast=self.launcher.fail_fast)
+
+        runner = runner_of(entries)
         self.launcher.outcome = runner.outcome
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         interrupt_on_stop_signals()
@@ -181,8 +186,9 @@ class AppSweep:
                                f"returns every value")
             return []
 
-        if elsewhere:
-            follow(self.console, entries, self.replan(jobs), self.executors)
+        if elsewhere:  # jobs left waiting for room under the user's submission limit go out as others end
+            follow(self.console, entries, self.replan(jobs), self.executors,
+                   top_up=TopUp(lambda now: runner_of(now).submit_more(), outcome.waiting))
         final = self.plan(jobs, set())[0]
         sets = self.option_sets
         return [job_return(j, e.state, changes_dir(sets.base(sets.split(j.overrides)[0]))) for j, e in zip(jobs, final)]
