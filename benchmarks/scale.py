@@ -39,6 +39,7 @@ from typing import Iterator, Sequence
 
 import scale_app
 import scale_submit
+from turns import best_by_turns
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The commit before issue 31's work: today's main, the baseline of every section.
@@ -160,16 +161,17 @@ def plan_size(size: int, trees: list[Checkout], work: Path, runs: int) -> dict[t
     made = half_done(results, done.stdout)
     if made["cells"] != size:
         sys.exit(f"the grid of {size} has {made['cells']} cells")
-    best: dict[tuple[str, str], Timing] = {}
-    for action, flags in PLAN_ACTIONS.items():
-        outputs = {}
-        for _ in range(runs):
-            for tree in trees:
-                timing, done = tree.run([*tree.front(results), *flags, *grid], work)
-                outputs[tree.label] = done.stdout
-                best[tree.label, action] = timing.best(best.get((tree.label, action)))
-        if len(set(outputs.values())) > 1:
-            print(f"  {size} cells, {action}: the outputs differ between {' and '.join(outputs)}")
+    outputs: dict[str, dict[str, str]] = {action: {} for action in PLAN_ACTIONS}
+
+    def timed(tree: Checkout, action: str) -> Timing:
+        timing, done = tree.run([*tree.front(results), *PLAN_ACTIONS[action], *grid], work)
+        outputs[action][tree.label] = done.stdout
+        return timing
+
+    best = best_by_turns(trees, PLAN_ACTIONS, runs, timed)
+    for action, printed in outputs.items():
+        if len(set(printed.values())) > 1:
+            print(f"  {size} cells, {action}: the outputs differ between {' and '.join(printed)}")
     return best
 
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from turns import best_by_turns
+
 if TYPE_CHECKING:
     from scale import Checkout, Timing
 
@@ -108,14 +110,13 @@ def app_size(work: Path, trees: list[Checkout], jobs: int, runs: int) -> dict[tu
     apps = {tree.label: write_app(work / f"{tree.label.replace(' ', '-')}-{jobs}") for tree in trees}
     for tree in trees:
         all_done(apps[tree.label], jobs, tree)
-    best: dict[tuple[str, str], Timing] = {}
-    for action, extra in ACTIONS.items():
-        for _ in range(runs):
-            for tree in trees:
-                timing, done = tree.run(app_command(jobs, *extra), apps[tree.label], app_env(tree))
-                check_output(action, done.stdout, jobs)
-                best[tree.label, action] = timing.best(best.get((tree.label, action)))
-    return best
+
+    def timed(tree: Checkout, action: str) -> Timing:
+        timing, done = tree.run(app_command(jobs, *ACTIONS[action]), apps[tree.label], app_env(tree))
+        check_output(action, done.stdout, jobs)
+        return timing
+
+    return best_by_turns(trees, ACTIONS, runs, timed)
 
 
 def app_plans(work: Path, trees: list[Checkout], sizes: list[int], baseline_jobs: int, runs: int,
