@@ -2,7 +2,8 @@
 
 Nothing in it knows about molgen_grid: its config's defaults pick the grid launcher (two lines), which makes
 each job of a multirun a cell that a rerun skips once it is done. It returns its final loss and speed, which the
-launcher stores as the job's summary.
+launcher stores as the job's summary. torch is imported in `main`, where a job runs: the sweep's own process,
+which plans the jobs, skips the done ones and shows their status, then never loads it (a second or more a command).
 
 `EXAMPLE_HOLD_DIR` (tests only): a job whose `override_dirname` has a `<name>.hold` file there writes
 `<name>.started` and waits until the hold file is gone, so that a test interrupts a sweep at a known job.
@@ -14,7 +15,6 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -33,6 +33,8 @@ def hold_if_asked() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict:
+    import torch
+
     hold_if_asked()
     torch.manual_seed(cfg.seed)
     x = torch.linspace(-3, 3, cfg.points).unsqueeze(1)
