@@ -38,6 +38,11 @@ class Mutant:
     tests: tuple[str, ...]
 
 
+def option_test(choice: str) -> str:
+    """The test of one axis option (`kv_cache=static`) that must catch a mutant of how it is applied."""
+    return f"tests/bench/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[{choice}]"
+
+
 #: Staleness: the light study's first (seconds), then the benchmark's own parts.
 STALENESS = ("tests/test_staleness_light.py", "tests/test_staleness.py")
 MUTANTS = [
@@ -121,26 +126,26 @@ MUTANTS = [
            ("tests/test_report.py::test_report_numbers_from_known_repeats",)),
     Mutant("options: kv_cache=static never passes its cache", "molgen_grid/bench/generate.py",
            'steps["cache"] = self.cache(len(batch.smiles) * self.num_beams)', "pass",
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[kv_cache]",)),
+           (option_test("kv_cache=static"),)),
     Mutant("options: every attention option loads sdpa", "molgen_grid/bench/model.py",
            "attn_implementation=implementation(attention_cfg)", 'attn_implementation="sdpa"',
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[attention]",)),
+           (option_test("attention=eager"),)),
     Mutant("options: top_p never reaches generate()", "molgen_grid/bench/generate.py",
            "return {k: v for k, v in dict(sampling).items() if v is not None}",
            'return {k: v for k, v in dict(sampling).items() if v is not None and k != "top_p"}',
            ("tests/bench/test_sampling.py",)),
     Mutant("options: the tokenizer cache never hits", "molgen_grid/bench/templates.py",
            "                if found is not None:", "                if False:",
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[tokenizer_cache]",)),
+           (option_test("tokenizer_cache=cached"),)),
     Mutant("options: the python processor runs the tensor one", "molgen_grid/bench/constraints.py",
            '{"python": PythonTemplateProcessor,', '{"python": TensorTemplateProcessor,',
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[logit_processor]",)),
+           (option_test("logit_processor=python"),)),
     Mutant("options: template building always serial", "molgen_grid/bench/templates.py",
            'return max(1, cpus if workers == "auto" else int(workers))', "return 1",
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[template_building]",)),
+           (option_test("template_building=parallel"),)),
     Mutant("options: quantization never reaches the model", "molgen_grid/bench/quantization.py",
            "tq.quantize_(model, getattr(tq, CONFIGS[method])(**options))", "pass",
-           ("tests/test_axes.py::test_every_option_is_applied_or_unsupported_by_name[quantization]",)),
+           (option_test("quantization=int8_weight_only"),)),
     Mutant("energy: a RAPL counter that wrapped is not unwound", "molgen_grid/bench/trackers/energy.py",
            "(a - b) % (top + 1)", "(a - b)", ("tests/bench/test_energy.py",)),
     Mutant("profile: the profiled pass counted among the timed ones", "molgen_grid/bench/passes.py",

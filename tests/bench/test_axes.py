@@ -1,17 +1,20 @@
-"""Every option of every axis, through the engine, on real cells: each is proven applied by what the cell read
-back from the objects it ran (the loaded model, the cache generate() returned, the processors it built, the
-template pool), never by the option's name echoed; the options that cannot run here are listed by name and end
-`unsupported` with the library's own reason."""
+"""Every option of every axis, on real cells (the benchmark's task, run in this process as the engine calls it:
+the engine's own path from an override to a cell is tested on the light study): each is proven applied by what
+the cell read back from the objects it ran (the loaded model, the cache generate() returned, the processors it
+built, the template pool), never by the option's name echoed; the options that cannot run here are listed by name
+and end `unsupported` with the library's own reason."""
 from __future__ import annotations
 
-import json
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import yaml
 
-from conftest import DONE_GRID, FAST, ROOT, DoneGrid, Tool
+from conftest import FAST
+
+from .conftest import CONF, compose, run_cell
 
 pytestmark = pytest.mark.slow
 #: What cannot run on a CPU-only machine without flash-attn, and must say why. Any other `unsupported` fails.
@@ -26,17 +29,11 @@ PROCESSORS = {"none": None, "python": "PythonTemplateProcessor", "tensor": "Tens
 
 
 def options(axis: str) -> list[str]:
-    return sorted(p.stem for p in (ROOT / "conf" / axis).glob("*.yaml"))
-
-
-def default_option(group: str) -> str:
-    """The group's option in conf/config.yaml's defaults list."""
-    defaults = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["defaults"]
-    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+    return sorted(p.stem for p in (CONF / axis).glob("*.yaml"))
 
 
 def option_file(axis: str, option: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "conf" / axis / f"{option}.yaml").read_text())
+    return yaml.safe_load((CONF / axis / f"{option}.yaml").read_text())
 
 
 def check_attention(option: str, summary: dict) -> None:
@@ -68,8 +65,7 @@ def check_kv_cache(option: str, summary: dict) -> None:
 
 def check_template_building(option: str, summary: dict) -> None:
     conf, applied = option_file("template_building", option), summary["applied"]
-    cpus = len(os.sched_getaffinity(0))  # a local cell is given this machine's CPUs
-    assert applied["template_workers"] == (cpus if conf["parallel"] else 1)
+    assert applied["template_workers"] == (CPUS if conf["parallel"] else 1)
     assert 1 <= applied["template_threads"] <= applied["template_workers"]
 
 
@@ -125,28 +121,19 @@ CHECKS: dict[str, tuple[list[str], Callable[[str, dict], None]]] = {
 }
 
 
-@pytest.mark.parametrize("axis", sorted(CHECKS))
-def test_every_option_is_applied_or_unsupported_by_name(tool: Tool, done_grid: DoneGrid, axis: str) -> None:
-    """The cells the shared done grid already ran (the same configurations: DONE_GRID) are copied, not run
-    again; the others run here."""
+#: The CPUs each cell is given, as the engine gives a local cell this machine's.
+CPUS = len(os.sched_getaffinity(0))
+CASES = [(axis, option) for axis in sorted(CHECKS) for option in options(axis)]
+
+
+@pytest.mark.parametrize(("axis", "option"), CASES, ids=[f"{axis}={option}" for axis, option in CASES])
+def test_every_option_is_applied_or_unsupported_by_name(axis: str, option: str, tmp_path: Path) -> None:
     extra, check = CHECKS[axis]
-    grid = [*FAST, "kv_cache=dynamic", *extra, f"{axis}={','.join(options(axis))}"]
-    assert DONE_GRID[:len(FAST)] == FAST
-    done_grid.copy_to(tool)
-    tool.cli(*grid)
-    cells = tool.status(*grid)["cells"]
-    assert len(cells) == len(options(axis))
-    for cell in cells:
-        summary = json.loads((tool.results / "default" / cell["cell"] / "summary.json").read_text())
-        if axis in summary["axes"]:
-            option = summary["axes"][axis]
-        else:  # not one of grid.axes (names stay as they were): an override where it is not the default
-            option = next((o.split("=", 1)[1] for o in cell["overrides"] if o.startswith(axis + "=")),
-                          default_option(axis))
-        if (axis, option) in UNSUPPORTED_HERE:
-            assert cell["state"] == "unsupported", cell
-            assert UNSUPPORTED_HERE[axis, option] in summary["reason"], summary["reason"]
-            continue
-        assert cell["state"] == "done", cell
-        assert summary["metrics"]["generated_tokens"] > 0 and summary["metrics"]["tokens_per_s"]["median"] > 0
-        check(option, summary)
+    out = run_cell(compose(*FAST, *extra, f"{axis}={option}"), cpus=CPUS, folder=tmp_path)
+    if (axis, option) in UNSUPPORTED_HERE:
+        assert out["status"] == "unsupported", out
+        assert UNSUPPORTED_HERE[axis, option] in out["reason"], out["reason"]
+        return
+    assert out["status"] == "ok", out.get("reason")
+    assert out["metrics"]["generated_tokens"] > 0 and out["metrics"]["tokens_per_s"]["median"] > 0
+    check(option, out)
