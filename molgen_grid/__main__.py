@@ -17,10 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from molgen_grid.errors import front_door
-from molgen_grid.grid.front_door import INFO_FLAGS, config_tree, for_hydra, run_sweep
-
-
-MULTIRUN_FLAGS = ("-m", "--multirun")
+from molgen_grid.grid.front_door import INFO_FLAGS, MULTIRUN_FLAGS, config_tree, for_hydra, run_sweep
 
 
 #: The benchmark's config tree, shipped inside the package.

@@ -48,7 +48,11 @@ def test_front_door_refuses(tool: Tool, args: list[str], match: str) -> None:
     (["-m", "experiment=../x"], "unknown experiment '../x'"),
     (["-m", "attention=flashy"], "unknown option attention=flashy"),
     (["kv_cache=nope"], "unknown option kv_cache=nope"),
-    (["-m", "kv_cache=static", "--limit", "2"], "cannot read override '2'"),
+    (["-m", "kv_cache=static", "--limit", "2"], "--limit: not a flag of python -m molgen_grid"),
+    # the tool's flags are refused, never dropped: the grid a user asked only to see is not launched
+    (["--dry-run", "-m", "kv_cache=static,dynamic"], "so nothing ran: the tool's flags go to molgen-grid, e.g. "
+                                                    "molgen-grid --dry-run [overrides]"),
+    (["--status", "--json"], "--status --json: not a flag of python -m molgen_grid"),
 ])
 def test_hydra_entry_refuses(tool: Tool, args: list[str], match: str) -> None:
     refuse(tool, *args, match=match, hydra=True)

@@ -27,7 +27,9 @@ from molgen_grid.grid.study_sweep import ALL_CELLS
 from molgen_grid.grid.spec import GridSpec, check_experiment, experiment_override
 
 #: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
-INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
+              "--version")
+MULTIRUN_FLAGS = ("-m", "--multirun")
 #: Flags that point Hydra at a config path relative to the app, or a saved run: left to Hydra.
 OTHER_CONFIG_FLAGS = ("--config-path", "-cp", "--experimental-rerun")
 #: Flags that name the config tree and primary config a sweep runs (read here, not by Hydra).
@@ -90,6 +92,7 @@ def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
     experiment named (`experiment=a,b` is two grids, one after the other; a report of them is one report of
     both, report/together.py). A sweep whose cells failed (exit
     status 1) does not stop the next one; the command then ends with status 1."""
+    refuse_tool_flags(argv)
     given = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
         app = GlobalHydra.instance().hydra
@@ -115,6 +118,17 @@ def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
             report_together(plans)
         if failed:
             sys.exit(1)
+
+
+def refuse_tool_flags(argv: list[str]) -> None:
+    """A flag a sweep does not read is refused, never dropped: `python -m molgen_grid --dry-run -m ...` would
+    otherwise launch the whole grid that its user asked only to see (--status, --dry-run, --force are the tool's
+    flags, read by `molgen-grid`)."""
+    flags = [arg for arg in argv[1:] if arg.startswith("-") and arg not in MULTIRUN_FLAGS]
+    if flags:
+        raise InputError(f"{' '.join(flags)}: not a flag of python -m molgen_grid (it takes Hydra overrides and -m), "
+                         f"so nothing ran: the tool's flags go to molgen-grid, e.g. molgen-grid {flags[0]} "
+                         f"[overrides] (or bash sbatch/run.sh {flags[0]} [overrides])")
 
 
 def per_experiment(loader: ConfigLoader, config_name: str, overrides: list[str]) -> list[list[str]]:
