@@ -24,6 +24,8 @@ UNSUPPORTED_HERE = {
     ("attention", "sdpa_efficient"): "No viable backend",
     ("quantization", "int4_weight_only"): "Requires mslk",  # torchao's int4 kernels (a CUDA package)
 }
+#: The CPUs each cell is given, as the engine gives a local cell this machine's.
+CPUS = len(os.sched_getaffinity(0))
 PROCESSORS = {"none": None, "python": "PythonTemplateProcessor", "tensor": "TensorTemplateProcessor",
               "grammar": "GrammarProcessor"}
 
@@ -121,8 +123,6 @@ CHECKS: dict[str, tuple[list[str], Callable[[str, dict], None]]] = {
 }
 
 
-#: The CPUs each cell is given, as the engine gives a local cell this machine's.
-CPUS = len(os.sched_getaffinity(0))
 CASES = [(axis, option) for axis in sorted(CHECKS) for option in options(axis)]
 
 
