@@ -4,13 +4,17 @@ MaxArraySize - 1) and the checkouts.
 
 Printed per checkout: the whole `sbatch/run.sh --limit 1` command's wall time, the sbatch calls (counted by a
 wrapper first on PATH) and the arrays submitted; every array is cancelled right after, by its id. Target: 10,000
-cells under 10 s, one sbatch per array.
+cells under 10 s, one sbatch per array. The controller keeps a cancelled job for MinJobAge (300 s by default)
+and sbatch slows as its job table fills (here 10,080 cells took 8.7 s to a quiet controller, 18 s as the fourth
+submission in two minutes), so each submission waits until the controller holds no cancelled job (those of
+the submissions before it): every checkout meets the same controller.
 """
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -45,6 +49,22 @@ def counting_sbatch(folder: Path) -> Path:
     return log
 
 
+def cancelled_jobs_held() -> int:
+    """The cancelled jobs the controller still holds (it forgets them after MinJobAge): what earlier
+    submissions of this benchmark left."""
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "CANCELLED", "-o", "%i"], capture_output=True,
+                         text=True).stdout
+    return len(out.splitlines())
+
+
+def wait_for_purge(limit_s: float = 400) -> None:
+    """Until the controller holds no cancelled job, or `limit_s`: each submission meets a controller that
+    holds none of the jobs submitted and cancelled before it."""
+    deadline = time.monotonic() + limit_s
+    while cancelled_jobs_held() and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def submission(tree: Checkout, grid: list[str], work: Path) -> Submission:
     """The grid submitted by the tree's sbatch/run.sh with `--limit 1`, timed whole; its arrays cancelled right
     after, before any failure is reported."""
@@ -67,8 +87,12 @@ def submission(tree: Checkout, grid: list[str], work: Path) -> Submission:
 
 def submissions(trees: list[Checkout], grid: list[str], work: Path,
                 emit: Callable[[str], None] = print) -> list[Submission]:
-    """The grid submitted by each tree in turn (the change last), one line each, and change / baseline."""
-    runs = [submission(tree, grid, work) for tree in trees]
+    """The grid submitted by each tree in turn (the change last), each to a controller that holds no job of the
+    one before; one line each, and change / baseline."""
+    runs = []
+    for tree in trees:
+        wait_for_purge()
+        runs.append(submission(tree, grid, work))
     for run in runs:
         emit(run.line())
     if len(runs) > 1:
