@@ -285,7 +285,7 @@ def test_an_app_sweep_beyond_max_submit_jobs_waits_and_tops_up(tmp_path: Path, c
     app = App(tmp_path)
     grid = ["model=small,wide", "optim=sgd,adam", "where=a100", f"+where.qos={limited_qos}"]
     out = app.run(*grid, "hydra.launcher.wait=true")
-    assert f"2 cells wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}" in out, out
+    assert f"2 jobs wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}" in out, out
     assert set(app.states(*grid).values()) == {"done"}, out
     arrays = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("submitted array")]
     assert sum(arrays) == 4 and max(arrays) <= QOS_LIMIT and len(arrays) >= 2, out

@@ -221,7 +221,7 @@ class Runner:
     def _admitted(self, executor: Executor, members: list[Entry], resources: dict[str, dict[str, Any]]) -> list[Entry]:
         """The cells the scheduler's limits let go out now, never claimed beyond them: the rest stay missing, the
         reason said once (executors/slurm_limits.py)."""
-        admitted, lines = executor.admit([resources[e.cell.name] for e in members])
+        admitted, lines = executor.admit([resources[e.cell.name] for e in members], self.noun)
         for line in lines:
             self.console.print(line, highlight=False, markup=False)
         self.outcome.waiting += admitted.count(False)

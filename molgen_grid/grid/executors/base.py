@@ -52,9 +52,10 @@ class Executor(Protocol):
     def launch(self, claims: list[Claim], events: Events) -> None:
         """Run or submit these cells; each launch completes its claim's attempt (job id, log)."""
 
-    def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
+    def admit(self, options: list[dict[str, Any]], noun: str = "cell") -> tuple[list[bool], list[str]]:
         """Which of these cells (each its resources, in launch order) may go out now under the scheduler's
-        limits, and a line for each limit that holds the rest back (this machine's executor has none)."""
+        limits, and a line for each limit that holds the rest back, naming them by `noun` (cells of a study,
+        jobs of an app); this machine's executor has no limit."""
 
     def view(self, attempts: list[dict]) -> JobView:
         """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""

@@ -94,7 +94,7 @@ class LocalExecutor:
         """This machine's cells ask for what their option says, however the last attempt ended."""
         return option, None
 
-    def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
+    def admit(self, options: list[dict[str, Any]], noun: str = "cell") -> tuple[list[bool], list[str]]:
         """This machine has no submission limit: every cell may run (cells wait for a device, not for room)."""
         return [True] * len(options), []
 

@@ -270,13 +270,14 @@ class SlurmExecutor:
         return self.growth.request(option, {"mem_gb": asked.mem_gb, "time_min": asked.time_min},
                                    entry.state.reason if before else None, before[-1] if before else {})
 
-    def admit(self, options: list[dict[str, Any]]) -> tuple[list[bool], list[str]]:
+    def admit(self, options: list[dict[str, Any]], noun: str = "cell") -> tuple[list[bool], list[str]]:
         """Which of these cells (each its resources, in launch order) the user's MaxSubmitJobs lets go out now
         (slurm_limits.py), and the lines that say why the rest wait."""
         def text(value: Any) -> str | None:
             return None if value is None else str(value)
 
-        return self.limits.with_queued().admit([(text(o.get("account")), text(o.get("qos"))) for o in options])
+        return self.limits.with_queued().admit([(text(o.get("account")), text(o.get("qos"))) for o in options],
+                                               noun)
 
     @cached_property
     def limits(self) -> SubmitLimits:

@@ -45,8 +45,8 @@ class Limit:
     def room(self) -> int:
         return max(0, self.jobs - self.queued)
 
-    def wait_reason(self, waiting: int) -> str:
-        return f"{plural(waiting, 'cell')} {'waits' if waiting == 1 else 'wait'}: MaxSubmitJobs {self.jobs} " \
+    def wait_reason(self, waiting: int, noun: str = "cell") -> str:
+        return f"{plural(waiting, noun)} {'waits' if waiting == 1 else 'wait'}: MaxSubmitJobs {self.jobs} " \
                f"({self.where}; {self.queued} of the user's jobs queued or running)"
 
 
@@ -107,7 +107,7 @@ class SubmitLimits:
                                sum(n for (_, q), n in self.queued.items() if q == qos)))
         return found
 
-    def admit(self, wanted: list[tuple[str | None, str | None]]) -> tuple[list[bool], list[str]]:
+    def admit(self, wanted: list[tuple[str | None, str | None]], noun: str = "cell") -> tuple[list[bool], list[str]]:
         """Which of these jobs (each its account and QOS, in launch order) may go out now, and one line per limit
         that holds the rest back (or the one line saying no limit is known)."""
         if self.unknown:
@@ -127,7 +127,7 @@ class SubmitLimits:
                 waiting[min(full)] += 1
             for limit in limits if not full else ():
                 left[limit.where] -= 1
-        return admitted, [binding[where].wait_reason(count) for where, count in sorted(waiting.items())]
+        return admitted, [binding[where].wait_reason(count, noun) for where, count in sorted(waiting.items())]
 
 
 def _number(text: str) -> int | None:
