@@ -29,6 +29,7 @@ from molgen_grid.grid.spec import GridSpec, check_experiment, experiment_overrid
 #: Flags that ask Hydra about the app (`--cfg job`, `--info config`) instead of running it: Hydra handles them.
 INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
               "--version")
+#: The only flags a sweep reads (every command line is a sweep here); any other is refused (refuse_tool_flags).
 MULTIRUN_FLAGS = ("-m", "--multirun")
 #: Flags that point Hydra at a config path relative to the app, or a saved run: left to Hydra.
 OTHER_CONFIG_FLAGS = ("--config-path", "-cp", "--experimental-rerun")
@@ -93,7 +94,7 @@ def run_sweep(conf_dir: Path, config_name: str, argv: list[str]) -> None:
     both, report/together.py). A sweep whose cells failed (exit
     status 1) does not stop the next one; the command then ends with status 1."""
     refuse_tool_flags(argv)
-    given = engine_overrides([arg for arg in argv[1:] if not arg.startswith("-")])
+    given = engine_overrides([arg for arg in argv[1:] if arg not in MULTIRUN_FLAGS])
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="molgen_grid"):
         app = GlobalHydra.instance().hydra
         assert app is not None
