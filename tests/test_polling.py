@@ -73,6 +73,10 @@ def test_wait_asks_slurm_once_a_poll_every_30s_after_the_first_minute(light: Lig
     light.cli(*grid)
     cells = wait_for_state(light, grid, {"running"})
     name = {go: next(n for n, c in cells.items() if f"wait_for={go}" in c["overrides"]) for go in goes}
+    # Slurm says RUNNING while the job's Python still starts: the attempt's started_at, a change of its files, comes
+    # later and would be one more read of the cell in the follow below
+    for cell in name.values():
+        wait_until(lambda: started(light.results / "default" / cell), f"{cell}'s code never started")
 
     def let_go(*which: Path):
         def action() -> None:
