@@ -16,6 +16,7 @@ from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import MAX_NAME_BYTES, Cell, make_cell, parse_cell_name
 from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.config_keys import NOT_CELL_SECTIONS, changes, flat_keys, without
+from molgen_grid.grid.config_part import ConfigPart
 from molgen_grid.grid.report.artifacts import grid_cells
 from molgen_grid.grid.spec import GridSpec
 
@@ -148,7 +149,7 @@ def test_how_a_cell_is_run_is_not_its_identity(spec: GridSpec, override: str) ->
     cell = spec.cell(["gpu=h100", override])
     assert cell.name == base.name and cell == base
     assert cell.run_overrides == [f"++{override}"] and override not in cell.overrides
-    assert spec.fingerprint_config(cell) == spec.fingerprint_config(base)
+    assert spec.config_part(cell) == spec.config_part(base)
 
 
 def test_group_scoped_key_of_another_option(tmp_path) -> None:
@@ -182,11 +183,11 @@ def test_nested_keys_of_how_a_cell_runs_stay_out_of_the_fingerprint(spec: GridSp
     edited = (conf / "config.yaml").read_text().replace("  factor: 10", "  factor: 20")
     (conf / "config.yaml").write_text(edited.replace("repeats: 5", "repeats: 6"))
     other = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
-    before, after = spec.fingerprint_config(spec.cell([])), other.fingerprint_config(other.cell([]))
+    before, after = spec.config_part(spec.cell([])), other.config_part(other.cell([]))
     assert "factor: 20" in edited and changes(before, after) == ["repeats 5 -> 6"]  # repeats is identity
     (conf / "config.yaml").write_text(edited)  # the factor alone
     alone = GridSpec(ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf))), "config", "default")
-    assert alone.fingerprint_config(alone.cell([])) == before
+    assert alone.config_part(alone.cell([])) == before
 
 
 def loader_of(conf: Path) -> ConfigLoaderImpl:
@@ -199,6 +200,14 @@ def composed_keys(spec: GridSpec, cell: Cell) -> dict[str, str]:
     return without(flat_keys(full), (*NOT_CELL_SECTIONS, *spec.not_identity))
 
 
+def agree(spec: GridSpec, cell: Cell) -> None:
+    """The plan's config part of the cell is what Hydra composes, and what the cell's own process takes (from the
+    files alone, its groups from the defaults list: no base config composed), key for key."""
+    assert spec.files.choices == spec.choices
+    in_cell = ConfigPart.in_cell(spec.loader, spec.config_name, spec.base_overrides, spec.not_identity)
+    assert spec.config_part(cell) == composed_keys(spec, cell) == in_cell(cell), cell.name
+
+
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_the_plans_config_keys_are_those_hydra_composes(experiment: str) -> None:
     """The plan merges the cell's config files without composing the cell; a cell's process composes it: the
@@ -206,7 +215,7 @@ def test_the_plans_config_keys_are_those_hydra_composes(experiment: str) -> None
     spec = GridSpec(loader_of(CONF_DIR), "config", experiment)
     cells = grid_cells(spec)
     for cell in cells[:3] + cells[-2:] + [spec.cell(["batch_size=2", "gpu=h100", "+extra_key=1"])]:
-        assert spec.fingerprint_config(cell) == composed_keys(spec, cell), cell.name
+        agree(spec, cell)
 
 
 NESTED = {
@@ -230,7 +239,7 @@ def test_nested_groups_follow_their_parent_and_are_named_by_their_package(tmp_pa
                         ["db=postgres", "db/engine=innodb"]])
     assert [c.name for c in cells] == ["db=mysql", "db=postgres", "db=postgres,db.engine=innodb"]
     for cell in cells:
-        assert spec.fingerprint_config(cell) == composed_keys(spec, cell), cell.name
-    assert spec.fingerprint_config(cells[1])["db.engine.kind"] == '"pg"'
+        agree(spec, cell)
+    assert spec.config_part(cells[1])["db.engine.kind"] == '"pg"'
     assert spec.cell(parse_cell_name(cells[2].name)) == cells[2]
     assert named_cells(spec, ["db.engine=innodb"], cells) == [cells[0], cells[2]]  # mysql's engine is innodb

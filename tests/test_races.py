@@ -71,7 +71,7 @@ def claimed_job(study: Study, attempt: str, when: float) -> worker.CellJob:
     work = FunctionWork(StudyConfig(conf_dir=str(study.cwd), config_name="config",
                                     base_overrides=["experiment=default"],
                                     overrides=[], run_overrides=[], project_dir=os.getcwd(),
-                                    cell=make_cell([], {}), experiment="default", hydra_overrides=[]))
+                                    cell=make_cell([], {}), files_overrides=["experiment=default"]))
     return worker.CellJob(cell_dir=str(store.dir), experiment="default", cell=store.name, attempt=attempt, axes={},
                           overrides=[], work=work, project_dir=os.getcwd(), executor="slurm")
 
@@ -328,7 +328,7 @@ def test_results_are_made_durable_before_the_summary(tmp_path: Path, monkeypatch
     cell.write_json("results.json", {"generations": [1, 2]})
     work = FunctionWork(StudyConfig(conf_dir=str(tmp_path), config_name="config", base_overrides=[], overrides=[],
                                     run_overrides=[], project_dir=str(tmp_path), cell=make_cell([], {}),
-                                    experiment="e", hydra_overrides=[]))
+                                    files_overrides=[]))
     job = worker.CellJob(cell_dir=str(store.dir), experiment="e", cell="cell", attempt="a1", axes={}, overrides=[],
                          work=work, project_dir=str(tmp_path), executor="local")
     composed = Composed(config={}, fingerprint={"config": {}, "code": {}, "libraries": {}}, origin="grid.task x.run")

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.default_element import ResultDefault
 from hydra._internal.config_repository import CachingConfigRepository
-from hydra._internal.defaults_list import create_defaults_list
+from hydra._internal.defaults_list import DefaultsList, create_defaults_list
 from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.config_source import ConfigResult
@@ -94,15 +94,30 @@ class ConfigFiles:
         return self.config_file(f"{group}/{option}") or OmegaConf.create()
 
     def defaults(self, swapped: Mapping[str, str] = {}) -> list[ResultDefault]:
-        """Hydra's defaults list of the experiment with these groups' options swapped, computed once each."""
+        """Hydra's defaults list of the experiment with these groups' options swapped (the cell's entries),
+        computed once each."""
         key = tuple(sorted(swapped.items()))
         if key not in self._defaults:
-            overrides = self.base_overrides + [f"{group}={option}" for group, option in key]
-            parsed = self.parser.parse_overrides(overrides)
-            self._defaults[key] = [d for d in create_defaults_list(
-                self.repository, self.config_name, parsed, prepend_hydra=True, skip_missing=False).defaults
-                if _is_cells(d)]
+            listed = self.defaults_list(key) if key else self.base_list
+            self._defaults[key] = [d for d in listed.defaults if _is_cells(d)]
         return self._defaults[key]
+
+    def defaults_list(self, swapped: tuple[tuple[str, str], ...]) -> DefaultsList:
+        """Hydra's own defaults list, as the composition of the experiment with these options makes it."""
+        overrides = self.base_overrides + [f"{group}={option}" for group, option in swapped]
+        return create_defaults_list(self.repository, self.config_name, self.parser.parse_overrides(overrides),
+                                    prepend_hydra=True, skip_missing=False)
+
+    @cached_property
+    def base_list(self) -> DefaultsList:
+        return self.defaults_list(())
+
+    @cached_property
+    def choices(self) -> dict[str, str]:
+        """The option of each of the experiment's groups as its composed config's `hydra.runtime.choices` holds
+        them (Hydra copies its defaults list's known choices there), less Hydra's own groups and the unset."""
+        return {k: v for k, v in self.base_list.overrides.known_choices.items()
+                if not k.startswith("hydra/") and v is not None}
 
     def cell_defaults(self, chosen: Mapping[str, str]) -> list[ResultDefault]:
         """The defaults list of a cell that chose these options (its own group choices; the rest are the

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from molgen_grid.errors import InputError
 from molgen_grid.grid.cells import Cell, canonical
 from molgen_grid.grid.config_files import ConfigFiles, group_options
-from molgen_grid.grid.config_keys import flat_keys, merge_keys, without
+from molgen_grid.grid.config_part import ConfigPart
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.naming import CellNamer
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
@@ -66,7 +66,8 @@ class GridSpec:
         self.files = ConfigFiles(config_loader, config_name, self.base_overrides, self.not_identity)
         self.overrides = OverrideReader(config_loader, self.base, self.choices, self.files, self.settings)
         self.defaults = Defaults(self.base, self.choices, self.files, self.overrides)
-        self._override_keys: dict[tuple[str, str], dict[str, str]] = {}
+        #: The config part of a cell's fingerprint, as the cell's own process takes it again (config_part.py).
+        self.config_part = ConfigPart(self.files, self.choices, self.overrides.spelling)
         #: A group's config by its option and the cell's overrides of its keys: a 10,000-cell grid has a few.
         self._group_configs: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
         self.namer = CellNamer(self)
@@ -99,24 +100,6 @@ class GridSpec:
                    sweep_config.hydra.runtime.choices.get("experiment"),
                    list(sweep_config.hydra.overrides.hydra), sweep_config.get("grid"),
                    sweep_config if composed_as_base(sweep_config) else None)
-
-    def fingerprint_config(self, cell: Cell) -> dict[str, str]:
-        """The config part of a cell's fingerprint: the config it composes, key by key (its options' files merged
-        as Hydra merges them, then its own overrides), without composing it."""
-        keys = dict(self.files.config_keys({k: v for k, v in cell.axes + cell.extra if k in self.choices}))
-        for key, value in cell.extra:
-            if key not in self.choices:
-                merge_keys(keys, self.override_keys(key, value))
-        return keys
-
-    def override_keys(self, key: str, value: str) -> dict[str, str]:
-        """The flat keys one override of a cell's own sets (none of those that only say how a cell runs), read
-        once per distinct override: thousands of cells share each."""
-        memo = (key, value)
-        if memo not in self._override_keys:
-            self._override_keys[memo] = without(flat_keys(self.overrides.spelling.value_of(value), key),
-                                                self.not_identity)
-        return self._override_keys[memo]
 
     def cell(self, overrides: Sequence[str]) -> Cell:
         """The cell that these overrides select (the experiment's defaults filling the rest): naming.py."""

@@ -116,7 +116,7 @@ class StudySweep:
         current = self.current(settings)
 
         def planned(some: list[Cell], forcing: set[str], views: Any = None) -> tuple[list[Entry], dict]:
-            return make_plan(under(root, some, spec.fingerprint_config), forcing, executors, current,
+            return make_plan(under(root, some, spec.config_part), forcing, executors, current,
                              settings.stale, settings.retry.max_attempts, views)
 
         entries, views = planned(cells, forced)
@@ -146,7 +146,7 @@ class StudySweep:
             other = GridSpec(loader, spec.config_name, name, spec.hydra_overrides)
             root = self.results / name
             executors = load_executors(other.settings, root)
-            return other, make_plan(under(root, grid_cells(other), other.fingerprint_config), set(), executors,
+            return other, make_plan(under(root, grid_cells(other), other.config_part), set(), executors,
                                     self.current(other.settings), other.settings.stale)[0]
 
         launcher = self.launcher
@@ -204,16 +204,15 @@ def cell_jobs(spec: GridSpec, cwd: Path, conf_dir: str,
     process from the study's config folder and the sweep's overrides (`settings_given`: the engine settings the
     command line set)."""
     provenance = code_provenance(cwd)
-    hydra_overrides = [o for o in spec.hydra_overrides if not o.startswith(_SWEEP_ONLY)]
-    base_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)] + settings_given
+    files_overrides = [o for o in spec.base_overrides if not o.startswith(_SWEEP_ONLY)]
+    base_overrides = files_overrides + settings_given
     work_of = CommandWork if spec.settings.command is not None else FunctionWork  # read once, not per cell
 
     def make_job(executor: str) -> Callable[[Entry, str], CellJob]:
         def job(entry: Entry, attempt: str) -> CellJob:
             study = StudyConfig(conf_dir=conf_dir, config_name=spec.config_name, base_overrides=base_overrides,
                                 overrides=entry.cell.overrides, run_overrides=entry.cell.run_overrides,
-                                project_dir=str(cwd), cell=entry.cell, experiment=spec.experiment,
-                                hydra_overrides=hydra_overrides)
+                                project_dir=str(cwd), cell=entry.cell, files_overrides=files_overrides)
             work: CellWork = work_of(study)
             return CellJob(cell_dir=str(entry.store.dir), experiment=spec.experiment, cell=entry.cell.name,
                            attempt=attempt, axes=dict(entry.cell.axes), overrides=entry.cell.overrides,

@@ -14,9 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.grid.cells import Cell
+from molgen_grid.grid.config_part import ConfigPart
 from molgen_grid.grid.fingerprint import code_part, library_versions
 from molgen_grid.grid.settings import code_folders, read_settings
-from molgen_grid.grid.spec import GridSpec
 
 #: Sections of a composed config that are not the cell's config.
 NOT_CELL = ("hydra", "grid")
@@ -36,11 +36,11 @@ class StudyConfig:
     run_overrides: list[str]
     #: The directory the sweep ran in: relative paths of the study's config are relative to it.
     project_dir: str
-    #: The cell as the plan named it, its experiment and Hydra's overrides: the config part of its fingerprint
-    #: is taken again here, from the files this process composes, as the plan takes it (spec.py).
+    #: The cell as the plan named it, and the overrides the plan read the experiment's files with (Hydra's, the
+    #: experiment's choice): the config part of its fingerprint is taken again here, from the files as they are
+    #: now, as the plan takes it (config_part.py).
     cell: Cell
-    experiment: str
-    hydra_overrides: list[str]
+    files_overrides: list[str]
 
     def compose(self) -> tuple[DictConfig, DictConfig, dict[str, str]]:
         """The cell's whole config (Hydra's runtime set, so `${hydra:runtime.cwd}` resolves to the project), the
@@ -49,11 +49,10 @@ class StudyConfig:
         with initialize_config_dir(config_dir=self.conf_dir, version_base="1.3"):
             full = compose(self.config_name, overrides=self.base_overrides + self.overrides + self.run_overrides,
                            return_hydra_config=True)
-            spec = GridSpec(GlobalHydra.instance().config_loader(), self.config_name, self.experiment,
-                            self.hydra_overrides, full.get("grid"))
-            config_part = spec.fingerprint_config(self.cell)
+            settings = read_settings(full.get("grid"))
+            config_part = ConfigPart.in_cell(GlobalHydra.instance().config_loader(), self.config_name,
+                                             self.files_overrides, set(settings.not_identity))(self.cell)
         HydraConfig.instance().set_config(full)
-        settings = read_settings(full.get("grid"))
         sys.path[:0] = [str(Path(folder).resolve()) for folder in code_folders(settings)] + [self.project_dir]
         return full, settings, config_part
 
