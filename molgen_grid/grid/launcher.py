@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -19,8 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from molgen_grid.errors import InputError
 from molgen_grid.grid.app import is_app
-from molgen_grid.grid.console import make_console
-from molgen_grid.grid.run import SweepOutcome
+
+if TYPE_CHECKING:
+    from molgen_grid.grid.run import SweepOutcome
 
 ACTIONS = ("run", "status", "dry_run", "report", "accept", "cancel", "watch", "logs")
 
@@ -108,6 +109,9 @@ class GridLauncher(Launcher):
         self.array_parallelism = array_parallelism
         self.job_resources = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
                               for k, v in job_resources.items()}
+        from molgen_grid.grid.console import make_console  # rich: a sweep's, not a cell's (its Hydra loads this
+        # module with its plugins)
+
         self.console = make_console()
         self.outcome: SweepOutcome | None = None
 

@@ -11,11 +11,12 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from molgen_grid.grid.front_door import never_called
-
 
 def is_app(config: DictConfig, task_function: Callable) -> bool:
     """Whether the launcher serves an app's own task function: its config names no engine task or command, and
     the sweep is not the engine's front door (a study that names neither is refused there, in one line)."""
+    from molgen_grid.grid.front_door import never_called  # only a sweep asks: a cell's process, whose Hydra
+    # loads this launcher with its plugins, never imports the front door
+
     return task_function is not never_called and OmegaConf.select(config, "grid.task", default=None) is None \
         and OmegaConf.select(config, "grid.command", default=None) is None
