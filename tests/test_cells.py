@@ -200,12 +200,13 @@ def composed_keys(spec: GridSpec, cell: Cell) -> dict[str, str]:
     return without(flat_keys(full), (*NOT_CELL_SECTIONS, *spec.not_identity))
 
 
-def agree(spec: GridSpec, cell: Cell) -> None:
-    """The plan's config part of the cell is what Hydra composes, and what the cell's own process takes (from the
+def agree(spec: GridSpec, cells: list[Cell]) -> None:
+    """The plan's config part of each cell is what Hydra composes, and what the cell's own process takes (from the
     files alone, its groups from the defaults list: no base config composed), key for key."""
     assert spec.files.choices == spec.choices
     in_cell = ConfigPart.in_cell(spec.loader, spec.config_name, spec.base_overrides, spec.not_identity)
-    assert spec.config_part(cell) == composed_keys(spec, cell) == in_cell(cell), cell.name
+    for cell in cells:
+        assert spec.config_part(cell) == composed_keys(spec, cell) == in_cell(cell), cell.name
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
@@ -214,8 +215,7 @@ def test_the_plans_config_keys_are_those_hydra_composes(experiment: str) -> None
     two agree key by key on every experiment's cells (their first and last few, and a cell with overrides)."""
     spec = GridSpec(loader_of(CONF_DIR), "config", experiment)
     cells = grid_cells(spec)
-    for cell in cells[:3] + cells[-2:] + [spec.cell(["batch_size=2", "gpu=h100", "+extra_key=1"])]:
-        agree(spec, cell)
+    agree(spec, cells[:3] + cells[-2:] + [spec.cell(["batch_size=2", "gpu=h100", "+extra_key=1"])])
 
 
 NESTED = {
@@ -238,8 +238,7 @@ def test_nested_groups_follow_their_parent_and_are_named_by_their_package(tmp_pa
     cells = spec.cells([["db=mysql"], ["db=postgres"], ["db=postgres", "db/engine=pg"],
                         ["db=postgres", "db/engine=innodb"]])
     assert [c.name for c in cells] == ["db=mysql", "db=postgres", "db=postgres,db.engine=innodb"]
-    for cell in cells:
-        agree(spec, cell)
+    agree(spec, cells)
     assert spec.config_part(cells[1])["db.engine.kind"] == '"pg"'
     assert spec.cell(parse_cell_name(cells[2].name)) == cells[2]
     assert named_cells(spec, ["db.engine=innodb"], cells) == [cells[0], cells[2]]  # mysql's engine is innodb
