@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DONE_GRID, FAST, ROOT, DoneGrid, Tool
+from conftest import DONE_GRID, FAST, ROOT, DoneGrid, Light, Tool
 
 #: A cell timed once: its summary warns that one repeat cannot be judged.
 ONE_REPEAT_WARNING = "one timed repeat: no spread, and no test against another cell can call a difference real"
@@ -180,6 +180,17 @@ def test_report_numbers_from_known_repeats(tool: Tool, done_grid: DoneGrid) -> N
     assert heatmap.loc["sdpa", "static"] == 150 and heatmap.loc["eager", "static"] == 201
     assert heatmap.loc["eager", "dynamic"] == pytest.approx(100.8) and heatmap.loc["sdpa", "dynamic"] == 100
     assert "flash_attention_2" not in heatmap.index
+
+
+def test_a_heatmap_holds_the_settings_it_does_not_show_at_the_baselines(light: Light) -> None:
+    """A third setting that varies (spread) is held at the baseline's value, not averaged into the squares: a
+    mean over it would mix configurations into one square and not another where some did not run. A light cell's
+    value is factor x scale x (1 + spread), so each square says which cells it holds."""
+    grid = ["variant=a,b", "scale=1.0,2.0", "spread=1.0,2.0"]
+    light.cli(*grid)
+    light.cli_here("--report", *grid, "--heatmap", "variant,scale")
+    heatmap = pd.read_csv(light.cwd / "artifacts" / "default" / "heatmap.csv", index_col=0)
+    assert heatmap.to_dict() == {"1.0": {"a": 2.0, "b": 4.0}, "2.0": {"a": 4.0, "b": 8.0}}  # spread 1.0 alone
 
 
 @pytest.mark.slow

@@ -43,9 +43,10 @@ def report(console: Console, spec: GridSpec, entries: list[Entry], cwd: Path, ar
     title = spec.experiment + (f" (test mode: --limit {limit})" if limit else "")
     drawn = [plots.THROUGHPUT] if plots.throughput(built, title, out) else []
     tables_written = ["report.csv"]
-    pivot = tables.heatmap_table(built, heatmap)
-    if pivot is not None:
-        group = ", ".join(f"{k}={v}" for k, v in tables.heatmap_group(built).items())
+    heat = tables.heatmap_table(built, heatmap)
+    if heat is not None:
+        pivot, held = heat
+        group = ", ".join(f"{k}={v}" for k, v in held.items())
         plots.heatmap(pivot, built.figures[0].name, f"{title} ({group})" if group else title, out)
         atomic_write_text(out / HEATMAP_TABLE, pivot.to_csv())
         drawn.append(plots.HEATMAP)

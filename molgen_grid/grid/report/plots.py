@@ -86,7 +86,7 @@ def heatmap(pivot: pd.DataFrame, primary: str, title: str, out: Path) -> None:
         red, green, blue, _ = image.cmap(image.norm(value))
         luminance = 0.2126 * red + 0.7152 * green + 0.0722 * blue
         ax.text(j, i, f"{value:.4g}", ha="center", va="center", color="black" if luminance > LIGHT else "white")
-    fig.colorbar(image, ax=ax, label=f"{primary} (mean of medians)")
+    fig.colorbar(image, ax=ax, label=f"{primary} (mean of replicates' medians)")
     _save(plt, fig, out / HEATMAP)
 
 

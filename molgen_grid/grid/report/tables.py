@@ -194,28 +194,40 @@ def best_rows(frame: pd.DataFrame, primary: Figure, ranked: set[str], within: li
     return [best for best in (best_row(group, primary, ranked) for group in groups) if best is not None]
 
 
-def heatmap_table(report: Report, keys: list[str]) -> pd.DataFrame | None:
-    """The primary figure over two settings (mean of the ranked cells' medians: a configuration's replicates
-    averaged; by default the two settings with most values, replicates aside); None when the grid has not two."""
+def heatmap_table(report: Report, keys: list[str]) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The primary figure over two settings (by default the two with most values, replicates aside), and the
+    settings it holds fixed: the `within` group and every other setting that varies, at the first baseline's
+    values (or, where the baseline lacks one of the two, the first such cell's), since a mean over them would mix,
+    say, int8 cells into one method's square and not into another's where they are unsupported. A square is the
+    mean of its configuration's replicates' medians, blank where none ran; None when there is nothing to show."""
     primary = report.figures[0].name
     frame = report.frame
     done = frame[frame["state"].isin(report.ranked) & frame[primary].notna()]
-    for key, value in heatmap_group(report).items():
+    baseline = baseline_row(report)
+    held = {k: baseline[k] for k in report.within} if baseline is not None else {}
+    for key, value in held.items():
         done = done[done[key] == value]
     keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1 and k not in report.pool),
                           key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
+    sets_both = done[done[keys[0]].notna() & done[keys[1]].notna()]
+    if sets_both.empty:
+        return None
+    anchor = baseline if baseline is not None and baseline[keys].notna().all() else sets_both.iloc[0]
+    for key in report.keys:
+        if key not in (*keys, *report.pool, *held) and done[key].nunique(dropna=False) > 1:
+            held[key] = anchor[key]
+            done = done[done[key].isna()] if pd.isna(anchor[key]) else done[done[key] == anchor[key]]
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
-    return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean")
+    return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean"), held
 
 
-def heatmap_group(report: Report) -> dict[str, Any]:
-    """With `within` settings, the one group a heatmap shows (its cells' means must not mix groups that do not
-    compare): the first baseline's; {} without `within`."""
+def baseline_row(report: Report) -> pd.Series | None:
+    """The first baseline's row of the report."""
     first = next((b for b in report.baselines.values() if b is not None), None)
     row = report.frame[report.frame["cell"] == first]
-    return {} if not report.within or row.empty else {k: row.iloc[0][k] for k in report.within}
+    return None if row.empty else row.iloc[0]
 
 
 def numeric_or_text(values: pd.Series) -> pd.Series:
