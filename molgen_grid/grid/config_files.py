@@ -110,6 +110,7 @@ class ConfigFiles:
 
     @cached_property
     def base_list(self) -> DefaultsList:
+        """The experiment's own list (its entries, and the choices Hydra records): read by every plan and cell."""
         return self.defaults_list(())
 
     @cached_property

@@ -109,8 +109,9 @@ class GridLauncher(Launcher):
         self.array_parallelism = array_parallelism
         self.job_resources = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
                               for k, v in job_resources.items()}
-        from molgen_grid.grid.console import make_console  # rich: a sweep's, not a cell's (its Hydra loads this
-        # module with its plugins)
+        # imported here, not above: Hydra loads this module with its plugins in every cell's process too, which
+        # needs no console (rich)
+        from molgen_grid.grid.console import make_console
 
         self.console = make_console()
         self.outcome: SweepOutcome | None = None

@@ -15,8 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 def is_app(config: DictConfig, task_function: Callable) -> bool:
     """Whether the launcher serves an app's own task function: its config names no engine task or command, and
     the sweep is not the engine's front door (a study that names neither is refused there, in one line)."""
-    from molgen_grid.grid.front_door import never_called  # only a sweep asks: a cell's process, whose Hydra
-    # loads this launcher with its plugins, never imports the front door
+    # imported here, not above: Hydra loads the launcher (and so this package) with its plugins in every cell's
+    # process too, which needs no front door; only a sweep asks this
+    from molgen_grid.grid.front_door import never_called
 
     return task_function is not never_called and OmegaConf.select(config, "grid.task", default=None) is None \
         and OmegaConf.select(config, "grid.command", default=None) is None

@@ -206,7 +206,7 @@ def heatmap_table(report: Report, keys: list[str]) -> tuple[pd.DataFrame, dict[s
     baseline = baseline_row(report)
     held = {k: baseline[k] for k in report.within} if baseline is not None else {}
     for key, value in held.items():
-        done = done[done[key] == value]
+        done = rows_at(done, key, value)
     keys = keys or sorted((k for k in report.keys if done[k].nunique() > 1 and k not in report.pool),
                           key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
@@ -218,9 +218,14 @@ def heatmap_table(report: Report, keys: list[str]) -> tuple[pd.DataFrame, dict[s
     for key in report.keys:
         if key not in (*keys, *report.pool, *held) and done[key].nunique(dropna=False) > 1:
             held[key] = anchor[key]
-            done = done[done[key].isna()] if pd.isna(anchor[key]) else done[done[key] == anchor[key]]
+            done = rows_at(done, key, anchor[key])
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
     return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean"), held
+
+
+def rows_at(frame: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:
+    """The rows whose setting `key` is `value`; unset (NaN) matches unset, which `==` never does."""
+    return frame[frame[key].isna()] if pd.isna(value) else frame[frame[key] == value]
 
 
 def baseline_row(report: Report) -> pd.Series | None:
