@@ -150,6 +150,10 @@ def test_replicates_run_interleaved_and_the_report_pools_them(light: Light) -> N
         in text, text
     index = (light.cwd / "artifacts" / "README.md").read_text()
     assert "| variant=b (value 4) |" in index, index
+    # a configuration of which one replicate has finished: one process, said in the singular
+    next(d for d in light.cell_dirs() if d.name.endswith("variant=b,replicate=1")).joinpath("summary.json").unlink()
+    light.cli_here("--report", *grid)
+    assert "`variant=b`: value 4 (range 2 to 6 over 3 repeats in 1 process)" in (out / "report.md").read_text()
 
 
 def cells_with(medians: list[float]) -> Report:

@@ -36,8 +36,9 @@ def best_line(report: Report, best: pd.Series) -> str:
     if pooled:
         return (f"**Best configuration{group}:** `{best_name(report.labels, best, report.pool)}`: {primary} "
                 f"{best[POOLED_MEDIAN]:.4g} (range "
-                f"{best[POOLED_LOW]:.4g} to {best[POOLED_HIGH]:.4g} over {int(best['pooled_repeats'])} repeats in "
-                f"{int(best['pooled_processes'])} processes){speed}.")
+                f"{best[POOLED_LOW]:.4g} to {best[POOLED_HIGH]:.4g} over "
+                f"{plural(int(best['pooled_repeats']), 'repeat')} in "
+                f"{plural(int(best['pooled_processes']), 'process', 'processes')}){speed}.")
     return (f"**Best cell{group}:** `{report.labels[best.name]}`: {primary} {best[primary]:.4g} "
             f"(range {best[primary + LOW]:.4g} to {best[primary + HIGH]:.4g}){speed}.")
 
