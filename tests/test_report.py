@@ -193,6 +193,18 @@ def test_a_heatmap_holds_the_settings_it_does_not_show_at_the_baselines(light: L
     assert heatmap.to_dict() == {"1.0": {"a": 2.0, "b": 4.0}, "2.0": {"a": 4.0, "b": 8.0}}  # spread 1.0 alone
 
 
+def test_a_heatmap_of_keys_the_baseline_leaves_unset_shows_the_cells_that_set_them(light: Light) -> None:
+    """spec_decoding's shape: the baseline's option has no draft length or schedule (its name spells them `null`),
+    so the two shown keys are held where a cell sets both (variant=deep), not at the baseline's option, whose one
+    square would say nothing."""
+    (light.cwd / "variant" / "deep.yaml").write_text("factor: 2\ndepth: 1\nwidth: 1\n")
+    grid = ["variant=a,deep", "variant.depth=1,2", "variant.width=1,2"]
+    light.cli(*grid)
+    light.cli_here("--report", *grid)
+    heatmap = pd.read_csv(light.cwd / "artifacts" / "default" / "heatmap.csv", index_col=0)
+    assert heatmap.shape == (2, 2) and heatmap.notna().all().all(), heatmap
+
+
 @pytest.mark.slow
 def test_report_within_a_setting_compares_like_with_like(tool: Tool, done_grid: DoneGrid) -> None:
     """`grid.report.within=[kv_cache]`: each cache has its own baseline (the declared one, sdpa, at that cache)

@@ -211,16 +211,22 @@ def heatmap_table(report: Report, keys: list[str]) -> tuple[pd.DataFrame, dict[s
                           key=lambda k: -done[k].nunique())[:2]
     if len(keys) != 2 or done.empty:
         return None
-    sets_both = done[done[keys[0]].notna() & done[keys[1]].notna()]
+    sets_both = done[~unset(done[keys[0]]) & ~unset(done[keys[1]])]
     if sets_both.empty:
         return None
-    anchor = baseline if baseline is not None and baseline[keys].notna().all() else sets_both.iloc[0]
+    anchor = baseline if baseline is not None and not unset(baseline[keys]).any() else sets_both.iloc[0]
     for key in report.keys:
         if key not in (*keys, *report.pool, *held) and done[key].nunique(dropna=False) > 1:
             held[key] = anchor[key]
             done = rows_at(done, key, anchor[key])
     done = done.assign(**{k: numeric_or_text(done[k]) for k in keys})  # 64 before 256, not after
     return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean"), held
+
+
+def unset(values: pd.Series) -> pd.Series:
+    """Which of these settings a cell does not have: NaN (a key of another experiment) or `null`, as a name spells
+    a key its options leave out (standard decoding's draft length)."""
+    return values.isna() | (values == "null")
 
 
 def rows_at(frame: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:
