@@ -230,8 +230,8 @@ def unset(values: pd.Series) -> pd.Series:
 
 
 def rows_at(frame: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:
-    """The rows whose setting `key` is `value`; unset (NaN) matches unset, which `==` never does."""
-    return frame[frame[key].isna()] if pd.isna(value) else frame[frame[key] == value]
+    """The rows whose setting `key` is `value`; unset matches unset (NaN or `null`), which `==` never does."""
+    return frame[unset(frame[key])] if unset(pd.Series([value])).iloc[0] else frame[frame[key] == value]
 
 
 def baseline_row(report: Report) -> pd.Series | None:
