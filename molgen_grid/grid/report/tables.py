@@ -223,15 +223,15 @@ def heatmap_table(report: Report, keys: list[str]) -> tuple[pd.DataFrame, dict[s
     return done.pivot_table(index=keys[0], columns=keys[1], values=primary, aggfunc="mean"), held
 
 
-def unset(values: pd.Series) -> pd.Series:
-    """Which of these settings a cell does not have: NaN (a key of another experiment) or `null`, as a name spells
-    a key its options leave out (standard decoding's draft length)."""
-    return values.isna() | (values == "null")
+def unset(values: Any) -> Any:
+    """Whether a setting (or each of a Series of them) is one a cell does not have: NaN (a key of another
+    experiment) or `null`, as a cell's name spells a key that its chosen option leaves out."""
+    return pd.isna(values) | (values == "null")
 
 
 def rows_at(frame: pd.DataFrame, key: str, value: Any) -> pd.DataFrame:
     """The rows whose setting `key` is `value`; unset matches unset (NaN or `null`), which `==` never does."""
-    return frame[unset(frame[key])] if unset(pd.Series([value])).iloc[0] else frame[frame[key] == value]
+    return frame[unset(frame[key])] if unset(value) else frame[frame[key] == value]
 
 
 def baseline_row(report: Report) -> pd.Series | None:
