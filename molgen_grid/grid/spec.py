@@ -14,6 +14,7 @@ memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
@@ -29,7 +30,7 @@ from molgen_grid.grid.config_part import ConfigPart
 from molgen_grid.grid.defaults import Defaults
 from molgen_grid.grid.naming import CellNamer
 from molgen_grid.grid.overrides import ABSENT, OverrideReader, close_match, steers_the_engine
-from molgen_grid.grid.resources import LOCAL
+from molgen_grid.grid.resources import LOCAL, executor_of
 from molgen_grid.grid.settings import read_settings
 
 #: The grid of a study that has no `experiment` group, and the experiment `--experiment` names by default.
@@ -141,6 +142,18 @@ class GridSpec:
         """Where and how the cell runs: its option of the resource group (`grid.resources`), or this machine."""
         group = self.resource_group
         return self.group_config(cell, group) if group is not None else {"executor": LOCAL}
+
+    def executors_named(self, job_overrides: Iterable[Sequence[str]]) -> set[str]:
+        """The executors that a sweep's options of the resource group name (the experiment's option and each one an
+        override chooses), read from the override strings before any cell is named. A cell's override of its
+        option's `executor` key is not seen here: its executor is found when its resources are read."""
+        group = self.resource_group
+        if group is None:
+            return {LOCAL}
+        chosen = {parsed[1] for parsed in map(self.overrides.parse, dict.fromkeys(chain.from_iterable(job_overrides)))
+                  if parsed is not None and parsed[0] == group}
+        own = {self.choices[group]} if group in self.choices else set()
+        return {executor_of(self.files.option(group, option)) for option in chosen | own}
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without

@@ -22,7 +22,7 @@ from molgen_grid.grid.follow import follow
 from molgen_grid.grid.forced import named_cells
 from molgen_grid.grid.gitinfo import provenance as code_provenance
 from molgen_grid.grid.paths import check_writable, checked_dir
-from molgen_grid.grid.plan import STALE_POLICIES, Entry, make_plan, under
+from molgen_grid.grid.plan import STALE_POLICIES, Entry, existing, make_plan, under
 from molgen_grid.grid.poll import Replan
 from molgen_grid.grid.preflight import StudyChecks
 from molgen_grid.grid.run import ConsoleEvents, Runner
@@ -42,6 +42,9 @@ ALL_CELLS = "*"
 _SWEEP_ONLY = ("hydra.launcher.", "hydra.sweeper.")
 #: Overrides of the engine's settings (`grid.stale=keep`): the same for every cell of a sweep.
 ENGINE_SETTINGS = "grid."
+#: The actions that ask a scheduler how many more cells it takes (a run, and the table and dry run that say how
+#: many would wait): its limits are asked as their plan begins (`Executor.prefetch`).
+ADMITTING = ("run", "status", "dry_run")
 
 
 @dataclass
@@ -103,6 +106,12 @@ class StudySweep:
         self.results = results
         on_import_path(settings, self.cwd)
         root = results / safe_component(spec.experiment, "experiment name")
+        executors = load_executors(settings, root)
+        if launcher.action in ADMITTING and not launcher.json and len(existing(root)) < len(job_overrides):
+            # some cell has no folder yet, so it runs: its scheduler's limits will be asked (a finished grid's
+            # status asks none)
+            for name in spec.executors_named(job_overrides) & executors.keys():
+                executors[name].prefetch()
         cells = spec.cells(job_overrides)
         if launcher.force and launcher.force != [ALL_CELLS]:
             cells = named_cells(spec, launcher.force, cells, root)
@@ -112,7 +121,6 @@ class StudySweep:
             cells = named_cells(spec, named, cells, root)
         elif launcher.action == "logs":
             cells = [one_cell(spec, launcher.logs, cells, root)]
-        executors = load_executors(settings, root)
         current = self.current(settings)
 
         def planned(some: list[Cell], forcing: set[str], views: Any = None) -> tuple[list[Entry], dict]:

@@ -57,6 +57,10 @@ class Executor(Protocol):
         limits, and a line for each limit that holds the rest back, naming them by `noun` (cells of a study,
         jobs of an app); this machine's executor has no limit."""
 
+    def prefetch(self) -> None:
+        """Start asking, in the background, what `admit` will need (a scheduler's limits): called as a sweep that
+        may send cells here begins to plan, so that the scheduler's answer comes while the plan is made."""
+
     def view(self, attempts: list[dict]) -> JobView:
         """What became of these attempts' jobs (the last attempt of each cell that has no summary since)."""
 

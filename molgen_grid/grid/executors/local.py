@@ -98,6 +98,9 @@ class LocalExecutor:
         """This machine has no submission limit: every cell may run (cells wait for a device, not for room)."""
         return [True] * len(options), []
 
+    def prefetch(self) -> None:
+        """Nothing to ask: this machine has no limit."""
+
     def launch(self, claims: list[Claim], events: Events) -> None:
         for claim in claims:
             self._run(claim, events)

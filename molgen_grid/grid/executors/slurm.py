@@ -21,6 +21,7 @@ import re
 import subprocess
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +35,7 @@ from molgen_grid.grid.executors import job_entry
 from molgen_grid.grid.executors.base import Claim, Events
 from molgen_grid.grid.executors.slurm_retry import Growth
 from molgen_grid.grid.executors.slurm_cancel import cancel_jobs
-from molgen_grid.grid.executors.slurm_limits import SubmitLimits
+from molgen_grid.grid.executors.slurm_limits import SubmitLimits, in_background
 from molgen_grid.grid.executors.slurm_status import FAILED_STATES, ClusterView, cluster_view, slurm_answers
 from molgen_grid.grid.resources import option_problem
 from molgen_grid.grid.plan import Entry
@@ -279,10 +280,18 @@ class SlurmExecutor:
         return self.limits.with_queued().admit([(text(o.get("account")), text(o.get("qos"))) for o in options],
                                                noun)
 
+    def prefetch(self) -> None:
+        self._limits_read  # noqa: B018 - starts the read
+
     @cached_property
+    def _limits_read(self) -> Future[SubmitLimits]:
+        return in_background(SubmitLimits.read)
+
+    @property
     def limits(self) -> SubmitLimits:
-        """The user's MaxSubmitJobs, read once a sweep (a top-up while following reads only the queue again)."""
-        return SubmitLimits.read()
+        """The user's MaxSubmitJobs, read once a sweep (a top-up while following reads only the queue again),
+        started by `prefetch` where the sweep knew early that cells may come here."""
+        return self._limits_read.result()
 
     @cached_property
     def max_array_size(self) -> int:

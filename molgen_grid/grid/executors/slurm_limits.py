@@ -5,19 +5,21 @@ Slurm counts every array task as one job against MaxSubmitJobs, set on the user'
 (`sacctmgr show assoc`) or on the QOS the job runs under (`sacctmgr show qos`, MaxSubmitJobsPerUser): the
 tighter one binds, less the user's jobs already queued or running there (squeue, one line per array task). As
 scalableminds' cluster_tools does, the limits are read before sbatch runs, never guessed from its refusal: the
-limits with two sacctmgr calls once a sweep, only when Slurm cells are about to go out (a local run reads
-nothing), and the user's jobs that count against them with one squeue call before each submission (a top-up
-while following comes after jobs ended). When sacctmgr is absent or refuses, there is no limit and that is said
-once.
+limits with two sacctmgr calls once a sweep, only where the sweep's options of the resource group send cells to
+Slurm (a local run reads nothing), in a thread started as the plan begins (`in_background`: slurmdbd's answer
+comes while the grid is planned); and the user's jobs that count against them with one squeue call before each
+submission (a top-up while following comes after jobs ended). When sacctmgr is absent or refuses, there is no
+limit and that is said once.
 """
 from __future__ import annotations
 
 import getpass
 import subprocess
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, TypeVar
 
 from molgen_grid.grid.executors.slurm_status import QUERY_TIMEOUT_S
 from molgen_grid.words import plural
@@ -26,6 +28,7 @@ from molgen_grid.words import plural
 DEFAULT_QOS = "normal"
 
 Run = Callable[[list[str]], str]
+T = TypeVar("T")
 
 
 def query(args: list[str]) -> str:
@@ -128,6 +131,21 @@ class SubmitLimits:
             for limit in limits if not full else ():
                 left[limit.where] -= 1
         return admitted, [binding[where].wait_reason(count, noun) for where, count in sorted(waiting.items())]
+
+
+def in_background(read: Callable[[], T]) -> Future[T]:
+    """`read()` in a thread of its own, its value (or its exception) in the future: a daemon thread, so that a
+    sweep ended by an error or an interrupt before it needed the answer does not wait for it."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(read())
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="slurm-limits", daemon=True).start()
+    return future
 
 
 def _number(text: str) -> int | None:
