@@ -40,6 +40,7 @@ class OptionSets:
         self._tasks: dict[Options, DictConfig] = {}
         self._keys: dict[Options, dict[str, str]] = {}
         self._changes: dict[tuple[Options, str], Change | None] = {}
+        self._options: dict[tuple[Options, str, tuple[str, ...]], Any] = {}
 
     def parse_override(self, line: str) -> Override:
         """Hydra's reading of one override, parsed once however many jobs hold it (cells.cell_of asks this)."""
@@ -117,10 +118,25 @@ class OptionSets:
             self.loader.load_sweep_config(self.master, list(overrides))
 
     def option(self, overrides: Sequence[str], group: str) -> Any:
-        """The job's option of a config group (its resource group), as a plain container; None when a value
-        override of the job reaches into that group (then only the job's composition tells)."""
+        """The job's option of a config group (its resource group), as a plain container: its option set's, with
+        the job's value overrides that reach into the group (`where.mem_gb=64`) applied together to a copy, once
+        per distinct set of them; None when they cannot be applied without the rest of the job (then only its
+        composition tells)."""
         options, values = self.split(overrides)
-        if any(self.parse_override(v).key_or_group.split(".")[0] == group.split(".")[0] for v in values):
-            return None
-        option = OmegaConf.select(self.base(options), group)
+        top = group.split(".")[0]
+        own = tuple(v for v in values if self.parse_override(v).key_or_group.split(".")[0] == top)
+        memo = (options, group, own)
+        if memo not in self._options:
+            self._options[memo] = self._option(options, group, own)
+        return self._options[memo]
+
+    def _option(self, options: Options, group: str, own: tuple[str, ...]) -> Any:
+        cfg = self.base(options)
+        if own:
+            cfg = copy.deepcopy(cfg)
+            try:
+                self.loader._apply_overrides_to_config([self.parse_override(line) for line in own], cfg)
+            except (HydraException, OmegaConfBaseException):
+                return None
+        option = OmegaConf.select(cfg, group)
         return OmegaConf.to_container(option, resolve=True) if OmegaConf.is_dict(option) else {}
