@@ -284,8 +284,12 @@ def test_an_app_sweep_beyond_max_submit_jobs_waits_and_tops_up(tmp_path: Path, c
     the reason, and hydra.launcher.wait=true submits them as the first ones end."""
     app = App(tmp_path)
     grid = ["model=small,wide", "optim=sgd,adam", "where=a100", f"+where.qos={limited_qos}"]
+    reason = f"2 jobs wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}"
+    for action in ("dry_run", "status"):  # said before the run too, as a study's --dry-run and --status say it
+        out = app.run(*grid, f"hydra.launcher.action={action}")
+        assert reason in out, (action, out)
     out = app.run(*grid, "hydra.launcher.wait=true")
-    assert f"2 jobs wait: MaxSubmitJobs {QOS_LIMIT} (QOS {limited_qos}" in out, out
+    assert reason in out, out
     assert set(app.states(*grid).values()) == {"done"}, out
     arrays = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("submitted array")]
     assert sum(arrays) == 4 and max(arrays) <= QOS_LIMIT and len(arrays) >= 2, out

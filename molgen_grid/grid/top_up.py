@@ -43,9 +43,10 @@ class TopUp:
         return True
 
 
-def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of: Callable[[Entry], dict]) -> list[str]:
-    """What `--status` and `--dry-run` say of the cells a run would leave waiting for room: each scheduler's
-    limits asked only when cells would go to it (a grid that runs here reads none)."""
+def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of: Callable[[Entry], dict],
+                  noun: str = "cell") -> list[str]:
+    """What a status and a dry run say of the cells (an app's jobs: `noun`) a run would leave waiting for room:
+    each scheduler's limits asked only when cells would go to it (a grid that runs here reads none)."""
     wanted: dict[str, list[dict]] = {}
     for e in entries:
         if e.runs:
@@ -55,5 +56,5 @@ def waiting_lines(entries: list[Entry], executors: dict[str, Any], resources_of:
     for name, options in wanted.items():
         executor = executors.get(name)
         if executor is not None:
-            lines += executor.admit(options)[1]
+            lines += executor.admit(options, noun)[1]
     return lines

@@ -14,6 +14,7 @@ from molgen_grid.grid.cell_logs import only_one, show_logs
 from molgen_grid.grid.plan import Entry
 from molgen_grid.grid.state import DONE
 from molgen_grid.grid.status_view import runs_on, show_status
+from molgen_grid.grid.top_up import waiting_lines
 from molgen_grid.grid.watch import watch
 from molgen_grid.words import plural
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
     """status: the jobs' states as a study's status shows its cells (status_view.py), with a done job's stored
-    value; dry_run: what a run would do with each job."""
+    value; dry_run: what a run would do with each job; both then say how many jobs a run would leave waiting
+    for room under the user's submission limit."""
     launcher = sweep.launcher
     counts: dict[str, int] = {}
     for e in entries:
@@ -36,22 +38,23 @@ def show(sweep: AppSweep, jobs: list[AppJob], entries: list[Entry]) -> None:
              "value": values.get(j.idx, (None, None))[0], "value_file": values.get(j.idx, (None, None))[1]}
             for j, e in zip(jobs, entries)]}, default=str))
         return
+    job_of = {id(e): j for j, e in zip(jobs, entries)}
     if launcher.action == "status":
-        job_of = {id(e): j for j, e in zip(jobs, entries)}
-
         def value(e: Entry) -> str:
             return value_text(*status_value(job_of[id(e)])) if e.state.state == DONE else ""
 
         show_status(sweep.console, f"sweep {sweep.sweep_dir}", entries, [f"#{j.idx} {j.store.name}" for j in jobs],
                     lambda e: place(sweep, e), launcher.all, "job", ("value", value), "hydra.launcher.all=true")
-        return
-    lines = []
-    for j, e in zip(jobs, entries):
-        what = f"runs ({e.why})" if e.why else "kept"
-        reason = f": {e.state.reason}" if e.state.reason else ""
-        lines.append(f"#{j.idx} {j.store.name}: {what}{reason}")
-    lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
-    sweep.console.out("\n".join(lines), highlight=False)
+    else:
+        lines = []
+        for j, e in zip(jobs, entries):
+            what = f"runs ({e.why})" if e.why else "kept"
+            reason = f": {e.state.reason}" if e.state.reason else ""
+            lines.append(f"#{j.idx} {j.store.name}: {what}{reason}")
+        lines.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no jobs")
+        sweep.console.out("\n".join(lines), highlight=False)
+    for line in waiting_lines(entries, sweep.executors, lambda e: sweep.resources_of(job_of[id(e)]), "job"):
+        sweep.console.print(line, markup=False, highlight=False)
 
 
 def place(sweep: AppSweep, entry: Entry) -> str:
