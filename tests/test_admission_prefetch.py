@@ -27,7 +27,7 @@ def test_a_slurm_grids_table_and_dry_run_ask_the_limits_before_its_cells_are_nam
     prefetch, cells = SlurmExecutor.prefetch, GridSpec.cells
     monkeypatch.setattr(SubmitLimits, "read", lambda: events.append("read") or NO_LIMIT)
     monkeypatch.setattr(SlurmExecutor, "prefetch", lambda self: events.append("prefetch") or prefetch(self))
-    monkeypatch.setattr(GridSpec, "cells", lambda self, jobs: events.append("cells named") or cells(self, jobs))
+    monkeypatch.setattr(GridSpec, "cells", lambda self, *args: events.append("cells named") or cells(self, *args))
     grid = ["where=h100,local", "variant=a,b"]
     for action in ("--status", "--dry-run"):
         events.clear()

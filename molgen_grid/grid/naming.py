@@ -49,15 +49,22 @@ class CellNamer:
                 added.add(key)
         return make_cell([(a, choices[a]) for a in self.spec.axes], extra, run, frozenset(added))
 
-    def cells(self, job_overrides: Iterable[Sequence[str]]) -> list[Cell]:
-        """Distinct cells in sweep order (two spellings of one cell are one cell)."""
-        jobs = [list(overrides) for overrides in job_overrides]
+    def chosen(self, job_overrides: Iterable[Sequence[str]]) -> dict[str, set[str]]:
+        """Each group's options that the sweep's jobs choose, every distinct override read once."""
         options: dict[str, set[str]] = {}
-        distinct = dict.fromkeys(chain.from_iterable(jobs))  # each override read once, in sweep order
+        distinct = dict.fromkeys(chain.from_iterable(job_overrides))
         for key, value, is_group, _ in filter(None, map(self.spec.overrides.parse, distinct)):
             if is_group:
                 options.setdefault(key, set()).add(value)
-        self.spec.defaults.swept = {group for group, chosen in options.items() if len(chosen) > 1}
+        return options
+
+    def cells(self, job_overrides: Iterable[Sequence[str]],
+              chosen: dict[str, set[str]] | None = None) -> list[Cell]:
+        """Distinct cells in sweep order (two spellings of one cell are one cell). `chosen`: `chosen(job_overrides)`
+        where the caller has read it already."""
+        jobs = [list(overrides) for overrides in job_overrides]
+        options = self.chosen(jobs) if chosen is None else chosen
+        self.spec.defaults.swept = {group for group, values in options.items() if len(values) > 1}
         seen: dict[str, Cell] = {}
         for overrides in jobs:
             c = self.cell(overrides)

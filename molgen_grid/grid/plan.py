@@ -115,11 +115,13 @@ def under(root: Path, cells: list[Cell], config_of: Callable[[Cell], dict[str, s
 
 def make_plan(entries: list[Entry], forced: set[str], executors: Mapping[str, object], current: Current,
               stale_policy: str = "rerun", max_attempts: int | None = None,
-              views: Mapping[str, JobView] | None = None) -> tuple[list[Entry], dict[str, JobView]]:
+              views: Mapping[str, JobView] | None = None,
+              listed: Mapping[Path, set[str]] | None = None) -> tuple[list[Entry], dict[str, JobView]]:
     """Each cell's state (every executor asked once for all of its jobs) and whether it runs; a cell given up
     says so in its reason. `views`: the executors' views when they were asked already (a follower's poll asks
-    once for the cells it reads again, poll.py), so that no executor is asked twice."""
-    present: dict[Path, set[str]] = {}
+    once for the cells it reads again, poll.py), so that no executor is asked twice. `listed`: the `existing`
+    cell directories of a root that the caller has just listed."""
+    present: dict[Path, set[str]] = dict(listed or {})
     for e in entries:
         if e.store.root not in present:
             present[e.store.root] = existing(e.store.root)

@@ -14,7 +14,6 @@ memory, CPUs) never enter a name or a fingerprint.
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Iterable, Sequence
 
 from hydra.core.config_loader import ConfigLoader
@@ -106,9 +105,10 @@ class GridSpec:
         """The cell that these overrides select (the experiment's defaults filling the rest): naming.py."""
         return self.namer.cell(overrides)
 
-    def cells(self, job_overrides: Iterable[Sequence[str]]) -> list[Cell]:
+    def cells(self, job_overrides: Iterable[Sequence[str]],
+              chosen: dict[str, set[str]] | None = None) -> list[Cell]:
         """Distinct cells in sweep order (two spellings of one cell are one cell): naming.py."""
-        return self.namer.cells(job_overrides)
+        return self.namer.cells(job_overrides, chosen)
 
     def cell_choices(self, cell: Cell) -> dict[str, str]:
         """The option of every group in this cell (its axes' and any other group it chose)."""
@@ -143,17 +143,15 @@ class GridSpec:
         group = self.resource_group
         return self.group_config(cell, group) if group is not None else {"executor": LOCAL}
 
-    def executors_named(self, job_overrides: Iterable[Sequence[str]]) -> set[str]:
-        """The executors that a sweep's options of the resource group name (the experiment's option and each one an
-        override chooses), read from the override strings before any cell is named. A cell's override of its
-        option's `executor` key is not seen here: its executor is found when its resources are read."""
+    def executors_named(self, chosen: dict[str, set[str]]) -> set[str]:
+        """The executors that a sweep's options of the resource group name (the experiment's option and each one its
+        jobs choose: `namer.chosen`), known before any cell is named. A cell's override of its option's `executor`
+        key is not seen here: its executor is found when its resources are read."""
         group = self.resource_group
         if group is None:
             return {LOCAL}
-        chosen = {parsed[1] for parsed in map(self.overrides.parse, dict.fromkeys(chain.from_iterable(job_overrides)))
-                  if parsed is not None and parsed[0] == group}
         own = {self.choices[group]} if group in self.choices else set()
-        return {executor_of(self.files.option(group, option)) for option in chosen | own}
+        return {executor_of(self.files.option(group, option)) for option in chosen.get(group, set()) | own}
 
     def group_config(self, cell: Cell, group: str) -> dict[str, Any]:
         """One group's config in this cell (its option file and the cell's overrides of its keys), without

@@ -107,12 +107,14 @@ class StudySweep:
         on_import_path(settings, self.cwd)
         root = results / safe_component(spec.experiment, "experiment name")
         executors = load_executors(settings, root)
-        if launcher.action in ADMITTING and not launcher.json and len(existing(root)) < len(job_overrides):
+        listed = existing(root)  # read once, by the plan too
+        chosen = spec.namer.chosen(job_overrides)
+        if launcher.action in ADMITTING and not launcher.json and len(listed) < len(job_overrides):
             # some cell has no folder yet, so it runs: its scheduler's limits will be asked (a finished grid's
             # status asks none)
-            for name in spec.executors_named(job_overrides) & executors.keys():
+            for name in spec.executors_named(chosen) & executors.keys():
                 executors[name].prefetch()
-        cells = spec.cells(job_overrides)
+        cells = spec.cells(job_overrides, chosen)
         if launcher.force and launcher.force != [ALL_CELLS]:
             cells = named_cells(spec, launcher.force, cells, root)
         forced = {c.name for c in cells} if launcher.force else set()
@@ -123,11 +125,12 @@ class StudySweep:
             cells = [one_cell(spec, launcher.logs, cells, root)]
         current = self.current(settings)
 
-        def planned(some: list[Cell], forcing: set[str], views: Any = None) -> tuple[list[Entry], dict]:
+        def planned(some: list[Cell], forcing: set[str], views: Any = None,
+                    folders: dict[Path, set[str]] | None = None) -> tuple[list[Entry], dict]:
             return make_plan(under(root, some, spec.config_part), forcing, executors, current,
-                             settings.stale, settings.retry.max_attempts, views)
+                             settings.stale, settings.retry.max_attempts, views, folders)
 
-        entries, views = planned(cells, forced)
+        entries, views = planned(cells, forced, folders={root: listed})
         current.hashes.save()
         return StudyPlan(spec, root, entries, views, executors, current, forced,
                          lambda again, known: planned([e.cell for e in again], set(), known))
